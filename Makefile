@@ -1,0 +1,29 @@
+# FaceSocial: `make run` serves on :8000 with the embedded defaults, `make test` runs every test.
+# Both install whatever is missing first (scripts/setup.sh is idempotent).
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+.PHONY: run test lint format setup bench-detect
+
+run:
+	@scripts/setup.sh run
+	@exec .build/release/facesocial serve
+
+test:
+	@scripts/setup.sh test
+	@scripts/lint.sh
+	@scripts/test.sh
+
+lint:
+	@scripts/lint.sh
+
+format:
+	swift format format --in-place --recursive --parallel Package.swift Sources Tests
+
+setup:
+	@scripts/setup.sh run
+
+# Stage timings of detection on the group photo (release build).
+bench-detect:
+	@scripts/setup.sh run
+	@.build/release/facesocial bench detect ../shared/testdata/group6_t1.jpg --iterations 100

@@ -1,0 +1,51 @@
+/// Something that runs a network: named input tensors in, named output tensors out. The face
+/// pipelines here call it between their pre- and postprocessing; ModelRuntime's sessions provide it.
+public protocol TensorRunner: Sendable {
+    func run(_ inputs: [String: Tensor]) async throws -> [String: Tensor]
+}
+
+/// Milliseconds spent in each stage of one pipeline run.
+public struct StageTimings: Sendable, Equatable, Codable {
+    public var preprocessMs: Double = 0
+    public var inferenceMs: Double = 0
+    public var postprocessMs: Double = 0
+
+    public init() {}
+}
+
+/// Measures `body` in milliseconds on the monotonic clock.
+@inlinable
+public func measure<T>(_ milliseconds: inout Double, _ body: () throws -> T) rethrows -> T {
+    let start = ContinuousClock.now
+    defer { milliseconds += (ContinuousClock.now - start).milliseconds }
+    return try body()
+}
+
+@inlinable
+public func measure<T>(_ milliseconds: inout Double, _ body: () async throws -> T) async rethrows -> T {
+    let start = ContinuousClock.now
+    defer { milliseconds += (ContinuousClock.now - start).milliseconds }
+    return try await body()
+}
+
+extension Duration {
+    public var milliseconds: Double {
+        Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15
+    }
+}
+
+extension YuNet {
+    /// The whole detector: letterbox, network, decode and NMS.
+    public func detect(
+        _ image: RGBImage, runner: any TensorRunner, options: DetectionOptions
+    ) async throws -> (faces: [DetectedFace], timings: StageTimings) {
+        var timings = StageTimings()
+        let (tensor, geometry) = measure(&timings.preprocessMs) { preprocess(image) }
+        let outputs = try await measure(&timings.inferenceMs) { try await runner.run([Self.inputName: tensor]) }
+        let faces = try measure(&timings.postprocessMs) {
+            try postprocess(
+                outputs, geometry: geometry, imageWidth: image.width, imageHeight: image.height, options: options)
+        }
+        return (faces, timings)
+    }
+}

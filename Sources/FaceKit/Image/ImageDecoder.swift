@@ -1,0 +1,74 @@
+import CImageCodecs
+
+/// What an image's header says, read without decoding any pixel.
+public struct ImageInfo: Sendable, Equatable {
+    public let format: ImageFormat
+    public let width: Int
+    public let height: Int
+
+    public init(format: ImageFormat, width: Int, height: Int) {
+        self.format = format
+        self.width = width
+        self.height = height
+    }
+}
+
+/// Decodes uploaded JPEG, PNG and WebP bytes into `RGBImage`. Every failure is an `ImageError`;
+/// limits are enforced from the header before any pixel memory is allocated.
+public enum ImageDecoder {
+    /// Sniffs the format from magic bytes and reads the dimensions from the header only.
+    public static func probe(_ bytes: [UInt8]) throws(ImageError) -> ImageInfo {
+        switch sniff(bytes) {
+        case .jpeg:
+            let header = try JPEGDecoder.readHeader(bytes)
+            return ImageInfo(format: .jpeg, width: header.width, height: header.height)
+        case .png:
+            let (width, height) = try PNGDecoder.readHeader(bytes)
+            return ImageInfo(format: .png, width: width, height: height)
+        case .webp:
+            let features = try WebPDecoder.features(bytes)
+            return ImageInfo(format: .webp, width: Int(features.width), height: Int(features.height))
+        case nil:
+            if bytes.isEmpty { throw .invalidFormat("image data is empty") }
+            throw .invalidFormat("unrecognised image format: expected JPEG, PNG or WebP")
+        }
+    }
+
+    /// Decodes to 8-bit RGB. JPEGs are turned upright according to their EXIF orientation.
+    public static func decode(_ bytes: [UInt8], limits: ImageLimits = .standard) throws(ImageError) -> RGBImage {
+        guard bytes.count <= limits.maxBytes else {
+            throw .tooLarge("image is \(bytes.count) bytes; the limit is \(limits.maxBytes) bytes")
+        }
+        let info = try probe(bytes)
+        try limits.check(width: info.width, height: info.height)
+        switch info.format {
+        case .jpeg: return try JPEGDecoder.decode(bytes, limits: limits)
+        case .png: return try PNGDecoder.decode(bytes, limits: limits)
+        case .webp: return try WebPDecoder.decode(bytes, limits: limits)
+        }
+    }
+
+    static func sniff(_ b: [UInt8]) -> ImageFormat? {
+        if b.count >= 3, b[0] == 0xFF, b[1] == 0xD8, b[2] == 0xFF { return .jpeg }
+        if b.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { return .png }
+        if b.count >= 12, b.starts(with: Array("RIFF".utf8)), b[8..<12].elementsEqual("WEBP".utf8) { return .webp }
+        return nil
+    }
+}
+
+extension ImageLimits {
+    /// Refuses dimensions over the side or pixel limits; called with header dimensions so a
+    /// decompression bomb is stopped before its pixel buffer exists.
+    func check(width: Int, height: Int) throws(ImageError) {
+        guard width > 0, height > 0 else {
+            throw .invalidFormat("image header declares an empty size (\(width)x\(height))")
+        }
+        guard width <= maxSide, height <= maxSide else {
+            throw .tooLarge("image is \(width)x\(height) px; the limit is \(maxSide) px per side")
+        }
+        // Both sides are bounded by maxSide here, so the product cannot overflow.
+        guard width * height <= maxPixels else {
+            throw .tooLarge("image has \(width * height) pixels; the limit is \(maxPixels)")
+        }
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+
+/// A 3-D landmark: x, y in image pixels, z (depth, negative towards the camera) in the same
+/// pixel scale as x.
+public struct Point3: Sendable, Codable, Equatable {
+    public var x: Float
+    public var y: Float
+    public var z: Float
+
+    public init(x: Float, y: Float, z: Float) {
+        self.x = x
+        self.y = y
+        self.z = z
+    }
+}
+
+/// The 468-point MediaPipe face mesh of one face.
+public struct DenseLandmarks: Sendable, Codable, Equatable {
+    /// In MediaPipe's canonical topology (1 is the nose tip, 33 / 263 the outer eye corners, …).
+    public var points: [Point3]
+    /// Sigmoid of the face-presence logit: low when the crop holds no face.
+    public var presence: Float
+
+    public init(points: [Point3], presence: Float) {
+        self.points = points
+        self.presence = presence
+    }
+}
+
+/// MediaPipe's face landmark network (face_landmark.tflite, converted to ONNX): 468 points from
+/// a 192×192 crop around a detected face.
+public struct FaceMesh: Sendable {
+    public static let inputName = "input_1"
+    public static let landmarksOutput = "conv2d_20"
+    public static let presenceOutput = "conv2d_30"
+    public static let inputSize = 192
+    public static let pointCount = 468
+    /// MediaPipe enlarges the detector's square by 1.5 before landmarking; the network was trained
+    /// on faces framed that way.
+    public static let cropExpansion: Float = 1.5
+
+    public init() {}
+
+    /// The transform from image coordinates onto the crop (continuous coordinates, pixel i covers
+    /// [i, i+1)): a square of side max(w, h) × 1.5 around the box centre, rotated so the eyes are
+    /// level, as MediaPipe's pipeline does with the detector's eye keypoints.
+    public func cropTransform(face: DetectedFace) -> SimilarityTransform {
+        let side = max(face.box.width, face.box.height) * Self.cropExpansion
+        let s = Float(Self.inputSize) / max(side, 1)
+        var angle: Float = 0
+        if face.landmarks.count >= 2 {
+            let dx = face.landmarks[1].x - face.landmarks[0].x
+            let dy = face.landmarks[1].y - face.landmarks[0].y
+            if dx * dx + dy * dy > 0 { angle = atan2(dy, dx) }
+        }
+        // Rotate by −angle about the box centre, scale, and put the centre in the crop's middle.
+        let a = s * cos(angle)
+        let b = -s * sin(angle)
+        let c = face.box.center
+        let half = Float(Self.inputSize) / 2
+        return SimilarityTransform(a: a, b: b, tx: half - (a * c.x - b * c.y), ty: half - (b * c.x + a * c.y))
+    }
+
+    /// The 192×192 crop. Outside the image is black (MediaPipe pads with zeros too). When the face
+    /// is shrunk by 2× or more the crop is sampled at up to 4× and box-averaged, so large faces do
+    /// not alias.
+    public func crop(_ image: RGBImage, transform t: SimilarityTransform) -> RGBImage {
+        let size = Self.inputSize
+        // `warped` maps pixel centres (integer coordinates); shift by half a pixel on both sides.
+        func centred(_ t: SimilarityTransform) -> SimilarityTransform {
+            SimilarityTransform(a: t.a, b: t.b, tx: t.tx + 0.5 * (t.a - t.b) - 0.5, ty: t.ty + 0.5 * (t.b + t.a) - 0.5)
+        }
+        let shrink = t.scale > 0 ? 1 / t.scale : 1
+        let k = min(4, max(1, Int(shrink.rounded(.down))))
+        guard k > 1 else { return image.warped(by: centred(t), width: size, height: size, border: .constant) }
+        let kf = Float(k)
+        let big = SimilarityTransform(a: t.a * kf, b: t.b * kf, tx: t.tx * kf, ty: t.ty * kf)
+        return image.warped(by: centred(big), width: size * k, height: size * k, border: .constant)
+            .boxDownsampled(by: k)
+    }
+
+    /// RGB planes in 0…1.
+    public func preprocess(crop: RGBImage) -> Tensor {
+        precondition(
+            crop.width == Self.inputSize && crop.height == Self.inputSize, "the face mesh needs a 192×192 crop")
+        return Preprocessing.planar(crop, order: .rgb, normalization: Normalization(scale: (1 / 255, 1 / 255, 1 / 255)))
+    }
+
+    /// Maps the crop-pixel points back through `transform` into the image; z is divided by the
+    /// same scale as x and y.
+    public func postprocess(_ outputs: [String: Tensor], transform: SimilarityTransform) throws -> DenseLandmarks {
+        guard let mesh = outputs[Self.landmarksOutput] else {
+            throw DetectorError.missingOutput("face mesh \(Self.landmarksOutput)")
+        }
+        guard let presence = outputs[Self.presenceOutput] else {
+            throw DetectorError.missingOutput("face mesh \(Self.presenceOutput)")
+        }
+        guard mesh.count == Self.pointCount * 3, presence.count == 1 else {
+            throw DetectorError.unexpectedShape("face mesh \(mesh.shape) / \(presence.shape)")
+        }
+        let inverse = transform.inverse
+        let zScale = inverse.scale
+        var points: [Point3] = []
+        points.reserveCapacity(Self.pointCount)
+        mesh.data.withUnsafeBufferPointer { m in
+            for i in 0..<Self.pointCount {
+                let p = inverse.apply(Point(x: m[3 * i], y: m[3 * i + 1]))
+                points.append(Point3(x: p.x, y: p.y, z: m[3 * i + 2] * zScale))
+            }
+        }
+        let logit = presence.data[0]
+        return DenseLandmarks(points: points, presence: 1 / (1 + exp(-logit)))
+    }
+
+    public func landmarks(_ image: RGBImage, face: DetectedFace, runner: any TensorRunner) async throws
+        -> DenseLandmarks
+    {
+        let transform = cropTransform(face: face)
+        let input = preprocess(crop: crop(image, transform: transform))
+        let outputs = try await runner.run([Self.inputName: input])
+        return try postprocess(outputs, transform: transform)
+    }
+}

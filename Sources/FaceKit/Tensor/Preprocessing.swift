@@ -1,0 +1,133 @@
+/// Channel order a model expects in its input planes.
+public enum ChannelOrder: Sendable {
+    case rgb, bgr
+}
+
+/// Per-channel normalisation applied while writing planes: value = (pixel − mean) × scale,
+/// with mean and scale given in the model's channel order.
+public struct Normalization: Sendable, Equatable {
+    public var mean: (Float, Float, Float)
+    public var scale: (Float, Float, Float)
+
+    public init(mean: (Float, Float, Float) = (0, 0, 0), scale: (Float, Float, Float) = (1, 1, 1)) {
+        self.mean = mean
+        self.scale = scale
+    }
+
+    public static let identity = Normalization()
+
+    public static func == (a: Normalization, b: Normalization) -> Bool {
+        a.mean == b.mean && a.scale == b.scale
+    }
+}
+
+/// How a letterboxed image maps back to the original: original = tensor / scale.
+public struct LetterboxGeometry: Sendable, Equatable {
+    public var scale: Float
+    public var contentWidth: Int
+    public var contentHeight: Int
+}
+
+public enum Preprocessing {
+    /// Resizes `image` (bilinear) to fit a `width`×`height` canvas keeping its aspect ratio, places
+    /// it at the top-left corner (the rest stays zero) and writes it as a [1, 3, height, width]
+    /// planar tensor in one pass, so no intermediate resized image is allocated.
+    public static func letterbox(
+        _ image: RGBImage, width: Int, height: Int, order: ChannelOrder, normalization: Normalization = .identity
+    ) -> (Tensor, LetterboxGeometry) {
+        let scale = min(Float(width) / Float(image.width), Float(height) / Float(image.height))
+        let contentWidth = max(1, min(width, Int((Float(image.width) * scale).rounded())))
+        let contentHeight = max(1, min(height, Int((Float(image.height) * scale).rounded())))
+        var data = [Float](repeating: 0, count: 3 * width * height)
+        data.withUnsafeMutableBufferPointer { out in
+            resizeBilinear(
+                image, into: out, canvasWidth: width, canvasHeight: height,
+                contentWidth: contentWidth, contentHeight: contentHeight, order: order, normalization: normalization)
+        }
+        let geometry = LetterboxGeometry(scale: scale, contentWidth: contentWidth, contentHeight: contentHeight)
+        return (Tensor(shape: [1, 3, height, width], data: data), geometry)
+    }
+
+    /// Resizes the whole image to exactly `width`×`height` (aspect not kept) as a planar tensor.
+    public static func resized(
+        _ image: RGBImage, width: Int, height: Int, order: ChannelOrder, normalization: Normalization = .identity
+    ) -> Tensor {
+        var data = [Float](repeating: 0, count: 3 * width * height)
+        data.withUnsafeMutableBufferPointer { out in
+            resizeBilinear(
+                image, into: out, canvasWidth: width, canvasHeight: height,
+                contentWidth: width, contentHeight: height, order: order, normalization: normalization)
+        }
+        return Tensor(shape: [1, 3, height, width], data: data)
+    }
+
+    /// Writes an RGB image of exactly the tensor's size as planes, without resampling.
+    public static func planar(_ image: RGBImage, order: ChannelOrder, normalization: Normalization = .identity)
+        -> Tensor
+    {
+        resized(image, width: image.width, height: image.height, order: order, normalization: normalization)
+    }
+
+    // Bilinear sampling with pixel centres aligned (the convention of OpenCV's INTER_LINEAR), with
+    // the per-column source indices and weights computed once per call instead of once per pixel.
+    private static func resizeBilinear(
+        _ image: RGBImage, into out: UnsafeMutableBufferPointer<Float>, canvasWidth: Int, canvasHeight: Int,
+        contentWidth: Int, contentHeight: Int, order: ChannelOrder, normalization: Normalization
+    ) {
+        let sw = image.width
+        let sh = image.height
+        let fx = Float(sw) / Float(contentWidth)
+        let fy = Float(sh) / Float(contentHeight)
+        var x0 = [Int](repeating: 0, count: contentWidth)
+        var x1 = [Int](repeating: 0, count: contentWidth)
+        var wx = [Float](repeating: 0, count: contentWidth)
+        for dx in 0..<contentWidth {
+            let sx = min(max((Float(dx) + 0.5) * fx - 0.5, 0), Float(sw - 1))
+            let i = Int(sx)
+            x0[dx] = i * 3
+            x1[dx] = min(i + 1, sw - 1) * 3
+            wx[dx] = sx - Float(i)
+        }
+        let plane = canvasWidth * canvasHeight
+        // Output plane offsets for the source R, G, B channels in the model's order.
+        let (rPlane, bPlane) = order == .rgb ? (0, 2 * plane) : (2 * plane, 0)
+        let gPlane = plane
+        let (m0, m1, m2) = normalization.mean
+        let (s0, s1, s2) = normalization.scale
+        // Mean/scale are in model order; map them to source R, G, B.
+        let (mr, mg, mb, sr, sg, sb) = order == .rgb ? (m0, m1, m2, s0, s1, s2) : (m2, m1, m0, s2, s1, s0)
+        image.pixels.withUnsafeBufferPointer { src in
+            x0.withUnsafeBufferPointer { x0 in
+                x1.withUnsafeBufferPointer { x1 in
+                    wx.withUnsafeBufferPointer { wx in
+                        for dy in 0..<contentHeight {
+                            let sy = min(max((Float(dy) + 0.5) * fy - 0.5, 0), Float(sh - 1))
+                            let yi = Int(sy)
+                            let wy = sy - Float(yi)
+                            let row0 = yi * sw * 3
+                            let row1 = min(yi + 1, sh - 1) * sw * 3
+                            let outRow = dy * canvasWidth
+                            for dx in 0..<contentWidth {
+                                let a = row0 + x0[dx]
+                                let b = row0 + x1[dx]
+                                let c = row1 + x0[dx]
+                                let d = row1 + x1[dx]
+                                let w = wx[dx]
+                                for ch in 0..<3 {
+                                    let top = Float(src[a + ch]) + (Float(src[b + ch]) - Float(src[a + ch])) * w
+                                    let bottom = Float(src[c + ch]) + (Float(src[d + ch]) - Float(src[c + ch])) * w
+                                    let v = top + (bottom - top) * wy
+                                    switch ch {
+                                    case 0: out[rPlane + outRow + dx] = (v - mr) * sr
+                                    case 1: out[gPlane + outRow + dx] = (v - mg) * sg
+                                    default: out[bPlane + outRow + dx] = (v - mb) * sb
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

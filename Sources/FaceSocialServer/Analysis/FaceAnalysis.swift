@@ -1,0 +1,97 @@
+import FaceKit
+import ModelRuntime
+import Vapor
+
+/// The per-face analyses a client can ask for.
+public enum AnalysisKind: String, CaseIterable, Sendable, Codable {
+    case embedding, attributes, liveness, quality, landmarks
+}
+
+/// Detectors a client can pick with `detector=`.
+public enum DetectorKind: String, CaseIterable, Sendable {
+    case yunet, retinaface
+}
+
+/// Everything computed about one face. Quality is always computed: it is cheap and every route
+/// can filter on it.
+public struct FaceReport: Sendable {
+    public var face: DetectedFace
+    public var quality: FaceQuality
+    public var embedding: [Float]?
+    public var age: AgeEstimate?
+    public var gender: GenderEstimate?
+    public var liveness: LivenessResult?
+    public var mesh: DenseLandmarks?
+}
+
+extension FaceService {
+    /// Runs the chosen detector; `options.minQuality` is applied later, once quality is known.
+    public func detect(_ image: RGBImage, detector: DetectorKind, options: DetectionOptions) async throws -> Detection {
+        switch detector {
+        case .yunet:
+            return try await detect(image, options: options)
+        case .retinaface:
+            let session = try await registry.session(for: "retinaface")
+            let (faces, timings) = try await RetinaFace().detect(image, runner: session, options: options)
+            return Detection(faces: faces, timings: timings, model: modelLabel("retinaface"))
+        }
+    }
+
+    /// The requested analyses for each face, faces in parallel and, within a face, the models in
+    /// parallel. Crops are made once per face and shared: the 112×112 aligned chip feeds both the
+    /// embedder and the quality measure.
+    public func analyze(
+        _ image: RGBImage, faces: [DetectedFace], kinds: Set<AnalysisKind>, livenessThreshold: Float
+    ) async throws -> (reports: [FaceReport], models: [String]) {
+        // Resolve every model first: a missing model fails the request before any work is done,
+        // and each model loads once however many faces wait for it.
+        var models: [String] = []
+        let sface = kinds.contains(.embedding) ? try await session("sface", &models) : nil
+        let age = kinds.contains(.attributes) ? try await session("age", &models) : nil
+        let gender = kinds.contains(.attributes) ? try await session("gender", &models) : nil
+        let minifas = kinds.contains(.liveness) ? try await session("minifas", &models) : nil
+        let mesh = kinds.contains(.landmarks) ? try await session("face-mesh", &models) : nil
+
+        let reports = try await withThrowingTaskGroup(of: (Int, FaceReport).self) { group in
+            for (index, face) in faces.enumerated() {
+                group.addTask {
+                    let chip = FaceAlignment.chip(image, landmarks: face.landmarks)
+                    async let embedding = sface.asyncMap { try await SFace().embed(chip: chip, runner: $0) }
+                    async let ageEstimate = age.asyncMap {
+                        try await AgeEstimator().estimate(image, face: face, runner: $0)
+                    }
+                    async let genderEstimate = gender.asyncMap {
+                        try await GenderClassifier().classify(image, face: face, runner: $0)
+                    }
+                    async let liveness = minifas.asyncMap {
+                        try await MiniFAS().check(image, face: face, runner: $0, threshold: livenessThreshold)
+                    }
+                    async let dense = mesh.asyncMap { try await FaceMesh().landmarks(image, face: face, runner: $0) }
+                    let quality = FaceQualityAssessor.assess(image: image, face: face, chip: chip)
+                    let report = FaceReport(
+                        face: face, quality: quality, embedding: try await embedding, age: try await ageEstimate,
+                        gender: try await genderEstimate, liveness: try await liveness, mesh: try await dense)
+                    return (index, report)
+                }
+            }
+            var reports = [FaceReport?](repeating: nil, count: faces.count)
+            for try await (index, report) in group { reports[index] = report }
+            return reports.compactMap { $0 }
+        }
+        return (reports, models)
+    }
+
+    private func session(_ id: String, _ models: inout [String]) async throws -> any InferenceSession {
+        let session = try await registry.session(for: id)
+        models.append(modelLabel(id))
+        return session
+    }
+}
+
+extension Optional where Wrapped: Sendable {
+    /// `map` for an async transform.
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        guard let value = self else { return nil }
+        return try await transform(value)
+    }
+}

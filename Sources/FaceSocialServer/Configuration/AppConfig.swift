@@ -1,0 +1,130 @@
+import FaceKit
+import Foundation
+import Logging
+import ModelRuntime
+
+public enum Profile: String, Sendable {
+    case development, production
+}
+
+public enum ConfigError: Error, CustomStringConvertible, Equatable {
+    case invalid(variable: String, reason: String)
+    case insecureDefault(variable: String)
+
+    public var description: String {
+        switch self {
+        case .invalid(let variable, let reason): "\(variable): \(reason)"
+        case .insecureDefault(let variable):
+            "\(variable) must be set to your own secret in the production profile (the development default is public)"
+        }
+    }
+}
+
+/// The server's configuration, read from environment variables with safe development defaults.
+public struct AppConfig: Sendable {
+    public var profile: Profile
+    public var host: String
+    public var port: Int
+    public var dataDirectory: URL
+    public var databaseURL: String?
+    public var jwtSecret: String
+    public var dataKey: String
+    public var modelDirectory: URL
+    public var manifestURL: URL
+    public var modelMirror: URL?
+    public var preloadModels: [String]
+    public var performanceHint: PerformanceHint
+    public var imageLimits: ImageLimits
+    public var maxFaces: Int
+    public var verifyThreshold: Float
+    public var livenessThreshold: Float
+    public var batchMaxImages: Int
+    public var batchConcurrency: Int
+    public var logLevel: Logger.Level
+    public var jsonLogs: Bool
+
+    // Public on purpose: they only protect development setups, and production refuses them.
+    static let developmentJWTSecret = "facesocial-development-jwt-secret-do-not-use"
+    static let developmentDataKey = "ZmFjZXNvY2lhbC1kZXZlbG9wbWVudC1kYXRhLWtleSE="
+
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws
+        -> AppConfig
+    {
+        func value(_ name: String) -> String? {
+            guard let raw = env[name]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
+            return raw
+        }
+        func integer(_ name: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
+            guard let raw = value(name) else { return fallback }
+            guard let number = Int(raw), range.contains(number) else {
+                throw ConfigError.invalid(variable: name, reason: "expected an integer in \(range), got \"\(raw)\"")
+            }
+            return number
+        }
+        func number(_ name: String, _ fallback: Float, _ range: ClosedRange<Float>) throws -> Float {
+            guard let raw = value(name) else { return fallback }
+            guard let number = Float(raw), range.contains(number) else {
+                throw ConfigError.invalid(variable: name, reason: "expected a number in \(range), got \"\(raw)\"")
+            }
+            return number
+        }
+        guard let profile = Profile(rawValue: value("FACESOCIAL_PROFILE") ?? "development") else {
+            throw ConfigError.invalid(variable: "FACESOCIAL_PROFILE", reason: "expected development or production")
+        }
+        guard let hint = PerformanceHint(rawValue: (value("FACESOCIAL_OV_PERFORMANCE_HINT") ?? "LATENCY").uppercased())
+        else {
+            throw ConfigError.invalid(
+                variable: "FACESOCIAL_OV_PERFORMANCE_HINT", reason: "expected LATENCY or THROUGHPUT")
+        }
+        let levelName = value("FACESOCIAL_LOG_LEVEL") ?? "info"
+        guard let level = Logger.Level(rawValue: levelName.lowercased()) else {
+            throw ConfigError.invalid(variable: "FACESOCIAL_LOG_LEVEL", reason: "unknown level \"\(levelName)\"")
+        }
+        let format = value("FACESOCIAL_LOG_FORMAT")?.lowercased()
+        guard format == nil || format == "json" || format == "text" else {
+            throw ConfigError.invalid(variable: "FACESOCIAL_LOG_FORMAT", reason: "expected text or json")
+        }
+
+        let config = AppConfig(
+            profile: profile,
+            host: value("FACESOCIAL_HOST") ?? "0.0.0.0",
+            port: try integer("FACESOCIAL_PORT", 8000, 1...65535),
+            dataDirectory: URL(fileURLWithPath: value("FACESOCIAL_DATA_DIR") ?? "var/data"),
+            databaseURL: value("DATABASE_URL"),
+            jwtSecret: value("JWT_SECRET_KEY") ?? developmentJWTSecret,
+            dataKey: value("FACESOCIAL_DATA_KEY") ?? developmentDataKey,
+            modelDirectory: URL(fileURLWithPath: value("FACESOCIAL_MODEL_DIR") ?? "var/models"),
+            manifestURL: URL(fileURLWithPath: value("FACESOCIAL_MODEL_MANIFEST") ?? "models/manifest.json"),
+            modelMirror: value("FACESOCIAL_MODEL_MIRROR").map { URL(fileURLWithPath: $0) },
+            preloadModels: (value("FACESOCIAL_PRELOAD_MODELS") ?? "").split(separator: ",").map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }.filter { !$0.isEmpty },
+            performanceHint: hint,
+            imageLimits: ImageLimits(
+                maxBytes: try integer("FACESOCIAL_MAX_BODY_BYTES", 10 * 1024 * 1024, 1024...(512 * 1024 * 1024)),
+                maxSide: try integer("FACESOCIAL_MAX_IMAGE_SIDE", 8000, 16...65535),
+                maxPixels: try integer("FACESOCIAL_MAX_IMAGE_PIXELS", 40_000_000, 256...1_000_000_000)),
+            maxFaces: try integer("FACESOCIAL_MAX_FACES", 100, 1...10_000),
+            verifyThreshold: try number("FACESOCIAL_VERIFY_THRESHOLD", Thresholds.verify, -1...1),
+            livenessThreshold: try number("FACESOCIAL_LIVENESS_THRESHOLD", Thresholds.liveness, -50...50),
+            batchMaxImages: try integer("FACESOCIAL_BATCH_MAX_IMAGES", 16, 1...256),
+            batchConcurrency: try integer("FACESOCIAL_BATCH_CONCURRENCY", 2, 1...64),
+            logLevel: level,
+            jsonLogs: format.map { $0 == "json" } ?? (profile == .production))
+        try config.validate()
+        return config
+    }
+
+    /// Production must never run on the public development secrets.
+    public func validate() throws {
+        guard profile == .production else { return }
+        if jwtSecret == Self.developmentJWTSecret { throw ConfigError.insecureDefault(variable: "JWT_SECRET_KEY") }
+        if jwtSecret.utf8.count < 32 {
+            throw ConfigError.invalid(variable: "JWT_SECRET_KEY", reason: "must be at least 32 characters")
+        }
+        if dataKey == Self.developmentDataKey { throw ConfigError.insecureDefault(variable: "FACESOCIAL_DATA_KEY") }
+        guard let key = Data(base64Encoded: dataKey), key.count == 32 else {
+            throw ConfigError.invalid(variable: "FACESOCIAL_DATA_KEY", reason: "must be base64 of exactly 32 bytes")
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import FaceKit
+import ModelRuntime
+import Vapor
+
+/// An error the API reports with a stable code. Every failure a client can see becomes one of
+/// these, rendered as `{ "error": { "code", "message", "details" } }`.
+public struct APIError: Error, Sendable {
+    public let status: HTTPResponseStatus
+    public let code: String
+    public let message: String
+    public var details: [String: String]
+    public var headers: HTTPHeaders
+
+    public init(
+        _ status: HTTPResponseStatus, _ code: String, _ message: String, details: [String: String] = [:],
+        headers: HTTPHeaders = [:]
+    ) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers
+    }
+
+    public static func validation(_ message: String, field: String? = nil) -> APIError {
+        APIError(.badRequest, "VALIDATION_FAILED", message, details: field.map { ["field": $0] } ?? [:])
+    }
+    public static func invalidImage(_ message: String) -> APIError {
+        APIError(.unprocessableEntity, "INVALID_IMAGE_FORMAT", message)
+    }
+    public static func imageTooLarge(_ message: String) -> APIError {
+        APIError(.payloadTooLarge, "IMAGE_TOO_LARGE", message)
+    }
+    public static func noFace(_ message: String = "no face was detected in the image") -> APIError {
+        APIError(.unprocessableEntity, "NO_FACE_DETECTED", message)
+    }
+    public static func modelUnavailable(_ message: String, model: String? = nil) -> APIError {
+        APIError(.serviceUnavailable, "MODEL_UNAVAILABLE", message, details: model.map { ["model": $0] } ?? [:])
+    }
+    public static func notFound(_ message: String) -> APIError { APIError(.notFound, "NOT_FOUND", message) }
+
+    /// Maps any error raised while handling a request to its API form.
+    public static func from(_ error: any Error) -> APIError {
+        switch error {
+        case let error as APIError:
+            return error
+        case let error as ImageError:
+            switch error {
+            case .tooLarge(let message): return .imageTooLarge(message)
+            case .invalidFormat(let message): return .invalidImage(message)
+            }
+        case let error as ModelRegistryError:
+            switch error {
+            case .unknownModel(let id): return .modelUnavailable("no model \(id) is configured", model: id)
+            case .unavailable(let id, let reason): return .modelUnavailable(reason, model: id)
+            }
+        case let error as DecodingError:
+            return .validation("malformed request: \(Self.describe(error))")
+        case let abort as any AbortError:
+            switch abort.status {
+            case .payloadTooLarge: return .imageTooLarge("the request body exceeds the configured limit")
+            case .notFound: return .notFound("no route for this path")
+            case .methodNotAllowed:
+                return APIError(.methodNotAllowed, "METHOD_NOT_ALLOWED", "method not allowed on this path")
+            case .unsupportedMediaType: return .validation("unsupported content type: \(abort.reason)")
+            case .unauthorized: return APIError(.unauthorized, "UNAUTHORIZED", abort.reason)
+            case .forbidden: return APIError(.forbidden, "FORBIDDEN", abort.reason)
+            case .badRequest, .unprocessableEntity: return .validation(abort.reason)
+            default:
+                if (400..<500).contains(abort.status.code) { return .validation(abort.reason) }
+                return APIError(abort.status, "INTERNAL_ERROR", abort.reason)
+            }
+        default:
+            return APIError(.internalServerError, "INTERNAL_ERROR", "the server could not complete the request")
+        }
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context),
+            .dataCorrupted(let context):
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+}
+
+struct ErrorBody: Content {
+    struct Inner: Content {
+        let code: String
+        let message: String
+        let details: [String: String]
+    }
+    let error: Inner
+}
+
+/// Renders every thrown error as the error envelope, and logs server-side failures.
+struct APIErrorMiddleware: AsyncMiddleware {
+    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        do {
+            return try await next.respond(to: request)
+        } catch {
+            let apiError = APIError.from(error)
+            if apiError.status.code >= 500 {
+                request.logger.error(
+                    "request failed", metadata: ["code": .string(apiError.code), "error": .string("\(error)")])
+            } else {
+                request.logger.info(
+                    "request refused", metadata: ["code": .string(apiError.code), "reason": .string(apiError.message)])
+            }
+            let response = Response(status: apiError.status, headers: apiError.headers)
+            try response.content.encode(
+                ErrorBody(error: .init(code: apiError.code, message: apiError.message, details: apiError.details)))
+            return response
+        }
+    }
+}

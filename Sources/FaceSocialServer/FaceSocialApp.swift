@@ -1,0 +1,88 @@
+import FaceKit
+import Fluent
+import FluentSQLiteDriver
+import Foundation
+import ModelRuntime
+import Vapor
+
+/// Builds the Vapor application from a configuration: middleware, database, models and routes.
+public enum FaceSocialApp {
+    /// Sets up logging for the process once: JSON lines in production, readable text otherwise.
+    public static func bootstrapLogging(_ config: AppConfig) {
+        let level = config.logLevel
+        if config.jsonLogs {
+            LoggingSystem.bootstrap { JSONLogHandler(label: $0, level: level) }
+        } else {
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardOutput(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        }
+    }
+
+    /// The model registry for a configuration, on the OpenVINO engine.
+    public static func makeRegistry(_ config: AppConfig) throws -> ModelRegistry {
+        let store = try ModelStore(manifestURL: config.manifestURL, directory: config.modelDirectory)
+        let engine = try OpenVINOEngine()
+        let hint = config.performanceHint
+        return ModelRegistry(store: store, engine: engine) { entry in
+            SessionOptions(
+                device: "CPU", precision: entry.precision, performanceHint: hint,
+                inputShapes: [entry.input.name: entry.input.shape])
+        }
+    }
+
+    public static func configure(_ app: Application, config: AppConfig, registry: ModelRegistry? = nil) async throws {
+        app.http.server.configuration.hostname = config.host
+        app.http.server.configuration.port = config.port
+        // The whole body limit is enforced per route while streaming; this only bounds routes
+        // that let Vapor collect the body.
+        app.routes.defaultMaxBodySize = ByteCount(integerLiteral: config.imageLimits.maxBytes)
+
+        app.middleware = Middlewares()
+        app.middleware.use(RequestContextMiddleware())
+        app.middleware.use(APIErrorMiddleware())
+
+        try configureDatabase(app, config: config)
+
+        let registry = try registry ?? makeRegistry(config)
+        let pinned = pinnedModels(config, registry: registry)
+        for id in pinned {
+            do {
+                try await registry.load(id)
+            } catch {
+                app.logger.error(
+                    "could not load pinned model", metadata: ["model": .string(id), "error": .string("\(error)")])
+            }
+        }
+
+        let faces = FaceService(registry: registry, limits: config.imageLimits, threadPool: app.threadPool)
+        try app.register(collection: HealthRoutes(registry: registry, pinnedModels: pinned))
+        try app.register(collection: DetectRoutes(faces: faces, config: config))
+        try app.register(collection: AnalysisRoutes(faces: faces, config: config))
+        try app.register(collection: DeepfakeRoutes(faces: faces, config: config))
+        try app.register(collection: OpenAPIRoutes())
+    }
+
+    /// Critical models plus the configured preload list, in manifest order.
+    static func pinnedModels(_ config: AppConfig, registry: ModelRegistry) -> [String] {
+        registry.store.manifest.models.filter { $0.priority == .critical || config.preloadModels.contains($0.id) }.map(
+            \.id)
+    }
+
+    static func configureDatabase(_ app: Application, config: AppConfig) throws {
+        let path: String
+        if let url = config.databaseURL {
+            guard url.hasPrefix("sqlite://") else {
+                throw ConfigError.invalid(
+                    variable: "DATABASE_URL", reason: "only sqlite:// URLs are supported by this build")
+            }
+            path = String(url.dropFirst("sqlite://".count))
+        } else {
+            try FileManager.default.createDirectory(at: config.dataDirectory, withIntermediateDirectories: true)
+            path = config.dataDirectory.appendingPathComponent("facesocial.sqlite").path
+        }
+        app.databases.use(.sqlite(.file(path)), as: .sqlite)
+    }
+}

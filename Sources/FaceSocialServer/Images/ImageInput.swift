@@ -1,0 +1,201 @@
+import FaceKit
+import Foundation
+import Vapor
+
+/// Image bytes and plain fields from a request, whichever way the client sent them: multipart
+/// (`image`, `image1`, `image2` parts plus form fields), a raw `image/*` body, or JSON with
+/// base64 images. Query parameters are fields too; body fields win over query ones.
+struct ImageRequest: Sendable {
+    var images: [String: [UInt8]] = [:]
+    /// Every image in the order it was sent (the batch routes read this).
+    var imageList: [[UInt8]] = []
+    var fields: [String: String] = [:]
+    /// Non-string JSON values (arrays, objects), kept raw for routes that need them.
+    var jsonFields: [String: JSONValue] = [:]
+
+    /// The image sent under `name`, or a clear 4xx.
+    func image(_ name: String) throws -> [UInt8] {
+        guard let bytes = images[name] else {
+            throw APIError.validation("no image was sent in the \"\(name)\" field", field: name)
+        }
+        guard !bytes.isEmpty else { throw APIError.invalidImage("the \"\(name)\" image is empty") }
+        return bytes
+    }
+}
+
+/// A decoded JSON value, used where a request field can be a number, a string, an array or an object.
+enum JSONValue: Codable, Sendable, Equatable {
+    case string(String)
+    case number(Double)
+    case bool(Bool)
+    case array([JSONValue])
+    case object([String: JSONValue])
+    case null
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([JSONValue].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .string(let v): try container.encode(v)
+        case .number(let v): try container.encode(v)
+        case .bool(let v): try container.encode(v)
+        case .array(let v): try container.encode(v)
+        case .object(let v): try container.encode(v)
+        case .null: try container.encodeNil()
+        }
+    }
+
+    /// The scalar as text, the way a form field would carry it.
+    var scalarText: String? {
+        switch self {
+        case .string(let v): v
+        case .number(let v): v == v.rounded() && abs(v) < 1e15 ? String(Int64(v)) : String(v)
+        case .bool(let v): String(v)
+        default: nil
+        }
+    }
+}
+
+extension Request {
+    static let imageFieldNames: Set<String> = ["image", "image1", "image2"]
+
+    /// Collects the body (up to the configured limit) and extracts images and fields.
+    func imageRequest(maxBytes: Int) async throws -> ImageRequest {
+        var result = ImageRequest()
+        if let query = url.query {
+            for pair in query.split(separator: "&") {
+                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                guard let key = parts.first?.removingPercentEncoding else { continue }
+                let value =
+                    parts.count > 1
+                    ? (parts[1].replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
+                result.fields[key] = value
+            }
+        }
+        let body = try await collectedBody(maxBytes: maxBytes)
+        let type = headers.contentType
+        if type?.type == "multipart", type?.subType == "form-data" {
+            try parseMultipart(body, into: &result)
+        } else if type == .json || type?.subType.hasSuffix("+json") == true {
+            try parseJSON(body, into: &result)
+        } else if body.readableBytes > 0 {
+            // Any other body is taken as the image itself (image/jpeg, image/png, image/webp,
+            // application/octet-stream); the decoder, not the header, decides what it is.
+            result.images["image"] = Array(body.readableBytesView)
+            result.imageList = [Array(body.readableBytesView)]
+        }
+        return result
+    }
+
+    private func collectedBody(maxBytes: Int) async throws -> ByteBuffer {
+        if let length = headers.first(name: .contentLength).flatMap(Int.init), length > maxBytes {
+            throw APIError.imageTooLarge("the request body of \(length) bytes exceeds the limit of \(maxBytes) bytes")
+        }
+        if let buffer = body.data { return buffer }
+        do {
+            return try await body.collect(max: maxBytes).get() ?? ByteBuffer()
+        } catch let error as any AbortError where error.status == .payloadTooLarge {
+            throw APIError.imageTooLarge("the request body exceeds the limit of \(maxBytes) bytes")
+        }
+    }
+
+    private func parseMultipart(_ body: ByteBuffer, into result: inout ImageRequest) throws {
+        guard let boundary = headers.contentType?.parameters["boundary"], !boundary.isEmpty else {
+            throw APIError.validation("multipart body without a boundary")
+        }
+        let parser = MultipartParser(boundary: boundary)
+        var parts: [(name: String?, filename: Bool, data: [UInt8])] = []
+        var name: String?
+        var isFile = false
+        var data: [UInt8] = []
+        parser.onHeader = { field, value in
+            guard field.lowercased() == "content-disposition" else { return }
+            let disposition = HTTPHeaders([("Content-Disposition", value)]).contentDisposition
+            name = disposition?.name
+            isFile = disposition?.filename != nil
+        }
+        parser.onBody = { chunk in data.append(contentsOf: chunk.readableBytesView) }
+        parser.onPartComplete = {
+            parts.append((name, isFile, data))
+            name = nil
+            isFile = false
+            data = []
+        }
+        do {
+            try parser.execute(body)
+        } catch {
+            throw APIError.validation("malformed multipart body: \(error)")
+        }
+        for part in parts {
+            guard let partName = part.name else { continue }
+            if Self.imageFieldNames.contains(partName) || part.filename {
+                result.images[partName] = part.data
+                result.imageList.append(part.data)
+            } else {
+                result.fields[partName] = String(decoding: part.data, as: UTF8.self)
+            }
+        }
+        if parts.isEmpty { throw APIError.validation("multipart body has no parts") }
+    }
+
+    private func parseJSON(_ body: ByteBuffer, into result: inout ImageRequest) throws {
+        let object: [String: JSONValue]
+        do {
+            object = try JSONDecoder().decode([String: JSONValue].self, from: Data(body.readableBytesView))
+        } catch {
+            throw APIError.validation("the body is not a JSON object")
+        }
+        for (key, value) in object {
+            if Self.imageFieldNames.contains(key) {
+                guard case .string(let text) = value else {
+                    throw APIError.validation("\"\(key)\" must be a base64 string", field: key)
+                }
+                result.images[key] = try Self.base64Image(text, field: key)
+                result.imageList.append(result.images[key]!)
+            } else if key == "images", case .array(let items) = value {
+                for (index, item) in items.enumerated() {
+                    guard case .string(let text) = item else {
+                        throw APIError.validation("\"images\" must be an array of base64 strings", field: "images")
+                    }
+                    // A bad item is reported per item by the batch route, not here.
+                    result.imageList.append((try? Self.base64Image(text, field: "images[\(index)]")) ?? [])
+                }
+            } else if let text = value.scalarText {
+                result.fields[key] = text
+            } else {
+                result.jsonFields[key] = value
+            }
+        }
+    }
+
+    /// Decodes base64 (standard or URL-safe, with or without a `data:image/...;base64,` prefix).
+    static func base64Image(_ text: String, field: String) throws -> [UInt8] {
+        var payload = Substring(text)
+        if payload.hasPrefix("data:"), let comma = payload.firstIndex(of: ",") {
+            payload = payload[payload.index(after: comma)...]
+        }
+        var normalized = payload.filter { !$0.isWhitespace }.replacingOccurrences(of: "-", with: "+")
+            .replacingOccurrences(of: "_", with: "/")
+        while normalized.count % 4 != 0 { normalized.append("=") }
+        guard let data = Data(base64Encoded: normalized) else {
+            throw APIError.invalidImage("\"\(field)\" is not valid base64")
+        }
+        return Array(data)
+    }
+}

@@ -1,0 +1,321 @@
+import FaceKit
+import Foundation
+import Vapor
+
+/// The stateless face routes: embed, verify, liveness, analyze and the batch form of analyze.
+struct AnalysisRoutes: RouteCollection {
+    let faces: FaceService
+    let config: AppConfig
+
+    func boot(routes: any RoutesBuilder) throws {
+        let v1 = routes.grouped("v1")
+        v1.on(.POST, "embed", body: .stream, use: embed)
+        v1.on(.POST, "verify", body: .stream, use: verify)
+        v1.on(.POST, "liveness", body: .stream, use: liveness)
+        v1.on(.POST, "analyze", body: .stream, use: analyze)
+        v1.on(.POST, "batch", "analyze", body: .stream, use: batchAnalyze)
+    }
+
+    /// Parameters every face route shares.
+    struct FaceParameters {
+        var detector: DetectorKind
+        var detection: DetectionOptions
+        var minQuality: Float
+        var livenessThreshold: Float
+    }
+
+    func parameters(_ input: ImageRequest) throws -> FaceParameters {
+        FaceParameters(
+            detector: try input.detector(), detection: try input.detectionOptions(maxFacesLimit: config.maxFaces),
+            minQuality: try input.float("min_quality", default: 0, in: 0...1),
+            livenessThreshold: try input.float("liveness_threshold", default: config.livenessThreshold, in: -50...50))
+    }
+
+    /// Decode, detect, analyse, filter by quality: the one path every face route takes.
+    func run(
+        _ bytes: [UInt8], _ p: FaceParameters, kinds: Set<AnalysisKind>, context: RequestContext
+    ) async throws -> (RGBImage, [FaceReport]) {
+        let (image, _) = try await faces.decode(bytes)
+        let detection = try await faces.detect(image, detector: p.detector, options: p.detection)
+        context.used(detection.model)
+        let (reports, models) = try await faces.analyze(
+            image, faces: detection.faces, kinds: kinds, livenessThreshold: p.livenessThreshold)
+        models.forEach(context.used)
+        return (image, reports.filter { $0.quality.score >= p.minQuality })
+    }
+
+    static func kinds(_ input: ImageRequest) throws -> Set<AnalysisKind> {
+        var names: [String]
+        if case .array(let items)? = input.jsonFields["analyses"] {
+            names = items.compactMap(\.scalarText)
+        } else if let raw = input.fields["analyses"] {
+            names = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        } else {
+            return Set(AnalysisKind.allCases)
+        }
+        names = names.filter { !$0.isEmpty }
+        var kinds = Set<AnalysisKind>()
+        for name in names {
+            guard let kind = AnalysisKind(rawValue: name) else {
+                throw APIError.validation(
+                    "unknown analysis \"\(name.prefix(40))\"; choose from "
+                        + AnalysisKind.allCases.map(\.rawValue).joined(separator: ", "), field: "analyses")
+            }
+            kinds.insert(kind)
+        }
+        guard !kinds.isEmpty else { throw APIError.validation("analyses is empty", field: "analyses") }
+        return kinds
+    }
+
+    // MARK: - /v1/embed
+
+    @Sendable
+    func embed(_ req: Request) async throws -> Envelope<EmbedResponse> {
+        let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes)
+        let p = try parameters(input)
+        guard let encoding = EmbeddingEncoding(rawValue: input.fields["encoding"] ?? "float") else {
+            throw APIError.validation("encoding must be float or base64", field: "encoding")
+        }
+        let (image, reports) = try await run(
+            try input.image("image"), p, kinds: [.embedding, .quality], context: req.context)
+        return req.envelope(
+            EmbedResponse(
+                faces: reports.map { FaceReportDTO($0, kinds: [.embedding, .quality], encoding: encoding) },
+                faceCount: reports.count, image: ImageSizeDTO(width: image.width, height: image.height),
+                embeddingModel: faces.modelLabel("sface"), dimension: SFace.dimension, encoding: encoding.rawValue))
+    }
+
+    // MARK: - /v1/verify
+
+    @Sendable
+    func verify(_ req: Request) async throws -> Envelope<VerifyResponse> {
+        let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes)
+        let p = try parameters(input)
+        let threshold = try input.float("threshold", default: config.verifyThreshold, in: -1...1)
+        let first = try await primaryFace(try input.image("image1"), p, field: "image1", context: req.context)
+        let second: (embedding: [Float], face: VerifyResponse.FaceSummary?)
+        if input.images["image2"] != nil {
+            let report = try await primaryFace(try input.image("image2"), p, field: "image2", context: req.context)
+            second = (report.embedding!, .init(report))
+        } else if let embedding = try Self.embedding(input) {
+            second = (EmbeddingMath.normalized(embedding), nil)
+        } else {
+            throw APIError.validation("send image2, or an embedding to compare image1 with", field: "image2")
+        }
+        let similarity = EmbeddingMath.cosine(first.embedding!, second.embedding)
+        return req.envelope(
+            VerifyResponse(
+                similarity: (similarity * 10000).rounded() / 10000, thresholdUsed: threshold,
+                isSamePerson: similarity >= threshold,
+                faces: .init(image1: .init(first), image2: second.face), model: faces.modelLabel("sface")))
+    }
+
+    /// The largest face of an image with its embedding, or 422 `NO_FACE_DETECTED` naming the image.
+    func primaryFace(_ bytes: [UInt8], _ p: FaceParameters, field: String, context: RequestContext) async throws
+        -> FaceReport
+    {
+        var options = p
+        options.detection.maxFaces = config.maxFaces
+        let (_, reports) = try await run(bytes, options, kinds: [.embedding, .quality], context: context)
+        guard let largest = reports.max(by: { $0.face.box.area < $1.face.box.area }) else {
+            var error = APIError.noFace("no face was detected in \(field)")
+            error.details["image"] = field
+            throw error
+        }
+        return largest
+    }
+
+    /// A reference embedding sent instead of image2: a JSON array of numbers or base64 float32.
+    static func embedding(_ input: ImageRequest) throws -> [Float]? {
+        let values: [Float]?
+        if case .array(let items)? = input.jsonFields["embedding"] {
+            values = items.map { item -> Float? in
+                if case .number(let n) = item { return Float(n) }
+                return nil
+            }.reduce([Float]()) { partial, value in value.map { partial + [$0] } ?? partial }
+            guard values?.count == items.count else {
+                throw APIError.validation("embedding must be an array of numbers", field: "embedding")
+            }
+        } else if let text = input.fields["embedding"] {
+            if text.hasPrefix("[") {
+                values = try? JSONDecoder().decode([Float].self, from: Data(text.utf8))
+            } else {
+                values = EmbeddingEncoding.decodeBase64(text)
+            }
+            guard values != nil else {
+                throw APIError.validation("embedding must be a JSON array or base64 float32", field: "embedding")
+            }
+        } else {
+            return nil
+        }
+        guard let values, values.count == SFace.dimension, values.allSatisfy(\.isFinite),
+            values.contains(where: { $0 != 0 })
+        else {
+            throw APIError.validation("embedding must hold \(SFace.dimension) finite numbers", field: "embedding")
+        }
+        return values
+    }
+
+    // MARK: - /v1/liveness
+
+    @Sendable
+    func liveness(_ req: Request) async throws -> Envelope<LivenessResponse> {
+        let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes)
+        var p = try parameters(input)
+        p.livenessThreshold = try input.float("threshold", default: p.livenessThreshold, in: -50...50)
+        let (image, reports) = try await run(
+            try input.image("image"), p, kinds: [.liveness, .quality], context: req.context)
+        guard let primary = reports.max(by: { $0.face.box.area < $1.face.box.area }), let result = primary.liveness
+        else { throw APIError.noFace() }
+        return req.envelope(
+            LivenessResponse(
+                isReal: result.isReal, score: LivenessDTO(result).score, probability: LivenessDTO(result).probability,
+                thresholdUsed: p.livenessThreshold,
+                faces: reports.map { FaceReportDTO($0, kinds: [.liveness, .quality]) },
+                image: ImageSizeDTO(width: image.width, height: image.height)))
+    }
+
+    // MARK: - /v1/analyze
+
+    @Sendable
+    func analyze(_ req: Request) async throws -> Envelope<AnalyzeResponse> {
+        let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes)
+        let p = try parameters(input)
+        let kinds = try Self.kinds(input)
+        let (image, reports) = try await run(try input.image("image"), p, kinds: kinds, context: req.context)
+        return req.envelope(
+            AnalyzeResponse(
+                faces: reports.map { FaceReportDTO($0, kinds: kinds) }, faceCount: reports.count,
+                image: ImageSizeDTO(width: image.width, height: image.height)))
+    }
+
+    // MARK: - /v1/batch/analyze
+
+    @Sendable
+    func batchAnalyze(_ req: Request) async throws -> Envelope<BatchResponse> {
+        // A batch may carry several images, each up to the single-image limit.
+        let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes * config.batchMaxImages)
+        let p = try parameters(input)
+        let kinds = try Self.kinds(input)
+        let images = input.imageList
+        guard !images.isEmpty else { throw APIError.validation("the batch holds no images", field: "images") }
+        guard images.count <= config.batchMaxImages else {
+            throw APIError.validation(
+                "a batch holds at most \(config.batchMaxImages) images, got \(images.count)", field: "images")
+        }
+        let context = req.context
+        let limit = config.batchConcurrency
+        // Bounded concurrency: at most `limit` images in flight, each failing on its own.
+        let items = await withTaskGroup(of: (Int, BatchResponse.Item).self) { group in
+            var results = [BatchResponse.Item?](repeating: nil, count: images.count)
+            var next = 0
+            func start() {
+                let index = next
+                next += 1
+                group.addTask {
+                    do {
+                        guard images[index].count <= config.imageLimits.maxBytes else {
+                            throw APIError.imageTooLarge("image \(index) exceeds \(config.imageLimits.maxBytes) bytes")
+                        }
+                        let (image, reports) = try await run(images[index], p, kinds: kinds, context: context)
+                        let data = AnalyzeResponse(
+                            faces: reports.map { FaceReportDTO($0, kinds: kinds) }, faceCount: reports.count,
+                            image: ImageSizeDTO(width: image.width, height: image.height))
+                        return (index, BatchResponse.Item(index: index, data: data, error: nil))
+                    } catch {
+                        let apiError = APIError.from(error)
+                        return (
+                            index,
+                            BatchResponse.Item(
+                                index: index, data: nil,
+                                error: .init(code: apiError.code, message: apiError.message, details: apiError.details))
+                        )
+                    }
+                }
+            }
+            while next < min(limit, images.count) { start() }
+            for await (index, item) in group {
+                results[index] = item
+                if next < images.count { start() }
+            }
+            return results.compactMap { $0 }
+        }
+        let failed = items.filter { $0.error != nil }.count
+        return req.envelope(BatchResponse(items: items, succeeded: items.count - failed, failed: failed))
+    }
+}
+
+struct EmbedResponse: Content {
+    let faces: [FaceReportDTO]
+    let faceCount: Int
+    let image: ImageSizeDTO
+    let embeddingModel: String
+    let dimension: Int
+    let encoding: String
+
+    enum CodingKeys: String, CodingKey {
+        case faces, image, dimension, encoding
+        case faceCount = "face_count"
+        case embeddingModel = "embedding_model"
+    }
+}
+
+struct VerifyResponse: Content {
+    struct FaceSummary: Content {
+        let bbox: BoxDTO
+        let score: Float
+        let quality: QualityDTO
+
+        init(_ r: FaceReport) {
+            bbox = BoxDTO(r.face.box)
+            score = (r.face.score * 10000).rounded() / 10000
+            quality = QualityDTO(r.quality)
+        }
+    }
+    struct Faces: Content {
+        let image1: FaceSummary
+        let image2: FaceSummary?
+    }
+    let similarity: Float
+    let thresholdUsed: Float
+    let isSamePerson: Bool
+    let faces: Faces
+    let model: String
+
+    enum CodingKeys: String, CodingKey {
+        case similarity, faces, model
+        case thresholdUsed = "threshold_used"
+        case isSamePerson = "is_same_person"
+    }
+}
+
+struct LivenessResponse: Content {
+    let isReal: Bool
+    let score: Float
+    let probability: Float
+    let thresholdUsed: Float
+    let faces: [FaceReportDTO]
+    let image: ImageSizeDTO
+
+    enum CodingKeys: String, CodingKey {
+        case score, probability, faces, image
+        case isReal = "is_real"
+        case thresholdUsed = "threshold_used"
+    }
+}
+
+struct BatchResponse: Content {
+    struct ItemError: Content {
+        let code: String
+        let message: String
+        let details: [String: String]
+    }
+    struct Item: Content {
+        let index: Int
+        let data: AnalyzeResponse?
+        let error: ItemError?
+    }
+    let items: [Item]
+    let succeeded: Int
+    let failed: Int
+}

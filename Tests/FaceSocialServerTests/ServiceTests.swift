@@ -1,0 +1,56 @@
+import Foundation
+import Testing
+import Vapor
+import VaporTesting
+
+@testable import FaceSocialServer
+
+@Suite("Health and configuration")
+struct ServiceTests {
+    @Test func healthAndReadiness() async throws {
+        try await withFaceSocial { app in
+            try await app.testing().test(.GET, "/health") { res in
+                #expect(res.status == .ok)
+                #expect(body(res)[path: "data.status"] as? String == "ok")
+            }
+            try await app.testing().test(.GET, "/health/ready") { res in
+                #expect(res.status == .ok, "\(res.body.string)")
+                expectConforms("GET", "/health/ready", res)
+                let body = try json(res)
+                #expect(body[path: "data.status"] as? String == "ready")
+                #expect(body[path: "data.checks.database.status"] as? String == "ok")
+                #expect(body[path: "data.checks.model:yunet.status"] as? String == "ok")
+            }
+        }
+    }
+
+    @Test func productionRefusesDefaultSecrets() throws {
+        #expect(throws: ConfigError.insecureDefault(variable: "JWT_SECRET_KEY")) {
+            try testConfig(["FACESOCIAL_PROFILE": "production"])
+        }
+        let key = Data((0..<32).map { UInt8($0) }).base64EncodedString()
+        #expect(throws: ConfigError.insecureDefault(variable: "FACESOCIAL_DATA_KEY")) {
+            try testConfig(["FACESOCIAL_PROFILE": "production", "JWT_SECRET_KEY": String(repeating: "k", count: 40)])
+        }
+        #expect(throws: ConfigError.self) {
+            try testConfig(["FACESOCIAL_PROFILE": "production", "JWT_SECRET_KEY": "short", "FACESOCIAL_DATA_KEY": key])
+        }
+        let config = try testConfig([
+            "FACESOCIAL_PROFILE": "production", "JWT_SECRET_KEY": String(repeating: "k", count: 40),
+            "FACESOCIAL_DATA_KEY": key,
+        ])
+        #expect(config.jsonLogs)
+    }
+
+    @Test func badValuesAreRefused() {
+        #expect(throws: ConfigError.self) { try testConfig(["FACESOCIAL_PORT": "99999"]) }
+        #expect(throws: ConfigError.self) { try testConfig(["FACESOCIAL_PROFILE": "staging"]) }
+        #expect(throws: ConfigError.self) { try testConfig(["FACESOCIAL_OV_PERFORMANCE_HINT": "FAST"]) }
+    }
+
+    @Test func requestIDsAreSanitised() {
+        #expect(RequestContextMiddleware.acceptable("abc-123_x.y") == "abc-123_x.y")
+        #expect(RequestContextMiddleware.acceptable("bad id\nInjected: 1") == nil)
+        #expect(RequestContextMiddleware.acceptable(String(repeating: "a", count: 200)) == nil)
+    }
+}

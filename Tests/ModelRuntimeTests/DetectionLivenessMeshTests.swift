@@ -1,0 +1,236 @@
+import FaceKit
+import Foundation
+import Testing
+
+@testable import ModelRuntime
+
+/// One engine, one float32 session per model and each photo decoded and YuNet-detected once,
+/// shared by every test in this file.
+private actor PipelineFixtures {
+    static let shared = PipelineFixtures()
+
+    struct Photo: Sendable {
+        let image: RGBImage
+        /// YuNet faces at the default options (score 0.6, NMS 0.3), best first.
+        let faces: [DetectedFace]
+    }
+
+    private var engine: OpenVINOEngine?
+    private var sessions: [String: any InferenceSession] = [:]
+    private var photos: [String: Task<Photo, any Error>] = [:]
+
+    static var testData: URL {
+        if let override = ProcessInfo.processInfo.environment["FACESOCIAL_TESTDATA"], !override.isEmpty {
+            return URL(fileURLWithPath: override, isDirectory: true)
+        }
+        return packageRoot.deletingLastPathComponent().appendingPathComponent("shared/testdata", isDirectory: true)
+    }
+
+    func session(_ file: String, input: String, shape: [Int]) throws -> any InferenceSession {
+        if let session = sessions[file] { return session }
+        let engine = try engine ?? OpenVINOEngine()
+        self.engine = engine
+        let session = try engine.load(
+            modelAt: modelDirectory.appendingPathComponent(file).path,
+            options: SessionOptions(precision: .f32, inputShapes: [input: shape]))
+        sessions[file] = session
+        return session
+    }
+
+    func yunet() throws -> any InferenceSession {
+        try session("detection/yunet_2023mar.onnx", input: YuNet.inputName, shape: [1, 3, 640, 640])
+    }
+    func retinaFace() throws -> any InferenceSession {
+        try session("detection/retinaface_mnet025.onnx", input: RetinaFace.inputName, shape: [1, 3, 640, 640])
+    }
+    func miniFAS() throws -> any InferenceSession {
+        try session("liveness/minifas_v2_128.onnx", input: MiniFAS.inputName, shape: [1, 3, 128, 128])
+    }
+    func faceMesh() throws -> any InferenceSession {
+        try session("landmarks/face_mesh_468.onnx", input: FaceMesh.inputName, shape: [1, 3, 192, 192])
+    }
+
+    func photo(_ name: String) async throws -> Photo {
+        if let task = photos[name] { return try await task.value }
+        let detector = try yunet()
+        let task = Task<Photo, any Error> {
+            let bytes = [UInt8](try Data(contentsOf: Self.testData.appendingPathComponent(name)))
+            let image = try ImageDecoder.decode(bytes)
+            let faces = try await YuNet().detect(image, runner: detector, options: DetectionOptions()).faces
+            return Photo(image: image, faces: faces)
+        }
+        photos[name] = task
+        return try await task.value
+    }
+}
+
+/// Photos of real people (not of screens or prints); every face in them must pass liveness.
+private let realPhotos = [
+    "obama.jpg", "obama2.jpg", "obama3.jpg", "obama_small.jpg", "obama-1080p.jpg", "obama_partial_face.jpg",
+    "obama_and_biden.jpg", "biden.jpg", "kit_harington_john1.jpeg", "kit_harington_john2.jpeg",
+    "rose_leslie_img1.jpg", "rose_leslie_img2.jpg", "two_people.jpg", "group6_t1.jpg", "tom_hanks.png",
+]
+
+private func describe(_ box: Box) -> String {
+    String(format: "(%5.0f,%5.0f %4.0fx%4.0f)", box.x, box.y, box.width, box.height)
+}
+
+private func distance(_ a: Point, _ b: Point) -> Float {
+    ((a.x - b.x) * (a.x - b.x) + (a.y - b.y) * (a.y - b.y)).squareRoot()
+}
+
+@Suite("RetinaFace, MiniFAS and face mesh on real photos")
+struct DetectionLivenessMeshTests {
+    @Test func retinaFaceFindsTheFacesYuNetFinds() async throws {
+        let fixtures = PipelineFixtures.shared
+        let runner = try await fixtures.retinaFace()
+        let expected = ["group6_t1.jpg": 6, "two_people.jpg": 2, "obama.jpg": 1]
+        var report = "RetinaFace (score 0.6, NMS 0.3) vs YuNet:\n"
+        for name in ["group6_t1.jpg", "two_people.jpg", "obama.jpg", "obama_and_biden.jpg", "biden_biden2.jpg"] {
+            let photo = try await fixtures.photo(name)
+            let (faces, timings) = try await RetinaFace().detect(
+                photo.image, runner: runner, options: DetectionOptions())
+            report += String(
+                format: "  %@: %d faces (YuNet %d), %.0f ms inference\n", name as NSString, faces.count,
+                photo.faces.count,
+                timings.inferenceMs)
+            for face in faces {
+                let match = photo.faces.max(by: { $0.box.iou(face.box) < $1.box.iou(face.box) })
+                let iou = match.map { $0.box.iou(face.box) } ?? 0
+                // Landmark agreement with YuNet's, relative to the face width: checks the order too.
+                let worst =
+                    match.map { m in
+                        zip(face.landmarks, m.landmarks).map { distance($0, $1) }.max()! / m.box.width
+                    } ?? .infinity
+                report += String(
+                    format: "    score %.3f %@ IoU with YuNet %.2f, worst landmark offset %.2f × width\n", face.score,
+                    describe(face.box) as NSString, iou, worst)
+                if expected[name] != nil {
+                    #expect(iou > 0.5, "\(name): RetinaFace box \(face.box) has no YuNet counterpart")
+                    #expect(worst < 0.2, "\(name): landmarks disagree with YuNet's (order?) \(face.landmarks)")
+                }
+                #expect(face.landmarks[0].x < face.landmarks[1].x && face.landmarks[3].x < face.landmarks[4].x)
+            }
+            if let count = expected[name] { #expect(faces.count == count, "\(name)") }
+        }
+        print(report, terminator: "")
+    }
+
+    @Test func livenessPassesRealFacesAndRejectsThePainting() async throws {
+        let fixtures = PipelineFixtures.shared
+        let runner = try await fixtures.miniFAS()
+        let threshold = MiniFAS.defaultThreshold
+        var report = "MiniFAS real − spoof margin (YuNet faces, score 0.6; threshold \(threshold)):\n"
+        var realMargins: [Float] = []
+        for name in realPhotos {
+            let photo = try await fixtures.photo(name)
+            #expect(!photo.faces.isEmpty, "\(name)")
+            for (i, face) in photo.faces.enumerated() {
+                let result = try await MiniFAS().check(photo.image, face: face, runner: runner, threshold: threshold)
+                realMargins.append(result.score)
+                report += String(
+                    format: "  %-26@ #%d det %.2f %@ margin %+6.2f  P(real) %.3f\n", name as NSString, i, face.score,
+                    describe(face.box) as NSString, result.score, result.probability)
+                #expect(result.isReal, "\(name) face \(i): margin \(result.score)")
+                #expect(abs(result.probability - 1 / (1 + exp(-result.score))) < 1e-5)
+            }
+        }
+        // biden_biden2.jpg: Biden is the largest face; YuNet also reports two faces in a painting.
+        let biden2 = try await fixtures.photo("biden_biden2.jpg")
+        let largest = try #require(biden2.faces.max(by: { $0.box.area < $1.box.area }))
+        let painting = biden2.faces.filter { $0 != largest }
+        #expect(painting.count == 2, "YuNet at 0.6 should report the two painting faces")
+        var spoofMargins: [Float] = []
+        for face in biden2.faces {
+            let result = try await MiniFAS().check(biden2.image, face: face, runner: runner, threshold: threshold)
+            let isPainting = face != largest
+            report += String(
+                format: "  %-26@ %@ det %.2f %@ margin %+6.2f  P(real) %.3f\n", "biden_biden2.jpg" as NSString,
+                (isPainting ? "painting" : "person  ") as NSString, face.score, describe(face.box) as NSString,
+                result.score,
+                result.probability)
+            if isPainting {
+                spoofMargins.append(result.score)
+                #expect(!result.isReal, "painting face \(face.box): margin \(result.score)")
+            } else {
+                realMargins.append(result.score)
+                #expect(result.isReal, "Biden in biden_biden2.jpg: margin \(result.score)")
+            }
+        }
+        report += String(
+            format: "  lowest real margin %+.2f, highest spoof margin %+.2f\n", realMargins.min() ?? .nan,
+            spoofMargins.max() ?? .nan)
+        print(report, terminator: "")
+    }
+
+    @Test func faceMeshLandsOnTheFace() async throws {
+        let fixtures = PipelineFixtures.shared
+        let runner = try await fixtures.faceMesh()
+        var report = "Face mesh (YuNet faces); distances are / box width: presence, share of points inside the box "
+        report +=
+            "enlarged 1.2×, mesh nose tip (point 1) to YuNet's nose, mesh eye centres to YuNet's eyes, nose moved "
+        report += "by re-cropping on the mesh's own box (MediaPipe's tracking ROI), z range / width:\n"
+        var noses: [Float] = []
+        for name in [
+            "obama.jpg", "obama-1080p.jpg", "biden.jpg", "kit_harington_john1.jpeg", "rose_leslie_img1.jpg",
+            "tom_hanks.png", "two_people.jpg", "group6_t1.jpg",
+        ] {
+            let photo = try await fixtures.photo(name)
+            for (i, face) in photo.faces.enumerated() {
+                let mesh = try await FaceMesh().landmarks(photo.image, face: face, runner: runner)
+                try #require(mesh.points.count == 468)
+                let b = face.box
+                func point(_ k: Int, _ m: DenseLandmarks = mesh) -> Point { Point(x: m.points[k].x, y: m.points[k].y) }
+                func mid(_ a: Int, _ c: Int) -> Point {
+                    Point(x: (point(a).x + point(c).x) / 2, y: (point(a).y + point(c).y) / 2)
+                }
+                let enlarged = Box(
+                    x: b.x - 0.1 * b.width, y: b.y - 0.1 * b.height, width: 1.2 * b.width, height: 1.2 * b.height)
+                let inside = Float(mesh.points.filter { enlarged.contains(Point(x: $0.x, y: $0.y)) }.count) / 468
+                let nose = distance(point(1), face.landmarks[2]) / b.width
+                noses.append(nose)
+                // Eye centres as the midpoints of the eye corners (33–133 and 362–263).
+                let eyes =
+                    max(distance(mid(33, 133), face.landmarks[0]), distance(mid(362, 263), face.landmarks[1])) / b.width
+                // Re-run on the box of the mesh itself: a well-framed first crop barely moves.
+                let xs = mesh.points.map(\.x)
+                let ys = mesh.points.map(\.y)
+                let meshBox = Box(
+                    x: xs.min()!, y: ys.min()!, width: xs.max()! - xs.min()!, height: ys.max()! - ys.min()!)
+                let again = try await FaceMesh().landmarks(
+                    photo.image, face: DetectedFace(box: meshBox, score: 1, landmarks: face.landmarks), runner: runner)
+                let moved = distance(point(1, again), point(1)) / b.width
+                let depth = mesh.points.map(\.z)
+                let depthRange = (depth.max()! - depth.min()!) / b.width
+                report += String(
+                    format: "  %-26@ #%d presence %.3f inside %.3f nose %.3f eyes %.3f moved %.3f z %.2f\n",
+                    name as NSString, i, mesh.presence, inside, nose, eyes, moved, depthRange)
+                #expect(mesh.presence > 0.9, "\(name) #\(i)")
+                #expect(inside > 0.95, "\(name) #\(i)")
+                // Detectors' own noses differ by up to ~0.15 × width on small faces (RetinaFace vs YuNet).
+                #expect(nose < 0.2 && eyes < 0.2, "\(name) #\(i)")
+                #expect(moved < 0.05, "\(name) #\(i)")
+                // Outer eye corners 33 (subject's right) and 263 in image order, like the detector's eyes.
+                #expect(point(33).x < point(263).x, "\(name) #\(i)")
+                // z is in image pixels at the face's scale: a head is about as deep as it is wide.
+                #expect(depthRange > 0.3 && depthRange < 1.5, "\(name) #\(i)")
+            }
+        }
+        let median = noses.sorted()[noses.count / 2]
+        report += String(format: "  median nose distance %.3f × width\n", median)
+        #expect(median < 0.08)
+        // A face-sized box on a photo with no face: the presence score must say so.
+        let mask = try await fixtures.photo("mask_blue.jpg")
+        #expect(mask.faces.isEmpty)
+        let side = Float(min(mask.image.width, mask.image.height)) / 2
+        let fake = DetectedFace(
+            box: Box(
+                x: Float(mask.image.width) / 2 - side / 2, y: Float(mask.image.height) / 2 - side / 2, width: side,
+                height: side),
+            score: 1, landmarks: [])
+        let empty = try await FaceMesh().landmarks(mask.image, face: fake, runner: runner)
+        report += String(format: "  mask_blue.jpg (no face, centre box) presence %.3f\n", empty.presence)
+        #expect(empty.presence < 0.5)
+        print(report, terminator: "")
+    }
+}

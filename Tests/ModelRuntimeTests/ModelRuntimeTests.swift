@@ -1,0 +1,153 @@
+import FaceKit
+import Foundation
+import Testing
+
+@testable import ModelRuntime
+
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+let manifestURL = packageRoot.appendingPathComponent("models/manifest.json")
+let modelDirectory = URL(
+    fileURLWithPath: ProcessInfo.processInfo.environment["FACESOCIAL_MODEL_DIR"]
+        ?? packageRoot.appendingPathComponent("var/models").path)
+
+@Suite("Manifest and model store")
+struct ModelStoreTests {
+    @Test func manifestListsEveryServiceWithChecksums() throws {
+        let manifest = try ModelManifest.load(from: manifestURL)
+        #expect(
+            Set(manifest.models.map(\.service)) == ["detection", "recognition", "attributes", "liveness", "landmarks"])
+        for entry in manifest.models {
+            #expect(entry.sha256.count == 64)
+            #expect(entry.size > 0)
+            #expect(!entry.sources.isEmpty)
+        }
+    }
+
+    @Test func installedModelsVerify() throws {
+        let store = try ModelStore(manifestURL: manifestURL, directory: modelDirectory)
+        for entry in store.manifest.models { #expect(store.status(of: entry) == .ok, "\(entry.id)") }
+    }
+
+    @Test func oneChangedByteFailsVerificationAndAMirrorWithABadFileIsRefused() throws {
+        let temp = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "facesocial-store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: temp) }
+        let store = try ModelStore(manifestURL: manifestURL, directory: temp.appendingPathComponent("models"))
+        let entry = try #require(store.manifest.entry("yunet"))
+        // A mirror holding a copy with one byte changed.
+        let mirror = temp.appendingPathComponent("mirror")
+        let source = modelDirectory.appendingPathComponent(entry.file)
+        var bytes = try Data(contentsOf: source)
+        let mirrored = mirror.appendingPathComponent(entry.file)
+        try FileManager.default.createDirectory(
+            at: mirrored.deletingLastPathComponent(), withIntermediateDirectories: true)
+        bytes[bytes.count / 2] ^= 0x01
+        try bytes.write(to: mirrored)
+        #expect(throws: ModelStoreError.self) { try store.pull(entry, mirror: mirror) }
+        #expect(store.status(of: entry) == .missing, "a file with a bad checksum must not be installed")
+        // The good file installs; then one flipped byte on disk fails verification.
+        try FileManager.default.removeItem(at: mirrored)
+        try FileManager.default.copyItem(at: source, to: mirrored)
+        #expect(try store.pull(entry, mirror: mirror) == "from mirror")
+        #expect(store.status(of: entry) == .ok)
+        try bytes.write(to: store.url(for: entry))
+        guard case .checksumMismatch = store.status(of: entry) else {
+            Issue.record("expected a checksum mismatch")
+            return
+        }
+    }
+}
+
+@Suite("OpenVINO engine")
+struct OpenVINOEngineTests {
+    @Test func cpuIsAvailable() throws {
+        let engine = try OpenVINOEngine()
+        #expect(try engine.availableDevices().contains("CPU"))
+        #expect(try !engine.property("FULL_DEVICE_NAME", device: "CPU").isEmpty)
+    }
+
+    @Test func loadsYuNetAndReportsItsPorts() async throws {
+        let engine = try OpenVINOEngine()
+        let session = try engine.load(
+            modelAt: modelDirectory.appendingPathComponent("detection/yunet_2023mar.onnx").path,
+            options: SessionOptions())
+        #expect(session.inputs == [TensorInfo(name: "input", shape: [1, 3, 640, 640])])
+        #expect(Set(session.outputs.map(\.name)).isSuperset(of: ["cls_8", "obj_16", "bbox_32", "kps_8"]))
+        #expect(session.concurrency >= 1)
+        let outputs = try await session.infer(["input": Tensor(zeros: [1, 3, 640, 640])])
+        #expect(outputs["cls_8"]?.shape == [1, 6400, 1])
+    }
+
+    @Test func dynamicInputsAreMadeStatic() throws {
+        let engine = try OpenVINOEngine()
+        let path = modelDirectory.appendingPathComponent("detection/retinaface_mnet025.onnx").path
+        #expect(throws: OpenVINOError.self) { try engine.load(modelAt: path, options: SessionOptions()) }
+        let session = try engine.load(
+            modelAt: path, options: SessionOptions(inputShapes: ["input": [1, 3, 320, 320]]))
+        #expect(session.inputs.first?.shape == [1, 3, 320, 320])
+    }
+
+    @Test func errorsCarryOpenVINOsMessage() throws {
+        let engine = try OpenVINOEngine()
+        do {
+            _ = try engine.load(modelAt: "/nonexistent/model.onnx", options: SessionOptions())
+            Issue.record("loading a missing file must fail")
+        } catch let error as OpenVINOError {
+            #expect(error.function.hasPrefix("ov_core_read_model"))
+            #expect(error.status != 0)
+            #expect(!error.message.isEmpty)
+        }
+    }
+
+    @Test func wrongInputShapeIsRefusedBeforeInference() async throws {
+        let engine = try OpenVINOEngine()
+        let session = try engine.load(
+            modelAt: modelDirectory.appendingPathComponent("detection/yunet_2023mar.onnx").path,
+            options: SessionOptions())
+        await #expect(throws: InferenceError.self) {
+            try await session.infer(["input": Tensor(zeros: [1, 3, 32, 32])])
+        }
+        await #expect(throws: InferenceError.self) {
+            try await session.infer(["nope": Tensor(zeros: [1, 3, 640, 640])])
+        }
+    }
+}
+
+@Suite("Model registry")
+struct ModelRegistryTests {
+    func registry(directory: URL = modelDirectory) throws -> ModelRegistry {
+        let store = try ModelStore(manifestURL: manifestURL, directory: directory)
+        return ModelRegistry(store: store, engine: try OpenVINOEngine()) { entry in
+            SessionOptions(inputShapes: [entry.input.name: entry.input.shape])
+        }
+    }
+
+    @Test func concurrentFirstUsesShareOneLoad() async throws {
+        let registry = try registry()
+        let sessions = try await withThrowingTaskGroup(of: ObjectIdentifier.self) { group in
+            for _ in 0..<20 { group.addTask { ObjectIdentifier(try await registry.session(for: "yunet")) } }
+            return try await group.reduce(into: Set<ObjectIdentifier>()) { $0.insert($1) }
+        }
+        #expect(sessions.count == 1)
+        let status = try #require(await registry.status("yunet"))
+        #expect(status.state == .loaded)
+        #expect(status.uses == 20)
+    }
+
+    @Test func aCorruptedFileMarksTheModelFailed() async throws {
+        let temp = FileManager.default.temporaryDirectory.appendingPathComponent("facesocial-reg-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: temp) }
+        let target = temp.appendingPathComponent("detection/yunet_2023mar.onnx")
+        try FileManager.default.createDirectory(
+            at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+        var bytes = try Data(contentsOf: modelDirectory.appendingPathComponent("detection/yunet_2023mar.onnx"))
+        bytes[100] ^= 0xFF
+        try bytes.write(to: target)
+        let registry = try registry(directory: temp)
+        await #expect(throws: ModelRegistryError.self) { try await registry.session(for: "yunet") }
+        let status = try #require(await registry.status("yunet"))
+        #expect(status.state == .failed)
+        #expect(status.failure?.contains("SHA-256") == true)
+    }
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs every test against the installed models and the shared test photos.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export FACESOCIAL_MODEL_DIR=${FACESOCIAL_MODEL_DIR:-$root/var/models}
+export FACESOCIAL_MODEL_MANIFEST=${FACESOCIAL_MODEL_MANIFEST:-$root/models/manifest.json}
+export FACESOCIAL_TESTDATA=${FACESOCIAL_TESTDATA:-$root/../shared/testdata}
+swift test 2>&1 | tee "$root/.build/test.log"
