@@ -43,15 +43,22 @@ if [ ! -f "$deps/openvino/VERSION" ] || [ "$(cat "$deps/openvino/VERSION")" != "
   rm -rf "$deps/wheels"
 fi
 
-# 3. Build.
+# 3. Build, unless the binary is newer than every source (SwiftPM's own no-op check takes several
+# seconds; this keeps a second run with nothing missing fast).
 if [ "$mode" = test ]; then
-  say "building (debug, with tests)"
-  swift build --build-tests
   bin="$root/.build/debug/facesocial"
+  stamp="$root/.build/debug/.tests-built"
+  if [ ! -f "$stamp" ] || [ -n "$(find Package.swift Sources Tests -newer "$stamp" -print -quit)" ]; then
+    say "building (debug, with tests)"
+    swift build --build-tests
+    touch "$stamp"
+  fi
 else
-  say "building (release)"
-  swift build -c release --product facesocial
   bin="$root/.build/release/facesocial"
+  if [ ! -x "$bin" ] || [ -n "$(find Package.swift Sources -newer "$bin" -print -quit)" ]; then
+    say "building (release)"
+    swift build -c release --product facesocial
+  fi
 fi
 
 # 4. Models, checked by SHA-256 against models/manifest.json.

@@ -45,6 +45,8 @@ struct RequestContextMiddleware: AsyncMiddleware {
         let requestID = incoming.flatMap(Self.acceptable) ?? UUID().uuidString.lowercased()
         let context = RequestContext(requestID: requestID)
         request.storage[RequestContextKey.self] = context
+        // One id per log line: ours replaces Vapor's own `request-id`.
+        request.logger[metadataKey: "request-id"] = nil
         request.logger[metadataKey: "request_id"] = .string(requestID)
         let response = try await next.respond(to: request)
         response.headers.replaceOrAdd(name: "X-Request-ID", value: requestID)
