@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""SIGTERM during in-flight requests: every in-flight request must finish with 200, a new
+connection must be refused, and the process must exit within --max-exit seconds.
+Usage: graceful.py PORT PID IMAGE"""
+import http.client, os, signal, sys, threading, time
+
+port, pid, image = int(sys.argv[1]), int(sys.argv[2]), open(sys.argv[3], "rb").read()
+max_exit = float(os.environ.get("GRACEFUL_MAX_EXIT", "10"))
+results = []
+
+
+def call():
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c.request("POST", "/v1/analyze", body=image, headers={"Content-Type": "image/jpeg"})
+        r = c.getresponse(); r.read(); results.append(r.status)
+    except Exception as e:
+        results.append(repr(e))
+
+
+threads = [threading.Thread(target=call) for _ in range(4)]
+for t in threads:
+    t.start()
+time.sleep(0.15)  # requests are in flight (each takes a few hundred ms)
+t0 = time.time()
+os.kill(pid, signal.SIGTERM)
+# SIGTERM is handled asynchronously: poll until new connections are refused.
+refused = "still accepting after 2s"
+while time.time() - t0 < 2:
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+        c.request("GET", "/health"); c.getresponse().read(); c.close()
+    except ConnectionRefusedError:
+        refused = "refused"
+        break
+    except Exception as e:
+        refused = repr(e)
+        break
+    time.sleep(0.05)
+refused_s = time.time() - t0
+for t in threads:
+    t.join()
+
+
+def gone():
+    try:
+        st = open(f"/proc/{pid}/stat").read()
+        return st.split(") ")[1].startswith("Z")
+    except OSError:
+        return True
+
+
+while not gone() and time.time() - t0 < max_exit + 5:
+    time.sleep(0.05)
+exit_s = time.time() - t0
+ok = all(r == 200 for r in results) and refused == "refused" and gone() and exit_s <= max_exit
+print(f"graceful shutdown: in-flight {results}, new connections {refused} {refused_s:.2f}s after SIGTERM, "
+      f"exited {exit_s:.2f}s after SIGTERM -> {'PASS' if ok else 'FAIL'}")
+sys.exit(0 if ok else 1)
