@@ -4,7 +4,7 @@
 Sends a fixed mix (detect, embed, health) at --rate requests/s from --threads threads until the
 file --stop exists (or --duration passes), attributing every answer to the phase named in the
 file --phase at the moment it was sent. Any non-2xx answer or transport error is a failure.
-Clients keep connections alive; when a reused connection turns out closed before any byte of an
+Clients keep connections alive (or, with --fresh, open one per request and never resend); when a reused connection turns out closed before any byte of an
 answer arrived (nginx reloading retires its old workers' idle connections) the request is sent
 again on a new connection, as HTTP clients do, and counted under `stale_retries`.
 """
@@ -26,6 +26,7 @@ p.add_argument("--duration", type=float, default=600)
 p.add_argument("--phase", required=True)
 p.add_argument("--stop", required=True)
 p.add_argument("--out", required=True)
+p.add_argument("--fresh", action="store_true", help="a new connection for every request (never resent)")
 a = p.parse_args()
 
 image = open(a.image, "rb").read()
@@ -92,7 +93,7 @@ def worker(idx):
                 else:
                     record(ph, r.status, data[:200].decode(errors="replace"))
                 used = True
-                if r.getheader("Connection", "").lower() == "close":
+                if a.fresh or r.getheader("Connection", "").lower() == "close":
                     conn.close(); conn = None
                 break
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
