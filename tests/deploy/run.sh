@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every deployment check, bounded (about 3 minutes on 2 cores), with a summary:
 #   static   hadolint, compose schema, env example, promtool (config, rules, unit tests),
-#            Kubernetes overlays (render + schema + guide checks), script syntax
+#            Kubernetes overlays (render + schema + guide checks), release.py unit tests, script syntax
 #   metrics  every metric the rules and dashboard use is exported by the server (skips until /metrics)
 #   releases nginx + 4 instances under load: blue-green, canary good/bad, rollback, rolling restart
 #   backup   backup.sh / restore.sh, PITR and dump, restore times (galleries part skips until ready)
@@ -63,6 +63,12 @@ static_checks() {
   local k8s_out; k8s_out=$(mktemp -d)
   run "kubernetes overlays" "$venv/bin/python" tests/deploy/check_k8s.py "$k8s_out" "$venv/bin/kubernetes-validate"
   rm -rf "$k8s_out"
+  run "release.py unit tests" python3 tests/deploy/test_release_unit.py
+  run "promote argument checks" bash -c '
+    out=$(scripts/promote-to-production.sh --version=v1.2.3 --target=k8s --dry-run) &&
+    grep -q "kubectl -n facesocial-production set image deployment/facesocial api=.*:v1.2.3" <<<"$out" &&
+    grep -q "rollout status" <<<"$out" &&
+    ! scripts/promote-to-staging.sh --version=1.2 --target=k8s --dry-run 2>/dev/null'
   run "script syntax" bash -c 'for f in scripts/deploy/*.sh scripts/promote-to-*.sh scripts/backup.sh scripts/restore.sh scripts/preflight.sh tests/deploy/*.sh deploy/compose/postgres/*.sh; do bash -n "$f" || exit 1; done &&
       python3 -m py_compile scripts/deploy/release.py scripts/deploy/kustomize_lite.py tests/deploy/*.py'
 }
