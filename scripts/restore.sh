@@ -6,7 +6,8 @@
 #       unpack the base backup into an empty PGDATA, replay archived WAL up to TIME
 #       (e.g. '2026-01-31 12:00:00+00'; default: everything archived), then promote;
 #       --start runs pg_ctl start and waits for recovery to finish (PGPORT, PGHOST as socket dir)
-#   --redis-rdb=PATH    also copy the Redis snapshot to PATH (stop Redis first, start it after)
+#   restore.sh --from=DIR --mode=redis --redis-rdb=PATH
+#   --redis-rdb=PATH    (any mode) copy the Redis snapshot to PATH: stop Redis first, start it after
 set -euo pipefail
 from="" mode="" pgdata="" wal="" target="" start=0 redis_to=""
 for arg in "$@"; do
@@ -56,7 +57,8 @@ case $mode in
       say "recovered and promoted"
     fi
     ;;
-  *) echo "--mode=dump or --mode=pitr" >&2; exit 2 ;;
+  redis) [ -n "$redis_to" ] || { echo "--mode=redis needs --redis-rdb=PATH" >&2; exit 2; } ;;
+  *) echo "--mode=dump, --mode=pitr or --mode=redis" >&2; exit 2 ;;
 esac
 if [ -n "$redis_to" ] && [ -f "$from/redis.rdb" ]; then
   cp "$from/redis.rdb" "$redis_to"

@@ -31,6 +31,7 @@ sql() { pg psql -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 cleanup() {
   set +e
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  [ -n "${redis_pid:-}" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
   [ -f "$T/pg/postmaster.pid" ] && pg pg_ctl -D "$T/pg" -m immediate stop >/dev/null 2>&1
   if [ -n "${KEEP_DEPLOY_TMP:-}" ]; then echo "kept $T"; else rm -rf "$T"; fi
 }
@@ -62,11 +63,21 @@ pg createdb facesocial
 
 # --- part A: a plain table ----------------------------------------------------------------------
 if [ "$mode" != galleries ]; then
+# Redis alongside, when installed: its snapshot must come back too.
+redis_port=$((port + 2)) redis_pid=""
+if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+  mkdir -p "$T/redis"; chmod 777 "$T/redis"
+  redis-server --port $redis_port --bind 127.0.0.1 --dir "$T/redis" --save '' --daemonize no > "$T/redis.log" 2>&1 &
+  redis_pid=$!
+  for _ in $(seq 50); do redis-cli -p $redis_port ping >/dev/null 2>&1 && break; sleep 0.1; done
+  redis-cli -p $redis_port set facesocial:backup-probe kept >/dev/null
+  export REDIS_URL=redis://127.0.0.1:$redis_port/0
+fi
 sql "create table people (id serial primary key, name text not null, phase text not null)"
 sql "insert into people (name, phase) select 'p' || g, 'before-backup' from generate_series(1, 5000) g"
-pg "$root/scripts/backup.sh"
+pg env ${REDIS_URL:+REDIS_URL=$REDIS_URL} "$root/scripts/backup.sh"
 b=$(ls -d "$T"/backups/20*Z | tail -1)
-for f in db.dump base.tar.gz manifest.json SHA256SUMS wal_start; do [ -f "$b/$f" ] || fail "backup lacks $f"; done
+for f in db.dump base.tar.gz manifest.json SHA256SUMS wal_start ${redis_pid:+redis.rdb}; do [ -f "$b/$f" ] || fail "backup lacks $f"; done
 sql "insert into people (name, phase) select 'q' || g, 'after-backup' from generate_series(1, 300) g"
 sleep 1.1
 target=$(sql "select now()")
@@ -86,6 +97,17 @@ rto_dump=$(timed pg "$root/scripts/restore.sh" --from="$b" --mode=dump)
 got=$(sql "select phase || '=' || count(*) from people group by phase order by phase" | tr '\n' ' ')
 [ "$got" = "before-backup=5000 " ] || fail "dump restored '$got'"
 say "dump: the backup's rows back ($got) in ${rto_dump}s"
+if [ -n "$redis_pid" ]; then
+  kill $redis_pid; wait $redis_pid 2>/dev/null; redis_pid=""
+  rm -f "$T/redis/dump.rdb"
+  pg "$root/scripts/restore.sh" --from="$b" --mode=redis --redis-rdb="$T/redis/dump.rdb" >/dev/null
+  redis-server --port $redis_port --bind 127.0.0.1 --dir "$T/redis" --dbfilename dump.rdb --save '' > "$T/redis.log" 2>&1 &
+  redis_pid=$!
+  for _ in $(seq 50); do redis-cli -p $redis_port ping >/dev/null 2>&1 && break; sleep 0.1; done
+  [ "$(redis-cli -p $redis_port get facesocial:backup-probe)" = kept ] || fail "Redis snapshot did not restore"
+  kill $redis_pid; wait $redis_pid 2>/dev/null; redis_pid=""
+  say "Redis: snapshot restored (probe key back)"
+fi
 printf 'RESULT backup-restore: PITR restore %.2f s, pg_dump restore %.2f s (5,000-row table)\n' "$rto_pitr" "$rto_dump"
 fi
 [ "$mode" = table ] && exit 0
