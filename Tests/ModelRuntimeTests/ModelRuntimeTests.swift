@@ -29,6 +29,21 @@ struct ModelStoreTests {
         for entry in store.manifest.models { #expect(store.status(of: entry) == .ok, "\(entry.id)") }
     }
 
+    @Test func aFolderOfSymlinksVerifies() throws {
+        let temp = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "facesocial-links-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: temp) }
+        let store = try ModelStore(manifestURL: manifestURL, directory: temp)
+        for entry in store.manifest.models {
+            let link = store.url(for: entry)
+            try FileManager.default.createDirectory(
+                at: link.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(
+                at: link, withDestinationURL: modelDirectory.appendingPathComponent(entry.file))
+            #expect(store.status(of: entry) == .ok, "\(entry.id)")
+        }
+    }
+
     @Test func oneChangedByteFailsVerificationAndAMirrorWithABadFileIsRefused() throws {
         let temp = FileManager.default.temporaryDirectory.appendingPathComponent(
             "facesocial-store-\(UUID().uuidString)")

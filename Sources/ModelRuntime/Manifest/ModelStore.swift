@@ -58,7 +58,9 @@ public struct ModelStore: Sendable {
     }
 
     public func status(of entry: ModelManifest.Entry) -> ModelFileStatus {
-        let url = url(for: entry)
+        // Resolve links first: a model folder made of symlinks (a Kubernetes volume, `cp -rs`) must be
+        // checked by the files' sizes and contents, not the links'.
+        let url = url(for: entry).resolvingSymlinksInPath()
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: url.path),
             let size = (attributes[.size] as? NSNumber)?.intValue
         else { return .missing }
