@@ -8,7 +8,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Micro benchmarks of the face pipelines (build with -c release for real numbers).",
-        subcommands: [Detect.self, Thresholds.self]
+        subcommands: [Detect.self, Micro.self, Thresholds.self]
     )
 
     struct Detect: AsyncParsableCommand {
@@ -130,6 +130,63 @@ extension BenchCommand {
                 }
             }
             printTable(header: ["image", "face box", "detector score", "margin"], rows: margins)
+        }
+    }
+}
+
+extension BenchCommand {
+    /// One number per building block: decoding, letterboxing, alignment and each model's inference.
+    struct Micro: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Time image decode, letterbox, alignment and every model's inference (mean/p50/p95).")
+        @Option(help: "Folder of the shared test photos.") var testdata = "../shared/testdata"
+        @Option(help: "Timed iterations per item.") var iterations = 50
+
+        func run() async throws {
+            let config = try AppConfig.fromEnvironment()
+            let registry = try FaceSocialApp.makeRegistry(config)
+            func bytes(_ file: String) throws -> [UInt8] {
+                try [UInt8](Data(contentsOf: URL(fileURLWithPath: testdata).appendingPathComponent(file)))
+            }
+            let jpeg = try bytes("group6_t1.jpg")
+            let png = try bytes("tom_hanks.png")
+            let image = try ImageDecoder.decode(jpeg)
+            let (faces, _) = try await YuNet().detect(
+                image, runner: try await registry.session(for: "yunet"), options: DetectionOptions())
+            guard let face = faces.first else { throw ValidationError("no face in group6_t1.jpg") }
+            let chip = FaceAlignment.chip(image, landmarks: face.landmarks)
+
+            var rows: [[String]] = []
+            func time(_ name: String, _ body: () async throws -> Void) async throws {
+                for _ in 0..<3 { try await body() }
+                var samples: [Double] = []
+                for _ in 0..<iterations {
+                    let start = ContinuousClock.now
+                    try await body()
+                    samples.append((ContinuousClock.now - start).milliseconds)
+                }
+                samples.sort()
+                let mean = samples.reduce(0, +) / Double(samples.count)
+                rows.append([name, format(mean), format(percentile(samples, 0.5)), format(percentile(samples, 0.95))])
+            }
+            try await time("decode JPEG 1280x886") { _ = try ImageDecoder.decode(jpeg) }
+            try await time("decode PNG 112x112") { _ = try ImageDecoder.decode(png) }
+            try await time("letterbox 640x640 BGR") { _ = YuNet().preprocess(image) }
+            try await time("align 112x112 chip") { _ = FaceAlignment.chip(image, landmarks: face.landmarks) }
+            for entry in registry.store.manifest.models {
+                let session = try await registry.session(for: entry.id)
+                let input = Tensor(zeros: entry.input.shape)
+                try await time(
+                    "infer \(entry.id) \(entry.input.shape.dropFirst().map(String.init).joined(separator: "x"))"
+                ) {
+                    _ = try await session.run([entry.input.name: input])
+                }
+            }
+            try await time("embed one face (align + SFace)") {
+                _ = try await SFace().embed(chip: chip, runner: try await registry.session(for: "sface"))
+            }
+            print("micro benchmarks, \(iterations) iterations, hint \(config.performanceHint.rawValue)")
+            printTable(header: ["item", "mean ms", "p50 ms", "p95 ms"], rows: rows)
         }
     }
 }

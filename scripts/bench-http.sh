@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# HTTP load benchmark: FaceSocial against the peer (FastAPI + uvicorn + onnxruntime + OpenCV, in
+# bench/peer) on the same models and photos, measured in one run with wrk on loopback.
+#
+#   scripts/bench-http.sh [--duration 10] [--concurrency "1 4 16"]
+#
+# Prints a markdown table (throughput, p50/p95/p99, errors, ratios) and writes it to
+# bench/results/http-<date>.md. Every run is bounded: endpoints × concurrencies × duration.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+duration=10
+concurrency="1 4 16"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) duration=$2; shift 2 ;;
+    --concurrency) concurrency=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+testdata=${FACESOCIAL_TESTDATA:-$root/../shared/testdata}
+models=${FACESOCIAL_MODEL_DIR:-$root/var/models}
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null 2>&1 || sudo apt-get install -y -qq wrk; }
+if [ ! -x .venv-peer/bin/uvicorn ]; then
+  python3 -m venv .venv-peer
+  .venv-peer/bin/pip install -q -r bench/peer/requirements.txt
+fi
+scripts/setup.sh run >/dev/null
+
+wait_ready() { for _ in $(seq 1 100); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done; echo "not ready: $1" >&2; return 1; }
+start_facesocial() {
+  FACESOCIAL_PORT=$1 FACESOCIAL_MODEL_DIR=$models FACESOCIAL_DATA_DIR=$work/data-$1 FACESOCIAL_LOG_LEVEL=warning \
+    FACESOCIAL_PRELOAD_MODELS=sface FACESOCIAL_OV_PERFORMANCE_HINT=${FACESOCIAL_OV_PERFORMANCE_HINT:-LATENCY} \
+    .build/release/facesocial serve >"$work/facesocial-$1.log" 2>&1 &
+  pids+=($!)
+  wait_ready "http://127.0.0.1:$1/health/ready"
+}
+start_peer() {
+  MODEL_DIR=$models .venv-peer/bin/uvicorn --app-dir bench/peer server:app --host 127.0.0.1 --port "$1" \
+    --workers "$2" --log-level warning >"$work/peer-$1.log" 2>&1 &
+  pids+=($!)
+  wait_ready "http://127.0.0.1:$1/health"
+}
+rss_mb() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+
+boundary=facesocialbench
+python3 bench/http/multipart.py "$work/detect.body" $boundary "image=$testdata/group6_t1.jpg"
+python3 bench/http/multipart.py "$work/verify.body" $boundary "image1=$testdata/obama.jpg" "image2=$testdata/obama2.jpg"
+python3 bench/http/multipart.py "$work/analyze.body" $boundary "image=$testdata/two_people.jpg"
+
+results=$work/results.jsonl
+run() { # name url body concurrency
+  local line
+  # Warm up so first-use loads are not measured.
+  BODY_FILE=$work/$3.body BOUNDARY=$boundary wrk -t1 -c1 -d2s -s bench/http/post.lua "$2" >/dev/null
+  line=$(BODY_FILE=$work/$3.body BOUNDARY=$boundary wrk -t"$(( $4 < 2 ? 1 : 2 ))" -c"$4" -d"${duration}s" --timeout 30s \
+    -s bench/http/post.lua "$2" | sed -n 's/^RESULT //p')
+  echo "{\"server\": \"$1\", \"endpoint\": \"$3\", \"concurrency\": $4, \"result\": $line}" >>"$results"
+  echo "  $1 $3 c=$4: $line" >&2
+}
+
+echo "FaceSocial (hint ${FACESOCIAL_OV_PERFORMANCE_HINT:-LATENCY})" >&2
+start_facesocial 8101
+fs_pid=${pids[-1]}
+for c in $concurrency; do
+  run facesocial http://127.0.0.1:8101/v1/detect detect "$c"
+  run facesocial http://127.0.0.1:8101/v1/verify verify "$c"
+  run facesocial "http://127.0.0.1:8101/v1/analyze?analyses=embedding,attributes,liveness,quality" analyze "$c"
+done
+fs_rss=$(rss_mb "$fs_pid")
+kill "$fs_pid"; wait "$fs_pid" 2>/dev/null || true
+
+for workers in 1 2; do
+  echo "peer, $workers uvicorn worker(s)" >&2
+  start_peer 8102 "$workers"
+  for c in $concurrency; do
+    run "peer-w$workers" http://127.0.0.1:8102/v1/detect detect "$c"
+    run "peer-w$workers" http://127.0.0.1:8102/v1/verify verify "$c"
+  done
+  peer_rss=$(ps -o rss= --ppid "${pids[-1]}" | awk '{s += $1} END {printf "%.0f", s / 1024}')
+  kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+  echo "{\"server\": \"peer-w$workers\", \"rss_mb\": $peer_rss}" >>"$results"
+done
+echo "{\"server\": \"facesocial\", \"rss_mb\": $fs_rss}" >>"$results"
+
+mkdir -p bench/results
+python3 bench/http/report.py "$results" "$duration" | tee "bench/results/http-$(date +%Y%m%d-%H%M%S).md"
