@@ -6,7 +6,13 @@ import PackageDescription
 // LD_LIBRARY_PATH.
 let root = Context.packageDirectory
 let openVINO = "\(root)/.deps/openvino"
-let openVINOHeaders: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-I\(openVINO)/include"])]
+// ONNX Runtime (NVIDIA GPUs): the C header from Debian trixie's libonnxruntime-dev and the library
+// from the pinned PyPI wheel, both unpacked by scripts/lib/fetch_onnxruntime.sh into .deps/onnxruntime.
+let onnxRuntime = "\(root)/.deps/onnxruntime"
+let onnxRuntimeInclude = "\(onnxRuntime)/header/usr/include/onnxruntime"
+let openVINOHeaders: [SwiftSetting] = [
+    .unsafeFlags(["-Xcc", "-I\(openVINO)/include", "-Xcc", "-I\(onnxRuntimeInclude)"])
+]
 
 let package = Package(
     name: "FaceSocial",
@@ -33,6 +39,14 @@ let package = Package(
                 .linkedLibrary("openvino_c"),
             ]
         ),
+        .target(
+            name: "CONNXRuntime",
+            cSettings: [.unsafeFlags(["-I\(onnxRuntimeInclude)"])],
+            linkerSettings: [
+                .unsafeFlags(["-L\(onnxRuntime)/lib", "-Xlinker", "-rpath", "-Xlinker", "\(onnxRuntime)/lib"]),
+                .linkedLibrary("onnxruntime"),
+            ]
+        ),
         .systemLibrary(name: "CImageCodecs"),
         // Layer 2: pure computation on images, tensors and faces.
         .target(
@@ -43,7 +57,7 @@ let package = Package(
         .target(
             name: "ModelRuntime",
             dependencies: [
-                "FaceKit", "COpenVINO",
+                "FaceKit", "COpenVINO", "CONNXRuntime",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -43,6 +43,19 @@ if [ ! -f "$deps/openvino/VERSION" ] || [ "$(cat "$deps/openvino/VERSION")" != "
   rm -rf "$deps/wheels"
 fi
 
+# 2b. ONNX Runtime (the engine for NVIDIA GPUs, optionally for CPU): the C header from Debian
+# trixie's libonnxruntime-dev and the library from the pinned PyPI wheel. FACESOCIAL_GPU=cuda
+# fetches the GPU build of the same version and its NVIDIA libraries (docs/gpu.md).
+onnxruntime_version=1.31.1
+gpu=${FACESOCIAL_GPU:-}
+# Unset keeps a GPU build fetched earlier (a later `make test` must not swap it back to CPU).
+[ -z "$gpu" ] && grep -q -- '-cuda$' "$deps/onnxruntime/lib/VERSION" 2>/dev/null && gpu=cuda
+case "${gpu:=cpu}" in
+  cpu | cuda) ;;
+  *) echo "FACESOCIAL_GPU must be cpu or cuda, got $gpu" >&2; exit 2 ;;
+esac
+"$root/scripts/lib/fetch_onnxruntime.sh" "$deps" "$onnxruntime_version" "$gpu"
+
 # 3. Build, unless the binary is newer than every source (SwiftPM's own no-op check takes several
 # seconds; this keeps a second run with nothing missing fast).
 if [ "$mode" = test ]; then

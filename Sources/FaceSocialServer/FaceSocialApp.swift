@@ -21,16 +21,41 @@ public enum FaceSocialApp {
         }
     }
 
-    /// The model registry for a configuration, on the OpenVINO engine.
+    /// The model registry for a configuration. CPU models run on the configured CPU engine
+    /// (OpenVINO by default); with CUDA devices configured, models are placed on the first one
+    /// through ONNX Runtime, and fall back to CPU when it cannot be attached.
     public static func makeRegistry(_ config: AppConfig) throws -> ModelRegistry {
         let store = try ModelStore(manifestURL: config.manifestURL, directory: config.modelDirectory)
-        let engine = try OpenVINOEngine()
+        let engine = try makeEngine(config.engines)
+        let device = config.engines.placementDevice
+        engine.probe([device])
         let hint = config.performanceHint
         return ModelRegistry(store: store, engine: engine) { entry in
             SessionOptions(
-                device: "CPU", precision: entry.precision, performanceHint: hint,
+                device: device, precision: entry.precision, performanceHint: hint,
                 inputShapes: [entry.input.name: entry.input.shape])
         }
+    }
+
+    /// The engines for each device kind, behind a router that falls back to CPU.
+    public static func makeEngine(_ config: EngineConfig) throws -> EngineRouter {
+        var onnxRuntime: ONNXRuntimeEngine?
+        func ort() throws -> ONNXRuntimeEngine {
+            if let onnxRuntime { return onnxRuntime }
+            let engine = try ONNXRuntimeEngine(configuration: config.onnxRuntime)
+            onnxRuntime = engine
+            return engine
+        }
+        var engines: [String: any InferenceEngine] = [:]
+        switch config.cpuEngine {
+        case .openvino: engines["CPU"] = try OpenVINOEngine()
+        case .onnxruntime: engines["CPU"] = try ort()
+        }
+        if !config.cudaDevices.isEmpty {
+            engines["CUDA"] = try ort()
+            engines["TENSORRT"] = try ort()
+        }
+        return EngineRouter(engines: engines)
     }
 
     public static func configure(_ app: Application, config: AppConfig, registry: ModelRegistry? = nil) async throws {

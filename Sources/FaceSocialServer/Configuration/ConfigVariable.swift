@@ -5,46 +5,52 @@ public struct ConfigVariable: Sendable {
     public let defaultValue: String
     public let summary: String
 
-    public static let all: [ConfigVariable] = [
-        .init(
-            name: "FACESOCIAL_PROFILE", defaultValue: "development",
-            summary: "development or production; production refuses default secrets and logs JSON lines"),
-        .init(name: "FACESOCIAL_HOST", defaultValue: "0.0.0.0", summary: "address to listen on"),
-        .init(name: "FACESOCIAL_PORT", defaultValue: "8000", summary: "TCP port to listen on"),
-        .init(
-            name: "FACESOCIAL_DATA_DIR", defaultValue: "var/data", summary: "folder for the embedded SQLite database"),
-        .init(
-            name: "DATABASE_URL", defaultValue: "(SQLite file in FACESOCIAL_DATA_DIR)",
-            summary: "sqlite:///path/file.sqlite, or postgres://user:pass@host:5432/db"),
-        .init(
-            name: "JWT_SECRET_KEY", defaultValue: "(development-only value)",
-            summary: "secret that signs access tokens; production requires your own, at least 32 characters"),
-        .init(
-            name: "FACESOCIAL_DATA_KEY", defaultValue: "(development-only value)",
-            summary: "base64 of 32 bytes that encrypts embeddings at rest; production requires your own"),
-        .init(name: "FACESOCIAL_MODEL_DIR", defaultValue: "var/models", summary: "installed model files"),
-        .init(
-            name: "FACESOCIAL_MODEL_MANIFEST", defaultValue: "models/manifest.json",
-            summary: "manifest listing every model with its SHA-256"),
-        .init(
-            name: "FACESOCIAL_MODEL_MIRROR", defaultValue: "(none)",
-            summary: "folder to install models from instead of upstream (used by `models pull`)"),
-        .init(
-            name: "FACESOCIAL_PRELOAD_MODELS", defaultValue: "(critical models)",
-            summary: "comma-separated model ids loaded at start besides the critical ones"),
-        .init(
-            name: "FACESOCIAL_OV_PERFORMANCE_HINT", defaultValue: "LATENCY",
-            summary: "OpenVINO performance hint for every model: LATENCY or THROUGHPUT"),
-        .init(name: "FACESOCIAL_MAX_BODY_BYTES", defaultValue: "10485760", summary: "largest request body accepted"),
-        .init(
-            name: "FACESOCIAL_MAX_IMAGE_SIDE", defaultValue: "8000", summary: "largest image width or height, in pixels"
-        ),
-        .init(
-            name: "FACESOCIAL_MAX_IMAGE_PIXELS", defaultValue: "40000000",
-            summary: "largest decoded image area, in pixels"),
-        .init(name: "FACESOCIAL_MAX_FACES", defaultValue: "100", summary: "upper bound for the max_faces parameter"),
-        .init(
-            name: "FACESOCIAL_LOG_LEVEL", defaultValue: "info", summary: "trace, debug, info, notice, warning, error"),
-        .init(name: "FACESOCIAL_LOG_FORMAT", defaultValue: "text (json in production)", summary: "text or json"),
-    ]
+    public static let all: [ConfigVariable] =
+        [
+            .init(
+                name: "FACESOCIAL_PROFILE", defaultValue: "development",
+                summary: "development or production; production refuses default secrets and logs JSON lines"),
+            .init(name: "FACESOCIAL_HOST", defaultValue: "0.0.0.0", summary: "address to listen on"),
+            .init(name: "FACESOCIAL_PORT", defaultValue: "8000", summary: "TCP port to listen on"),
+            .init(
+                name: "FACESOCIAL_DATA_DIR", defaultValue: "var/data",
+                summary: "folder for the embedded SQLite database"),
+            .init(
+                name: "DATABASE_URL", defaultValue: "(SQLite file in FACESOCIAL_DATA_DIR)",
+                summary: "sqlite:///path/file.sqlite, or postgres://user:pass@host:5432/db"),
+            .init(
+                name: "JWT_SECRET_KEY", defaultValue: "(development-only value)",
+                summary: "secret that signs access tokens; production requires your own, at least 32 characters"),
+            .init(
+                name: "FACESOCIAL_DATA_KEY", defaultValue: "(development-only value)",
+                summary: "base64 of 32 bytes that encrypts embeddings at rest; production requires your own"),
+            .init(name: "FACESOCIAL_MODEL_DIR", defaultValue: "var/models", summary: "installed model files"),
+            .init(
+                name: "FACESOCIAL_MODEL_MANIFEST", defaultValue: "models/manifest.json",
+                summary: "manifest listing every model with its SHA-256"),
+            .init(
+                name: "FACESOCIAL_MODEL_MIRROR", defaultValue: "(none)",
+                summary: "folder to install models from instead of upstream (used by `models pull`)"),
+            .init(
+                name: "FACESOCIAL_PRELOAD_MODELS", defaultValue: "(critical models)",
+                summary: "comma-separated model ids loaded at start besides the critical ones"),
+            .init(
+                name: "FACESOCIAL_OV_PERFORMANCE_HINT", defaultValue: "LATENCY",
+                summary: "OpenVINO performance hint for every model: LATENCY or THROUGHPUT"),
+            .init(
+                name: "FACESOCIAL_MAX_BODY_BYTES", defaultValue: "10485760", summary: "largest request body accepted"),
+            .init(
+                name: "FACESOCIAL_MAX_IMAGE_SIDE", defaultValue: "8000",
+                summary: "largest image width or height, in pixels"
+            ),
+            .init(
+                name: "FACESOCIAL_MAX_IMAGE_PIXELS", defaultValue: "40000000",
+                summary: "largest decoded image area, in pixels"),
+            .init(
+                name: "FACESOCIAL_MAX_FACES", defaultValue: "100", summary: "upper bound for the max_faces parameter"),
+            .init(
+                name: "FACESOCIAL_LOG_LEVEL", defaultValue: "info",
+                summary: "trace, debug, info, notice, warning, error"),
+            .init(name: "FACESOCIAL_LOG_FORMAT", defaultValue: "text (json in production)", summary: "text or json"),
+        ] + EngineConfig.variables
 }

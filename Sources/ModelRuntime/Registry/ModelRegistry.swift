@@ -48,7 +48,7 @@ public actor ModelRegistry {
     }
 
     public nonisolated let store: ModelStore
-    private let engine: any InferenceEngine
+    public nonisolated let engine: any InferenceEngine
     private let sessionOptions: @Sendable (ModelManifest.Entry) -> SessionOptions
     private var records: [String: Record]
 

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The ONNX Runtime engine on an NVIDIA machine: reports what it could check and what it could not.
+#   1. the driver and GPU (nvidia-smi, NVML),
+#   2. the GPU build of onnxruntime and its NVIDIA libraries (FACESOCIAL_GPU=cuda setup, or
+#      libraries already on the machine),
+#   3. CUDA (and TensorRT) inference on the test photos against OpenVINO on CPU (`bench engines`),
+#   4. the engine tests with a GPU present (the fallback test then asserts the model is on CUDA:0),
+#   5. the server with FACESOCIAL_CUDA_DEVICES=0: /v1/detect, and /system/vram when it exists.
+# Run from the repository root: scripts/gpu/check-onnxruntime.sh [testdata-folder]
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+testdata=${1:-${FACESOCIAL_TESTDATA:-../shared/testdata}}
+checked=()
+unchecked=()
+ok() { checked+=("$*"); printf '\033[1;32m[ok]\033[0m %s\n' "$*"; }
+no() { unchecked+=("$*"); printf '\033[1;33m[not checked]\033[0m %s\n' "$*"; }
+section() { printf '\n\033[1;34m== %s ==\033[0m\n' "$*"; }
+
+section "driver and GPU"
+if command -v nvidia-smi > /dev/null && nvidia-smi > /dev/null 2>&1; then
+  nvidia-smi --query-gpu=index,name,driver_version,memory.total,memory.used --format=csv
+  driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)
+  cuda=$(nvidia-smi | sed -n 's/.*CUDA Version: *\([0-9.]*\).*/\1/p' | head -1)
+  ok "driver $driver, highest CUDA the driver supports: $cuda (onnxruntime-gpu 1.31.1 needs CUDA 13, driver >= 580)"
+else
+  no "nvidia-smi: no NVIDIA driver or GPU visible"
+fi
+
+section "ONNX Runtime GPU build and NVIDIA libraries"
+if FACESOCIAL_GPU=cuda scripts/setup.sh run; then
+  ok "setup with FACESOCIAL_GPU=cuda (GPU wheel, NVIDIA libraries, release build, models)"
+else
+  no "setup with FACESOCIAL_GPU=cuda failed (no network to PyPI/Debian here?); trying what is on the machine"
+fi
+# shellcheck source=../lib/gpu-env.sh
+source scripts/lib/gpu-env.sh
+# Libraries the CUDA provider needs (readelf NEEDED of libonnxruntime_providers_cuda.so, + cuDNN).
+for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcufft.so.12 libcudnn.so.9; do
+  found=""
+  for dir in ${LD_LIBRARY_PATH//:/ } /usr/local/cuda/lib64 /usr/lib/x86_64-linux-gnu; do
+    [ -e "$dir/$lib" ] && found="$dir" && break
+  done
+  [ -z "$found" ] && found=$(ldconfig -p 2>/dev/null | awk -v l="$lib" '$1 == l { print $NF; exit }' | xargs -r dirname)
+  if [ -z "$found" ]; then
+    found=$(find / -xdev -name "$lib" -path '*nvidia*' 2>/dev/null | head -1 | xargs -r dirname)
+    [ -n "$found" ] && export LD_LIBRARY_PATH="$found${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
+  if [ -n "$found" ]; then ok "$lib in $found"; else no "$lib not found: the CUDA provider cannot attach"; fi
+done
+providers=.deps/onnxruntime/lib/libonnxruntime_providers_cuda.so
+if [ -f "$providers" ]; then ok "GPU build of libonnxruntime ($(cat .deps/onnxruntime/lib/VERSION))"; else no "no GPU build of libonnxruntime in .deps/onnxruntime/lib"; fi
+
+bin=.build/release/facesocial
+section "CUDA inference on the test photos (bench engines)"
+if [ -x "$bin" ]; then
+  out=$(mktemp)
+  "$bin" bench engines --testdata "$testdata" --iterations 20 \
+    --targets openvino@CPU,onnxruntime@CPU,onnxruntime@CUDA:0,onnxruntime@TENSORRT:0 2>&1 | tee "$out"
+  if grep -q '^onnxruntime@CUDA:0 unavailable' "$out"; then
+    no "CUDA inference: $(grep '^onnxruntime@CUDA:0 unavailable' "$out" | head -1)"
+  elif grep -q 'onnxruntime@CUDA:0' "$out"; then
+    ok "CUDA inference: $(grep -E '^ *onnxruntime@CUDA:0 +(yes|NO)' "$out" | tr -s ' ')"
+  else
+    no "bench engines did not run"
+  fi
+  grep -q '^onnxruntime@TENSORRT:0 unavailable' "$out" && no "TensorRT: $(grep '^onnxruntime@TENSORRT:0 unavailable' "$out" | head -1)"
+else
+  no "no release binary ($bin): CUDA inference"
+fi
+
+section "engine tests with the GPU"
+if command -v swift > /dev/null; then
+  if FACESOCIAL_TESTDATA="$testdata" swift build --build-tests > /dev/null \
+    && FACESOCIAL_TESTDATA="$testdata" swift test --skip-build --filter 'ONNXRuntimeEngineTests|GPUFallbackTests'; then
+    ok "ONNXRuntimeEngineTests and GPUFallbackTests"
+  else
+    no "engine tests failed (see above)"
+  fi
+else
+  no "swift is not installed: engine tests"
+fi
+
+section "server on CUDA:0"
+if [ -x "$bin" ]; then
+  port=18765
+  FACESOCIAL_CUDA_DEVICES=0 FACESOCIAL_PORT=$port FACESOCIAL_DATA_DIR=$(mktemp -d) "$bin" serve > /tmp/facesocial-gpu.log 2>&1 &
+  pid=$!
+  for _ in $(seq 60); do curl -sf "localhost:$port/health" > /dev/null && break; sleep 1; done
+  if curl -sf -F "image=@$testdata/two_people.jpg" "localhost:$port/v1/detect" | head -c 300; then
+    echo
+    ok "/v1/detect with FACESOCIAL_CUDA_DEVICES=0"
+  else
+    no "/v1/detect with FACESOCIAL_CUDA_DEVICES=0"
+  fi
+  grep -i "device unavailable" /tmp/facesocial-gpu.log && no "CUDA:0 was unavailable to the server (reason above)"
+  code=$(curl -s -o /tmp/facesocial-vram.json -w '%{http_code}' "localhost:$port/system/vram")
+  if [ "$code" = 200 ]; then
+    cat /tmp/facesocial-vram.json
+    echo
+    ok "/system/vram (NVML readings)"
+  else
+    no "/system/vram answered $code (the memory manager's route is not in this build)"
+  fi
+  kill "$pid" 2> /dev/null
+  wait "$pid" 2> /dev/null
+else
+  no "no release binary: server on CUDA:0"
+fi
+
+section "summary"
+for line in "${checked[@]}"; do echo "checked:     $line"; done
+for line in "${unchecked[@]}"; do echo "not checked: $line"; done
