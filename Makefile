@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := run
 
-.PHONY: run test lint format setup bench-detect run-gpu bench-engines
+.PHONY: run test lint format setup bench-detect run-gpu bench-engines bench-micro bench-http bench-thresholds \
+	test-deploy test-deploy-static
 
 # FACESOCIAL_GPU=cuda (or `make run-gpu`) also installs ONNX Runtime's GPU build (docs/gpu.md).
 export FACESOCIAL_GPU
@@ -38,3 +39,27 @@ bench-detect:
 bench-engines:
 	@scripts/setup.sh run
 	@.build/release/facesocial bench engines --testdata ../shared/testdata
+
+# Decode, letterbox, alignment and each model's inference on their own.
+bench-micro:
+	@scripts/setup.sh run
+	@.build/release/facesocial bench micro --testdata ../shared/testdata
+
+# Same/different-person similarity and liveness margins the default thresholds come from.
+bench-thresholds:
+	@scripts/setup.sh run
+	@.build/release/facesocial bench thresholds --testdata ../shared/testdata
+
+# HTTP load with wrk against FaceSocial and the FastAPI/onnxruntime peer (docs/benchmarks.md).
+bench-http:
+	@scripts/bench-http.sh
+
+# nginx in front of four instances under load through blue-green, canary, rollback and a rolling
+# restart (zero failed requests), backups with measured restores, and the static checks.
+test-deploy:
+	@scripts/setup.sh run
+	@tests/deploy/run.sh
+
+# hadolint, compose schema, promtool, Kubernetes overlays (seconds; part of `make test`).
+test-deploy-static:
+	@tests/deploy/run.sh static

@@ -7,3 +7,5 @@ export FACESOCIAL_MODEL_DIR=${FACESOCIAL_MODEL_DIR:-$root/var/models}
 export FACESOCIAL_MODEL_MANIFEST=${FACESOCIAL_MODEL_MANIFEST:-$root/models/manifest.json}
 export FACESOCIAL_TESTDATA=${FACESOCIAL_TESTDATA:-$root/../shared/testdata}
 swift test 2>&1 | tee "$root/.build/test.log"
+# Deployment files: hadolint, compose schema, promtool, Kubernetes overlays (seconds).
+tests/deploy/run.sh static
