@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Layer 1: the only C boundary.
@@ -33,6 +34,8 @@ let package = Package(
             ]
         ),
         .systemLibrary(name: "CImageCodecs"),
+        // glibc's allocator statistics and trim, which the Glibc module does not export.
+        .target(name: "CAllocator"),
         // Layer 2: pure computation on images, tensors and faces.
         .target(
             name: "FaceKit",
@@ -42,7 +45,7 @@ let package = Package(
         .target(
             name: "ModelRuntime",
             dependencies: [
-                "FaceKit", "COpenVINO",
+                "FaceKit", "COpenVINO", "CAllocator",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -56,6 +59,7 @@ let package = Package(
                 .product(name: "Vapor", package: "vapor"),
                 .product(name: "Fluent", package: "fluent"),
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: openVINOHeaders
         ),

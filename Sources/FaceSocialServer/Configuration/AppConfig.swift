@@ -42,6 +42,8 @@ public struct AppConfig: Sendable {
     public var batchConcurrency: Int
     public var logLevel: Logger.Level
     public var jsonLogs: Bool
+    /// Devices, budgets, pools, placement, TTLs, admission and batching (docs/memory.md).
+    public var memory: MemoryPolicy = MemoryPolicy()
 
     // Public on purpose: they only protect development setups, and production refuses them.
     static let developmentJWTSecret = "facesocial-development-jwt-secret-do-not-use"
@@ -85,7 +87,12 @@ public struct AppConfig: Sendable {
             throw ConfigError.invalid(variable: "FACESOCIAL_LOG_FORMAT", reason: "expected text or json")
         }
 
-        let config = AppConfig(
+        let memory: MemoryPolicy
+        do { memory = try MemoryPolicy.parse(env) } catch {
+            throw ConfigError.invalid(variable: error.variable, reason: error.reason)
+        }
+
+        var config = AppConfig(
             profile: profile,
             host: value("FACESOCIAL_HOST") ?? "0.0.0.0",
             port: try integer("FACESOCIAL_PORT", 8000, 1...65535),
@@ -111,6 +118,7 @@ public struct AppConfig: Sendable {
             batchConcurrency: try integer("FACESOCIAL_BATCH_CONCURRENCY", 2, 1...64),
             logLevel: level,
             jsonLogs: format.map { $0 == "json" } ?? (profile == .production))
+        config.memory = memory
         try config.validate()
         return config
     }

@@ -35,6 +35,41 @@ public struct ConfigVariable: Sendable {
         .init(
             name: "FACESOCIAL_OV_PERFORMANCE_HINT", defaultValue: "LATENCY",
             summary: "OpenVINO performance hint for every model: LATENCY or THROUGHPUT"),
+        .init(
+            name: "FACESOCIAL_DEVICES", defaultValue: "auto",
+            summary:
+                "devices for models in order of preference, e.g. GPU,CPU (CPU is always last); auto: every OpenVINO accelerator, then CPU"
+        ),
+        .init(
+            name: "FACESOCIAL_DEVICE_BUDGETS", defaultValue: "CPU=50%, accelerators 90%",
+            summary: "memory budget per device: DEVICE=SIZE|PERCENT% (of its total), e.g. CPU=2GB,GPU=6GiB"),
+        .init(
+            name: "FACESOCIAL_POOLS", defaultValue: "(none: one default pool per device)",
+            summary:
+                "named pools per device, carved from its budget: DEVICE:pool=SIZE|PERCENT%,…;DEVICE:…, e.g. CPU:critical=64MB,high=128MB,flexible=256MB; the rest is the device's default pool"
+        ),
+        .init(
+            name: "FACESOCIAL_MODEL_PLACEMENT", defaultValue: "(from priority)",
+            summary:
+                "placement and fallback order per model: model=DEVICE[:pool]>DEVICE[:pool]…;…, e.g. sface=GPU:high>CPU:high>CPU"
+        ),
+        .init(
+            name: "FACESOCIAL_IDLE_TTL", defaultValue: "(never)",
+            summary:
+                "unload idle models of a class after a while: high|standard|low=DURATION, e.g. standard=15m,low=5m (0 = never)"
+        ),
+        .init(
+            name: "FACESOCIAL_QUEUE_LIMIT", defaultValue: "32",
+            summary: "requests that may wait per model when all its slots are busy; beyond that 503 QUEUE_FULL"),
+        .init(
+            name: "FACESOCIAL_QUEUE_TIMEOUT_MS", defaultValue: "10000",
+            summary: "longest wait in a model's queue before 503 QUEUE_FULL"),
+        .init(
+            name: "FACESOCIAL_BATCH_MAX", defaultValue: "8",
+            summary: "largest batch of faces per inference for the per-face models (1 turns batching off)"),
+        .init(
+            name: "FACESOCIAL_BATCH_WAIT_MS", defaultValue: "3",
+            summary: "longest a face waits for others to join its batch, in milliseconds"),
         .init(name: "FACESOCIAL_MAX_BODY_BYTES", defaultValue: "10485760", summary: "largest request body accepted"),
         .init(
             name: "FACESOCIAL_MAX_IMAGE_SIDE", defaultValue: "8000", summary: "largest image width or height, in pixels"
