@@ -54,6 +54,11 @@ public struct ConfigVariable: Sendable {
                 "placement and fallback order per model: model=DEVICE[:pool]>DEVICE[:pool]…;…, e.g. sface=GPU:high>CPU:high>CPU"
         ),
         .init(
+            name: "FACESOCIAL_FOOTPRINT", defaultValue: "measure",
+            summary:
+                "charge models their measured footprint (device memory or RSS delta at load) or their manifest estimate"
+        ),
+        .init(
             name: "FACESOCIAL_IDLE_TTL", defaultValue: "(never)",
             summary:
                 "unload idle models of a class after a while: high|standard|low=DURATION, e.g. standard=15m,low=5m (0 = never)"

@@ -55,6 +55,9 @@ public struct MemoryPolicy: Sendable, Equatable {
     /// Idle time after which a model of a class is unloaded; classes not listed stay loaded.
     /// Critical models are never unloaded.
     public var idleTTL: [ModelManifest.Priority: Duration] = [:]
+    /// Charge each model its measured footprint (true), or its manifest estimate (false: accounting
+    /// that does not depend on what else the process allocates while a model loads).
+    public var measureFootprints = true
     public var queueLimit = 32
     public var queueTimeout: Duration = .seconds(10)
     public var maxBatch = 8
@@ -149,6 +152,13 @@ public struct MemoryPolicy: Sendable, Equatable {
                         reason: "expected high|standard|low=DURATION (e.g. 10m, 30s, 0 for never), got \"\(item)\"")
                 }
                 policy.idleTTL[priority] = ttl == .zero ? nil : ttl
+            }
+        }
+        if let raw = value("FACESOCIAL_FOOTPRINT") {
+            switch raw.lowercased() {
+            case "measure", "measured": policy.measureFootprints = true
+            case "estimate": policy.measureFootprints = false
+            default: throw Invalid(variable: "FACESOCIAL_FOOTPRINT", reason: "expected measure or estimate")
             }
         }
         func integer(_ name: String, _ range: ClosedRange<Int>) throws(Invalid) -> Int? {

@@ -70,6 +70,7 @@ public actor ModelManager {
     /// Footprints measured at earlier loads: better priors than the manifest's estimates.
     private var learned: [String: Int] = [:]
     private let placementLock = SlotPool(count: 1)
+    private static let measurementLock = SlotPool(count: 1)
     private var pinned: Set<String> = []
     private var warmedDevices: Set<String> = []
     private var observer: (@Sendable (ModelEvent) -> Void)?
@@ -333,7 +334,10 @@ public actor ModelManager {
                 continue
             }
             pools[key]?.reserved[id] = need
+            // RSS is process-wide: loads of every manager in the process are measured one at a time.
+            let slot = await Self.measurementLock.acquire()
             let result = await compile(entry, device: target.device, prior: need)
+            await Self.measurementLock.release(slot)
             pools[key]?.reserved[id] = nil
             let loaded: Loaded
             switch result {
@@ -428,6 +432,7 @@ public actor ModelManager {
         let batchOptions = options
         // The first compile on a device also starts the plugin and its thread pools; that one-time
         // cost must not be charged to whichever model happens to load first.
+        let measure = policy.measureFootprints
         let warmUp = !warmedDevices.contains(device)
         warmedDevices.insert(device)
         return await Task.detached(priority: .userInitiated) { () -> Result<Loaded, any Error> in
@@ -472,12 +477,20 @@ public actor ModelManager {
                 return .failure(ModelRegistryError.unavailable(id: entry.id, reason: "\(error)"))
             }
             let seconds = (ContinuousClock.now - started).milliseconds / 1000
-            ProcessMemory.trim()
-            let rssAfter = ProcessMemory.residentBytes()
+            // Other threads' short-lived buffers (image decodes, tensors) inflate any one reading;
+            // the lowest of a few trimmed readings keeps what the model holds.
+            var rssAfter = Int.max
+            for sample in 0..<3 {
+                if sample > 0 { try? await Task.sleep(for: .milliseconds(5)) }
+                ProcessMemory.trim()
+                rssAfter = min(rssAfter, ProcessMemory.residentBytes())
+            }
             let deviceAfter = inventory.usedBytes(device)
             let bytes: Int
             let source: String
-            if let before = deviceBefore, let after = deviceAfter, after > before {
+            if !measure {
+                (bytes, source) = (prior, "estimate")
+            } else if let before = deviceBefore, let after = deviceAfter, after > before {
                 (bytes, source) = (after - before, "device")
             } else if rssAfter > rssBefore {
                 (bytes, source) = (rssAfter - rssBefore, "rss")
