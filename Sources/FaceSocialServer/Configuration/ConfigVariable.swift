@@ -70,8 +70,10 @@ public struct ConfigVariable: Sendable {
             name: "FACESOCIAL_QUEUE_TIMEOUT_MS", defaultValue: "10000",
             summary: "longest wait in a model's queue before 503 QUEUE_FULL"),
         .init(
-            name: "FACESOCIAL_BATCH_MAX", defaultValue: "8",
-            summary: "largest batch of faces per inference for the per-face models (1 turns batching off)"),
+            name: "FACESOCIAL_BATCH_MAX", defaultValue: "1",
+            summary:
+                "largest batch of faces per inference for the per-face models; 1 is off (measured slower on small CPUs)"
+        ),
         .init(
             name: "FACESOCIAL_BATCH_WAIT_MS", defaultValue: "3",
             summary: "longest a face waits for others to join its batch, in milliseconds"),

@@ -60,7 +60,8 @@ public struct MemoryPolicy: Sendable, Equatable {
     public var measureFootprints = true
     public var queueLimit = 32
     public var queueTimeout: Duration = .seconds(10)
-    public var maxBatch = 8
+    // Off by default: on the 2-core CPU it measured slower (docs/benchmarks.md).
+    public var maxBatch = 1
     public var batchWait: Duration = .milliseconds(3)
 
     public static let defaultCPUFraction = 0.5
