@@ -284,4 +284,25 @@ struct MemoryManagerTests {
             #expect(await manager.status("yunet")?.state == .loaded)
         }
     }
+
+    @Test func batchedInferencesMatchSingleOnes() async throws {
+        let single = try FaceSocialApp.makeRegistry(try testConfig())
+        let batched = try FaceSocialApp.makeRegistry(try testConfig(["FACESOCIAL_BATCH_MAX": "4"]))
+        let inputs = (0..<8).map { i in
+            ["images": Tensor(shape: [1, 3, 32, 32], data: (0..<3072).map { Float(($0 * (i + 3)) % 255) })]
+        }
+        var expected: [[Float]] = []
+        for input in inputs { expected.append(try await single.infer("gender", input).values.first!.data) }
+        let results = try await withThrowingTaskGroup(of: (Int, [Float]).self) { group in
+            for (index, input) in inputs.enumerated() {
+                group.addTask { (index, try await batched.infer("gender", input).values.first!.data) }
+            }
+            return try await group.reduce(into: [Int: [Float]]()) { $0[$1.0] = $1.1 }
+        }
+        #expect(await batched.status("gender")?.maxBatch == 4)
+        for index in inputs.indices {
+            let got = try #require(results[index])
+            #expect(zip(got, expected[index]).allSatisfy { abs($0 - $1) < 1e-3 }, "item \(index)")
+        }
+    }
 }
