@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Layer 1: the only C boundary.
@@ -48,6 +49,8 @@ let package = Package(
             ]
         ),
         .systemLibrary(name: "CImageCodecs"),
+        // glibc's allocator statistics and trim, which the Glibc module does not export.
+        .target(name: "CAllocator"),
         // Layer 2: pure computation on images, tensors and faces.
         .target(
             name: "FaceKit",
@@ -57,7 +60,7 @@ let package = Package(
         .target(
             name: "ModelRuntime",
             dependencies: [
-                "FaceKit", "COpenVINO", "CONNXRuntime",
+                "FaceKit", "COpenVINO", "CONNXRuntime", "CAllocator",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -73,6 +76,7 @@ let package = Package(
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: openVINOHeaders
         ),

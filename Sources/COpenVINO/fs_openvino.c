@@ -89,3 +89,22 @@ ov_status_e fs_ov_tensor_f32(const int64_t* dims, size_t rank, float* data, ov_t
     ov_shape_free(&shape);
     return status;
 }
+
+ov_status_e fs_ov_reshape_input_batch(const ov_model_t* model, size_t index, const int64_t* dims,
+                                      size_t rank, int64_t batch_min, int64_t batch_max) {
+    if (rank == 0 || rank > 8) return OUT_OF_BOUNDS;
+    ov_dimension_t partial[8];
+    partial[0].min = batch_min;
+    partial[0].max = batch_max;
+    for (size_t i = 1; i < rank; i++) {
+        partial[i].min = dims[i];
+        partial[i].max = dims[i];
+    }
+    ov_partial_shape_t shape;
+    ov_status_e status = ov_partial_shape_create((int64_t)rank, partial, &shape);
+    if (status != OK) return status;
+    size_t indexes[1] = {index};
+    status = ov_model_reshape_by_port_indexes(model, indexes, &shape, 1);
+    ov_partial_shape_free(&shape);
+    return status;
+}

@@ -30,10 +30,16 @@ public enum FaceSocialApp {
         let device = config.engines.placementDevice
         engine.probe([device])
         let hint = config.performanceHint
-        return ModelRegistry(store: store, engine: engine) { entry in
-            SessionOptions(
-                device: device, precision: entry.precision, performanceHint: hint,
-                inputShapes: [entry.input.name: entry.input.shape])
+        do {
+            // The memory manager decides the device of every load; CUDA placement through the
+            // router is probed above so an unavailable GPU is reported with its reason.
+            return try ModelRegistry(store: store, engine: engine, policy: config.memory) { entry in
+                SessionOptions(
+                    device: "CPU", precision: entry.precision, performanceHint: hint,
+                    inputShapes: [entry.input.name: entry.input.shape])
+            }
+        } catch {
+            throw ConfigError.invalid(variable: error.variable, reason: error.reason)
         }
     }
 
@@ -73,6 +79,10 @@ public enum FaceSocialApp {
 
         let registry = try registry ?? makeRegistry(config)
         let pinned = pinnedModels(config, registry: registry)
+        let metrics = ModelMetrics()
+        await registry.setObserver(metrics.observe)
+        await registry.pin(pinned)
+        await registry.startMaintenance()
         for id in pinned {
             do {
                 try await registry.load(id)
@@ -88,6 +98,7 @@ public enum FaceSocialApp {
         try app.register(collection: AnalysisRoutes(faces: faces, config: config))
         try app.register(collection: DeepfakeRoutes(faces: faces, config: config))
         try app.register(collection: OpenAPIRoutes())
+        try app.register(collection: SystemRoutes(manager: registry, metrics: metrics))
     }
 
     /// Critical models plus the configured preload list, in manifest order.

@@ -8,7 +8,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Micro benchmarks of the face pipelines (build with -c release for real numbers).",
-        subcommands: [Detect.self, Micro.self, Thresholds.self, Engines.self]
+        subcommands: [Detect.self, Micro.self, Thresholds.self, Engines.self, Batching.self]
     )
 
     struct Detect: AsyncParsableCommand {
@@ -197,3 +197,59 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
 }
 
 func format(_ value: Double) -> String { String(format: "%.2f", value) }
+
+extension BenchCommand {
+    /// Throughput and latency of a per-face model with and without cross-request batching: the
+    /// same concurrent callers, once with FACESOCIAL_BATCH_MAX=1 and once with the batch size.
+    struct Batching: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Measure the micro-batcher's gain on a per-face model (docs/benchmarks.md).")
+        @Option(help: "Model id (a per-face model).") var model = "sface"
+        @Option(help: "Concurrent callers.") var concurrency = 16
+        @Option(help: "Inferences per caller.") var perCaller = 40
+        @Option(help: "Largest batch for the batched run.") var batch = 8
+        @Option(help: "Batch wait in milliseconds.") var waitMs = 3.0
+
+        func run() async throws {
+            var rows: [[String]] = []
+            for maxBatch in [1, batch] {
+                var env = ProcessInfo.processInfo.environment
+                env["FACESOCIAL_BATCH_MAX"] = String(maxBatch)
+                env["FACESOCIAL_BATCH_WAIT_MS"] = String(waitMs)
+                env["FACESOCIAL_QUEUE_LIMIT"] = String(concurrency * 2)
+                let config = try AppConfig.fromEnvironment(env)
+                let manager = try FaceSocialApp.makeRegistry(config)
+                let session = try await manager.load(model)
+                let inputs = Dictionary(
+                    uniqueKeysWithValues: session.inputs.map { ($0.name, Tensor(zeros: $0.shape)) })
+                for _ in 0..<5 { _ = try await session.infer(inputs) }
+                let started = ContinuousClock.now
+                let perCaller = self.perCaller
+                let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+                    for _ in 0..<concurrency {
+                        group.addTask {
+                            var samples: [Double] = []
+                            for _ in 0..<perCaller {
+                                var ms = 0.0
+                                _ = try await measure(&ms) { try await session.infer(inputs) }
+                                samples.append(ms)
+                            }
+                            return samples
+                        }
+                    }
+                    return try await group.reduce(into: [Double]()) { $0 += $1 }
+                }.sorted()
+                let seconds = (ContinuousClock.now - started).milliseconds / 1000
+                let status = await manager.status(model)
+                rows.append([
+                    String(maxBatch), String(status?.maxBatch ?? 1), format(Double(latencies.count) / seconds),
+                    format(percentile(latencies, 0.5)), format(percentile(latencies, 0.95)),
+                ])
+                try await manager.unload(model)
+            }
+            print("\(model): \(concurrency) concurrent callers × \(perCaller) inferences, wait \(waitMs) ms")
+            printTable(
+                header: ["FACESOCIAL_BATCH_MAX", "compiled max batch", "faces/s", "p50 ms", "p95 ms"], rows: rows)
+        }
+    }
+}

@@ -43,6 +43,8 @@ public struct AppConfig: Sendable {
     public var logLevel: Logger.Level
     public var jsonLogs: Bool
     public var engines = EngineConfig()
+    /// Devices, budgets, pools, placement, TTLs, admission and batching (docs/memory.md).
+    public var memory: MemoryPolicy = MemoryPolicy()
 
     // Public on purpose: they only protect development setups, and production refuses them.
     static let developmentJWTSecret = "facesocial-development-jwt-secret-do-not-use"
@@ -86,6 +88,11 @@ public struct AppConfig: Sendable {
             throw ConfigError.invalid(variable: "FACESOCIAL_LOG_FORMAT", reason: "expected text or json")
         }
 
+        let memory: MemoryPolicy
+        do { memory = try MemoryPolicy.parse(env) } catch {
+            throw ConfigError.invalid(variable: error.variable, reason: error.reason)
+        }
+
         var config = AppConfig(
             profile: profile,
             host: value("FACESOCIAL_HOST") ?? "0.0.0.0",
@@ -113,6 +120,7 @@ public struct AppConfig: Sendable {
             logLevel: level,
             jsonLogs: format.map { $0 == "json" } ?? (profile == .production))
         config.engines = try EngineConfig.fromEnvironment(env)
+        config.memory = memory
         try config.validate()
         return config
     }

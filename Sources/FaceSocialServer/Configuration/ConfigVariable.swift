@@ -52,5 +52,47 @@ public struct ConfigVariable: Sendable {
                 name: "FACESOCIAL_LOG_LEVEL", defaultValue: "info",
                 summary: "trace, debug, info, notice, warning, error"),
             .init(name: "FACESOCIAL_LOG_FORMAT", defaultValue: "text (json in production)", summary: "text or json"),
+            .init(
+                name: "FACESOCIAL_DEVICES", defaultValue: "auto",
+                summary:
+                    "devices for models in order of preference, e.g. GPU,CPU (CPU is always last); auto: every OpenVINO accelerator, then CPU"
+            ),
+            .init(
+                name: "FACESOCIAL_DEVICE_BUDGETS", defaultValue: "CPU=50%, accelerators 90%",
+                summary: "memory budget per device: DEVICE=SIZE|PERCENT% (of its total), e.g. CPU=2GB,GPU=6GiB"),
+            .init(
+                name: "FACESOCIAL_POOLS", defaultValue: "(none: one default pool per device)",
+                summary:
+                    "named pools per device, carved from its budget: DEVICE:pool=SIZE|PERCENT%,…;DEVICE:…, e.g. CPU:critical=64MB,high=128MB,flexible=256MB; the rest is the device's default pool"
+            ),
+            .init(
+                name: "FACESOCIAL_MODEL_PLACEMENT", defaultValue: "(from priority)",
+                summary:
+                    "placement and fallback order per model: model=DEVICE[:pool]>DEVICE[:pool]…;…, e.g. sface=GPU:high>CPU:high>CPU"
+            ),
+            .init(
+                name: "FACESOCIAL_FOOTPRINT", defaultValue: "measure",
+                summary:
+                    "charge models their measured footprint (device memory or RSS delta at load) or their manifest estimate"
+            ),
+            .init(
+                name: "FACESOCIAL_IDLE_TTL", defaultValue: "(never)",
+                summary:
+                    "unload idle models of a class after a while: high|standard|low=DURATION, e.g. standard=15m,low=5m (0 = never)"
+            ),
+            .init(
+                name: "FACESOCIAL_QUEUE_LIMIT", defaultValue: "32",
+                summary: "requests that may wait per model when all its slots are busy; beyond that 503 QUEUE_FULL"),
+            .init(
+                name: "FACESOCIAL_QUEUE_TIMEOUT_MS", defaultValue: "10000",
+                summary: "longest wait in a model's queue before 503 QUEUE_FULL"),
+            .init(
+                name: "FACESOCIAL_BATCH_MAX", defaultValue: "1",
+                summary:
+                    "largest batch of faces per inference for the per-face models; 1 is off (measured slower on small CPUs)"
+            ),
+            .init(
+                name: "FACESOCIAL_BATCH_WAIT_MS", defaultValue: "3",
+                summary: "longest a face waits for others to join its batch, in milliseconds"),
         ] + EngineConfig.variables
 }

@@ -53,7 +53,19 @@ public struct APIError: Error, Sendable {
             switch error {
             case .unknownModel(let id): return .modelUnavailable("no model \(id) is configured", model: id)
             case .unavailable(let id, let reason): return .modelUnavailable(reason, model: id)
+            case .insufficientMemory(let id, let needed, _):
+                return APIError(
+                    .serviceUnavailable, "INSUFFICIENT_MEMORY", error.description,
+                    details: ["model": id, "needed_bytes": String(needed)])
+            case .unknownTarget(let target):
+                return .validation("no device or pool \"\(target.prefix(60))\"", field: "device")
             }
+        case let error as AdmissionError:
+            // Retry-After tells well-behaved clients when a slot is likely free.
+            return APIError(
+                .serviceUnavailable, "QUEUE_FULL", error.description,
+                details: ["model": error.model, "retry_after_seconds": String(error.retryAfterSeconds)],
+                headers: ["Retry-After": String(error.retryAfterSeconds)])
         case let error as DecodingError:
             return .validation("malformed request: \(Self.describe(error))")
         case let abort as any AbortError:

@@ -90,6 +90,51 @@ enum OpenAPIDocument {
                 "threshold_used": number, "model": string,
             ]),
             "Health": object(["status": string]),
+            "Resident": object(["id": string, "bytes": integer]),
+            "Pool": object([
+                "name": string, "budget_bytes": integer, "used_bytes": integer, "free_bytes": integer,
+                "reserved_bytes": integer, "models": array(ref("Resident")),
+            ]),
+            "DeviceReading": object(
+                [
+                    "source": ["type": "string", "enum": ["proc_meminfo", "openvino", "nvml"]],
+                    "total_bytes": integer, "used_bytes": integer, "free_bytes": integer, "detail": string,
+                ], required: ["source"]),
+            "Device": object([
+                "name": string, "kind": ["type": "string", "enum": ["cpu", "openvino", "nvidia"]],
+                "placeable": boolean, "total_bytes": integer, "budget_bytes": integer, "used_bytes": integer,
+                "free_bytes": integer, "pools": array(ref("Pool")), "reading": ref("DeviceReading"),
+            ]),
+            "Vram": object([
+                "devices": array(ref("Device")),
+                "nvml": object(["available": boolean, "reason": string], required: ["available"]),
+                "engine_devices": array(
+                    object(
+                        ["device": string, "engine": string, "available": boolean, "reason": string],
+                        required: ["device", "engine", "available"])),
+            ]),
+            "ModelInfo": object([
+                "id": string, "service": string, "version": string,
+                "state": ["type": "string", "enum": ["unloaded", "loading", "loaded", "unloading", "failed"]],
+                "device": nullable(string), "pool": nullable(string), "bytes": nullable(integer),
+                "bytes_source": nullable(["type": "string", "enum": ["device", "rss", "estimate"]]),
+                "estimated_bytes": integer, "freed_bytes": nullable(integer),
+                "priority": ["type": "string", "enum": ["critical", "high", "standard", "low"]],
+                "placement": array(string), "last_used": nullable(string), "uses": integer, "loads": integer,
+                "fallbacks": integer, "evictions": integer, "load_ms": nullable(number), "p50_ms": nullable(number),
+                "p95_ms": nullable(number), "concurrency": nullable(integer), "max_batch": nullable(integer),
+                "running": integer, "queued": integer, "failure": nullable(string),
+            ]),
+            "Models": object(["models": array(ref("ModelInfo"))]),
+            "MemoryProfile": object(
+                [
+                    "rss_bytes": integer, "peak_rss_bytes": integer, "model_bytes": integer, "models": map(integer),
+                    "caches": map(integer),
+                    "allocator": object([
+                        "arena_bytes": integer, "in_use_bytes": integer, "free_bytes": integer, "mmap_bytes": integer,
+                        "releasable_bytes": integer,
+                    ]),
+                ], required: ["rss_bytes", "peak_rss_bytes", "model_bytes", "models", "caches"]),
             "Readiness": object([
                 "status": ["type": "string", "enum": ["ready", "not_ready"]],
                 "checks": map(object(["status": string, "detail": string], required: ["status"])),
@@ -111,7 +156,9 @@ enum OpenAPIDocument {
             "400": json(ref("Error"), "VALIDATION_FAILED: a missing or out-of-range parameter"),
             "413": json(ref("Error"), "IMAGE_TOO_LARGE"),
             "422": json(ref("Error"), "INVALID_IMAGE_FORMAT or NO_FACE_DETECTED"),
-            "503": json(ref("Error"), "MODEL_UNAVAILABLE"),
+            "503": json(
+                ref("Error"),
+                "MODEL_UNAVAILABLE, INSUFFICIENT_MEMORY (fits in no pool), or QUEUE_FULL (with Retry-After)"),
         ]
     }
 
@@ -158,6 +205,28 @@ enum OpenAPIDocument {
             "post": [
                 "summary": summary, "parameters": parameters, "requestBody": body,
                 "responses": errorResponses.merging(["200": json(envelope(schema), "success")]) { $1 },
+            ]
+        ]
+    }
+
+    static func get(_ summary: String, _ schema: String) -> [String: Any] {
+        ["get": ["summary": summary, "responses": ["200": json(envelope(schema), "success")]]]
+    }
+
+    /// A `/system/models/{id}/…` action answering the model's new state.
+    static func system(_ summary: String, extra: [[String: Any]] = []) -> [String: Any] {
+        let id: [String: Any] = [
+            "name": "id", "in": "path", "required": true, "schema": string, "description": "model id",
+        ]
+        return [
+            "post": [
+                "summary": summary, "parameters": [id] + extra,
+                "responses": [
+                    "200": json(envelope("ModelInfo"), "the model's state afterwards"),
+                    "400": json(ref("Error"), "VALIDATION_FAILED: an unknown device or pool"),
+                    "404": json(ref("Error"), "NOT_FOUND: no such model"),
+                    "503": json(ref("Error"), "INSUFFICIENT_MEMORY or MODEL_UNAVAILABLE"),
+                ],
             ]
         ]
     }
@@ -218,6 +287,26 @@ enum OpenAPIDocument {
                     "responses": [
                         "200": json(envelope("Readiness"), "ready"),
                         "503": json(envelope("Readiness"), "not ready; the failing checks are named"),
+                    ],
+                ]
+            ],
+            "/system/vram": get("Memory per device and pool: total, budget, used, free, resident models", "Vram"),
+            "/system/models": get(
+                "Every model: state, device and pool, bytes, priority, uses, fallbacks, evictions, latency", "Models"),
+            "/system/models/{id}/load": system(
+                "Load a model now, optionally on a device or pool (device=CPU or CPU:high)",
+                extra: [parameter("device", string, "DEVICE or DEVICE:pool; default: the model's placement order")]),
+            "/system/models/{id}/unload": system("Unload a model and give its memory back"),
+            "/system/memory-profile": get(
+                "Process memory: RSS, peak, per-model bytes, caches, allocator statistics", "MemoryProfile"),
+            "/metrics": [
+                "get": [
+                    "summary": "Prometheus metrics (text exposition format)",
+                    "responses": [
+                        "200": [
+                            "description": "metrics",
+                            "content": ["text/plain": ["schema": ["type": "string"]]],
+                        ]
                     ],
                 ]
             ],

@@ -21,11 +21,15 @@ public struct SessionOptions: Sendable, Equatable {
     public var inferRequests: Int?
     /// Static shapes for inputs that the model declares with dynamic dimensions.
     public var inputShapes: [String: [Int]]
+    /// When above 1, the first (batch) dimension of every input is compiled as dynamic 1…maxBatch,
+    /// so the micro-batcher can run several faces as one [N, …] tensor.
+    public var maxBatch: Int
 
     public init(
         device: String = "CPU", precision: InferencePrecision = .f32, performanceHint: PerformanceHint = .latency,
-        inferRequests: Int? = nil, inputShapes: [String: [Int]] = [:]
+        inferRequests: Int? = nil, inputShapes: [String: [Int]] = [:], maxBatch: Int = 1
     ) {
+        self.maxBatch = maxBatch
         self.device = device
         self.precision = precision
         self.performanceHint = performanceHint
@@ -47,6 +51,8 @@ public protocol InferenceSession: AnyObject, TensorRunner {
     var outputs: [TensorInfo] { get }
     var device: String { get }
     var concurrency: Int { get }
+    /// The largest batch (first input dimension) one inference accepts; 1 for static models.
+    var maxBatch: Int { get }
     func infer(_ inputs: [String: Tensor]) async throws -> [String: Tensor]
 }
 
@@ -70,5 +76,7 @@ public enum InferenceError: Error, Sendable, CustomStringConvertible {
 }
 
 extension InferenceSession {
+    public var maxBatch: Int { 1 }
+
     public func run(_ inputs: [String: Tensor]) async throws -> [String: Tensor] { try await infer(inputs) }
 }

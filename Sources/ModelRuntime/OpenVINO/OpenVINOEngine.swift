@@ -48,6 +48,7 @@ final class OpenVINOSession: InferenceSession, @unchecked Sendable {
     let inputs: [TensorInfo]
     let outputs: [TensorInfo]
     let device: String
+    let maxBatch: Int
     var concurrency: Int { requests.count }
 
     init(core: OpaquePointer, path: String, options: SessionOptions) throws {
@@ -61,7 +62,21 @@ final class OpenVINOSession: InferenceSession, @unchecked Sendable {
         var declared: [TensorInfo] = []
         for index in 0..<inputCount {
             var info = try Self.portInfo(model: model!, index: index, input: true)
-            if info.shape.contains(-1) {
+            if options.maxBatch > 1 {
+                // A dynamic batch dimension: the other dimensions come from the configured shape
+                // or the model's own static ones.
+                let base = options.inputShapes[info.name] ?? info.shape
+                guard !base.dropFirst().contains(-1), !base.isEmpty else {
+                    throw OpenVINOError(
+                        function: "reshape", status: -1,
+                        message: "input \(info.name) has dynamic shape \(base); configure a static one")
+                }
+                let dims = base.map(Int64.init)
+                try check(
+                    fs_ov_reshape_input_batch(model, index, dims, dims.count, 1, Int64(options.maxBatch)),
+                    "ov_model_reshape(\(info.name), batch 1…\(options.maxBatch))")
+                info.shape = [-1] + base.dropFirst()
+            } else if info.shape.contains(-1) {
                 guard let wanted = options.inputShapes[info.name] else {
                     throw OpenVINOError(
                         function: "reshape", status: -1,
@@ -123,6 +138,7 @@ final class OpenVINOSession: InferenceSession, @unchecked Sendable {
         self.inputs = declared
         self.outputs = outputs
         self.device = options.device
+        self.maxBatch = max(1, options.maxBatch)
         self.inputIndex = Dictionary(uniqueKeysWithValues: declared.enumerated().map { ($1.name, $0) })
     }
 
@@ -135,7 +151,11 @@ final class OpenVINOSession: InferenceSession, @unchecked Sendable {
         for (name, tensor) in inputs {
             guard let index = inputIndex[name] else { throw InferenceError.unknownInput(name) }
             let expected = self.inputs[index].shape
-            guard expected == tensor.shape else {
+            // -1 is the dynamic batch dimension: any size up to maxBatch.
+            let matches =
+                expected.count == tensor.shape.count
+                && zip(expected, tensor.shape).allSatisfy { $0 == $1 || ($0 == -1 && (1...maxBatch).contains($1)) }
+            guard matches else {
                 throw InferenceError.shapeMismatch(input: name, expected: expected, got: tensor.shape)
             }
         }
@@ -225,5 +245,34 @@ final class OpenVINOSession: InferenceSession, @unchecked Sendable {
         let copies = strings.map { strdup($0) }
         defer { copies.forEach { free($0) } }
         return try body(copies.map { UnsafePointer($0) })
+    }
+}
+
+extension OpenVINOEngine: DeviceMemoryReporting {
+    /// `GPU_DEVICE_TOTAL_MEM_SIZE` (Intel GPUs) or `NPU_DEVICE_TOTAL_MEM_SIZE`, in bytes.
+    public func deviceTotalBytes(_ device: String) -> Int? {
+        let key = device.hasPrefix("NPU") ? "NPU_DEVICE_TOTAL_MEM_SIZE" : "GPU_DEVICE_TOTAL_MEM_SIZE"
+        return (try? property(key, device: device)).flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+    }
+
+    /// `GPU_MEMORY_STATISTICS`: this process's allocations on the device by kind, e.g.
+    /// `{cl_mem:0,usm_device:123,usm_host:45}`. Host-side (usm_host) memory is RAM, not the device's.
+    public func deviceUsedBytes(_ device: String) -> Int? {
+        guard device.hasPrefix("GPU"), let text = try? property("GPU_MEMORY_STATISTICS", device: device) else {
+            return nil
+        }
+        let statistics = Self.parseMemoryStatistics(text)
+        guard !statistics.isEmpty else { return nil }
+        return statistics.filter { $0.key != "usm_host" }.values.reduce(0, +)
+    }
+
+    static func parseMemoryStatistics(_ text: String) -> [String: Int] {
+        var result: [String: Int] = [:]
+        let trimmed = text.trimmingCharacters(in: CharacterSet(charactersIn: "{} \n"))
+        for item in trimmed.split(separator: ",") {
+            let parts = item.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if parts.count == 2, let value = Int(parts[1]) { result[parts[0]] = value }
+        }
+        return result
     }
 }

@@ -1,0 +1,28 @@
+#include "fs_allocator.h"
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+int fs_malloc_trim(void) {
+#if defined(__GLIBC__)
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
+}
+
+int fs_mallinfo(size_t out[5]) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    struct mallinfo2 info = mallinfo2();
+    out[0] = info.arena;
+    out[1] = info.uordblks;
+    out[2] = info.fordblks;
+    out[3] = info.hblkhd;
+    out[4] = info.keepcost;
+    return 0;
+#else
+    (void)out;
+    return -1;
+#endif
+}
