@@ -315,4 +315,12 @@ private func offset(of marker: UInt8, in bytes: [UInt8]) throws -> Int {
         #expect(try ImageDecoder.probe(webp) == ImageInfo(format: .webp, width: 16, height: 16))
         #expect(decodeError(webp) == .invalidFormat("animated WebP is not supported"))
     }
+
+    @Test func zeroSizedHeadersAreInvalid() throws {
+        // Found by the fuzzer (scripts/fuzz.sh): a PNG whose IHDR declares 0x0 passed the probe.
+        let png = Fixtures.pngHeaderOnly(width: 0, height: 0)
+        #expect(throws: ImageError.self) { try ImageDecoder.probe(png) }
+        #expect(throws: ImageError.self) { try ImageDecoder.decode(png) }
+        #expect(throws: ImageError.self) { try ImageDecoder.probe(Fixtures.pngHeaderOnly(width: 640, height: 0)) }
+    }
 }

@@ -18,6 +18,15 @@ public struct ImageInfo: Sendable, Equatable {
 public enum ImageDecoder {
     /// Sniffs the format from magic bytes and reads the dimensions from the header only.
     public static func probe(_ bytes: [UInt8]) throws(ImageError) -> ImageInfo {
+        let info = try readInfo(bytes)
+        // A header may claim any size; zero (or a negative value read as signed) is never an image.
+        guard info.width > 0, info.height > 0 else {
+            throw .invalidFormat("\(info.format.rawValue) header declares a \(info.width)x\(info.height) image")
+        }
+        return info
+    }
+
+    private static func readInfo(_ bytes: [UInt8]) throws(ImageError) -> ImageInfo {
         switch sniff(bytes) {
         case .jpeg:
             let header = try JPEGDecoder.readHeader(bytes)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Fuzzes the image decoders with libFuzzer for a bounded time, seeded with the shared test photos.
+#   scripts/fuzz.sh [seconds]   (default 60)
+# The harness is compiled with FaceKit's sources into one module by swiftc directly: SwiftPM's
+# executable targets bring their own entry point, which collides with libFuzzer's main().
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+seconds=${1:-60}
+out=.build-fuzz
+mkdir -p "$out"
+if [ ! -x "$out/ImageDecoderFuzz" ] || [ -n "$(find Sources/FaceKit Fuzz -newer "$out/ImageDecoderFuzz" -print -quit)" ]; then
+  swiftc -module-name ImageDecoderFuzz -parse-as-library -sanitize=fuzzer,address -O -g \
+    -I Sources/CImageCodecs $(find Sources/FaceKit -name '*.swift') Fuzz/ImageDecoderFuzz.swift \
+    -lturbojpeg -lpng16 -lwebp -o "$out/ImageDecoderFuzz"
+fi
+corpus=$(mktemp -d)
+trap 'rm -rf "$corpus"' EXIT
+# Small seeds only: big photos slow every mutation.
+find "${FACESOCIAL_TESTDATA:-$root/../shared/testdata}" -type f -size -120k \( -name '*.jpg' -o -name '*.png' \) \
+  -exec cp {} "$corpus/" \;
+"$out/ImageDecoderFuzz" "$corpus" -max_total_time="$seconds" -max_len=200000 -rss_limit_mb=2048 -timeout=10 \
+  -print_final_stats=1
