@@ -25,7 +25,7 @@ lint:
 	@scripts/lint.sh
 
 format:
-	swift format format --in-place --recursive --parallel Package.swift Sources Tests
+	swift format format --in-place --recursive --parallel Package.swift Sources Tests Fuzz
 
 setup:
 	@scripts/setup.sh run

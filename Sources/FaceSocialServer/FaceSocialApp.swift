@@ -71,15 +71,17 @@ public enum FaceSocialApp {
         // that let Vapor collect the body.
         app.routes.defaultMaxBodySize = ByteCount(integerLiteral: config.imageLimits.maxBytes)
 
+        let metrics = ModelMetrics()
         app.middleware = Middlewares()
         app.middleware.use(RequestContextMiddleware())
+        // Outside the error middleware, so refused requests are counted with their final status.
+        app.middleware.use(HTTPMetricsMiddleware(registry: metrics.registry))
         app.middleware.use(APIErrorMiddleware())
 
         try configureDatabase(app, config: config)
 
         let registry = try registry ?? makeRegistry(config)
         let pinned = pinnedModels(config, registry: registry)
-        let metrics = ModelMetrics()
         await registry.setObserver(metrics.observe)
         await registry.pin(pinned)
         await registry.startMaintenance()

@@ -54,3 +54,27 @@ struct ServiceTests {
         #expect(RequestContextMiddleware.acceptable(String(repeating: "a", count: 200)) == nil)
     }
 }
+
+@Suite("HTTP metrics")
+struct HTTPMetricsTests {
+    @Test func requestsAreCountedByRoutePatternAndStatus() async throws {
+        try await withFaceSocial { app in
+            try await app.testing().test(
+                .POST, "/v1/detect", headers: ["Content-Type": "image/jpeg"],
+                body: ByteBuffer(bytes: try testImage("obama.jpg"))
+            ) { res in #expect(res.status == .ok) }
+            try await app.testing().test(
+                .POST, "/v1/detect", headers: ["Content-Type": "image/jpeg"], body: ByteBuffer(string: "not an image")
+            ) { res in #expect(res.status == .unprocessableEntity) }
+            try await app.testing().test(.GET, "/no/such/route") { res in #expect(res.status == .notFound) }
+            try await app.testing().test(.GET, "/metrics") { res in
+                #expect(res.status == .ok)
+                let text = res.body.string
+                #expect(text.contains(#"http_requests_total{method="POST",route="/v1/detect",status="200"} 1"#))
+                #expect(text.contains(#"http_requests_total{method="POST",route="/v1/detect",status="422"} 1"#))
+                #expect(text.contains(#"http_requests_total{method="GET",route="unmatched",status="404"} 1"#))
+                #expect(text.contains(#"http_request_duration_seconds_bucket{method="POST",route="/v1/detect""#))
+            }
+        }
+    }
+}
