@@ -82,7 +82,7 @@ for workers in 1 2; do
     run "peer-w$workers" http://127.0.0.1:8102/v1/detect detect "$c"
     run "peer-w$workers" http://127.0.0.1:8102/v1/verify verify "$c"
   done
-  peer_rss=$(ps -o rss= --ppid "${pids[-1]}" | awk '{s += $1} END {printf "%.0f", s / 1024}')
+  peer_rss=$( (ps -o rss= --pid "${pids[-1]}" --ppid "${pids[-1]}" || true) | awk '{s += $1} END {printf "%.0f", s / 1024}')
   kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
   echo "{\"server\": \"peer-w$workers\", \"rss_mb\": $peer_rss}" >>"$results"
 done

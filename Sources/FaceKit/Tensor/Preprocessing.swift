@@ -96,6 +96,8 @@ public enum Preprocessing {
         let (s0, s1, s2) = normalization.scale
         // Mean/scale are in model order; map them to source R, G, B.
         let (mr, mg, mb, sr, sg, sb) = order == .rgb ? (m0, m1, m2, s0, s1, s2) : (m2, m1, m0, s2, s1, s0)
+        let mean = SIMD4<Float>(mr, mg, mb, 0)
+        let scale = SIMD4<Float>(sr, sg, sb, 0)
         image.pixels.withUnsafeBufferPointer { src in
             x0.withUnsafeBufferPointer { x0 in
                 x1.withUnsafeBufferPointer { x1 in
@@ -108,21 +110,22 @@ public enum Preprocessing {
                             let row1 = min(yi + 1, sh - 1) * sw * 3
                             let outRow = dy * canvasWidth
                             for dx in 0..<contentWidth {
+                                // The three channels of the four neighbours at once.
                                 let a = row0 + x0[dx]
                                 let b = row0 + x1[dx]
                                 let c = row1 + x0[dx]
                                 let d = row1 + x1[dx]
+                                let pa = SIMD4<Float>(Float(src[a]), Float(src[a + 1]), Float(src[a + 2]), 0)
+                                let pb = SIMD4<Float>(Float(src[b]), Float(src[b + 1]), Float(src[b + 2]), 0)
+                                let pc = SIMD4<Float>(Float(src[c]), Float(src[c + 1]), Float(src[c + 2]), 0)
+                                let pd = SIMD4<Float>(Float(src[d]), Float(src[d + 1]), Float(src[d + 2]), 0)
                                 let w = wx[dx]
-                                for ch in 0..<3 {
-                                    let top = Float(src[a + ch]) + (Float(src[b + ch]) - Float(src[a + ch])) * w
-                                    let bottom = Float(src[c + ch]) + (Float(src[d + ch]) - Float(src[c + ch])) * w
-                                    let v = top + (bottom - top) * wy
-                                    switch ch {
-                                    case 0: out[rPlane + outRow + dx] = (v - mr) * sr
-                                    case 1: out[gPlane + outRow + dx] = (v - mg) * sg
-                                    default: out[bPlane + outRow + dx] = (v - mb) * sb
-                                    }
-                                }
+                                let top = pa + (pb - pa) * w
+                                let bottom = pc + (pd - pc) * w
+                                let v = (top + (bottom - top) * wy - mean) * scale
+                                out[rPlane + outRow + dx] = v[0]
+                                out[gPlane + outRow + dx] = v[1]
+                                out[bPlane + outRow + dx] = v[2]
                             }
                         }
                     }
