@@ -43,6 +43,7 @@ public struct AppConfig: Sendable {
     public var logLevel: Logger.Level
     public var jsonLogs: Bool
     public var engines = EngineConfig()
+    public var security = SecurityConfig()
 
     // Public on purpose: they only protect development setups, and production refuses them.
     static let developmentJWTSecret = "facesocial-development-jwt-secret-do-not-use"
@@ -113,12 +114,14 @@ public struct AppConfig: Sendable {
             logLevel: level,
             jsonLogs: format.map { $0 == "json" } ?? (profile == .production))
         config.engines = try EngineConfig.fromEnvironment(env)
+        config.security = try SecurityConfig.fromEnvironment(env, profile: profile)
         try config.validate()
         return config
     }
 
     /// Production must never run on the public development secrets.
     public func validate() throws {
+        try security.validate(profile: profile)
         guard profile == .production else { return }
         if jwtSecret == Self.developmentJWTSecret { throw ConfigError.insecureDefault(variable: "JWT_SECRET_KEY") }
         if jwtSecret.utf8.count < 32 {

@@ -52,5 +52,5 @@ public struct ConfigVariable: Sendable {
                 name: "FACESOCIAL_LOG_LEVEL", defaultValue: "info",
                 summary: "trace, debug, info, notice, warning, error"),
             .init(name: "FACESOCIAL_LOG_FORMAT", defaultValue: "text (json in production)", summary: "text or json"),
-        ] + EngineConfig.variables
+        ] + EngineConfig.variables + SecurityConfig.variables
 }
