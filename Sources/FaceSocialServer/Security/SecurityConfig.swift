@@ -128,7 +128,7 @@ public struct SecurityConfig: Sendable {
             summary: "entries kept by the in-memory result cache (least recently used go first)"),
         .init(
             name: "FACESOCIAL_AUDIT_RETENTION_DAYS", defaultValue: "365",
-            summary: "audit rows older than this are purged (daily, and at start)"),
+            summary: "audit rows older than this are purged at each start"),
         .init(
             name: "FACESOCIAL_CORS_ORIGINS", defaultValue: "(none)",
             summary: "comma-separated origins allowed by CORS; \"*\" only outside production"),
