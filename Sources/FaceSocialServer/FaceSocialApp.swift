@@ -79,6 +79,7 @@ public enum FaceSocialApp {
         app.middleware.use(APIErrorMiddleware())
 
         try configureDatabase(app, config: config)
+        let security = try await SecurityServices.configure(app, config: config)
 
         let registry = try registry ?? makeRegistry(config)
         let pinned = pinnedModels(config, registry: registry)
@@ -95,12 +96,21 @@ public enum FaceSocialApp {
         }
 
         let faces = FaceService(registry: registry, limits: config.imageLimits, threadPool: app.threadPool)
-        try app.register(collection: HealthRoutes(registry: registry, pinnedModels: pinned))
-        try app.register(collection: DetectRoutes(faces: faces, config: config))
-        try app.register(collection: AnalysisRoutes(faces: faces, config: config))
-        try app.register(collection: DeepfakeRoutes(faces: faces, config: config))
+        try app.register(collection: HealthRoutes(registry: registry, pinnedModels: pinned, security: security))
+        // The stateless analysis routes need `face:analyze`, or nothing in development (a setting
+        // production refuses).
+        let analysis = app.grouped(
+            RequirePermission(permission: .faceAnalyze, allowAnonymous: config.security.allowAnonymousAnalysis))
+        try analysis.register(collection: DetectRoutes(faces: faces, config: config, cache: security.cache))
+        try analysis.register(collection: AnalysisRoutes(faces: faces, config: config, cache: security.cache))
+        try analysis.register(collection: DeepfakeRoutes(faces: faces, config: config))
+        try app.register(collection: AuthRoutes())
+        try app.register(collection: AdminRoutes())
+        try app.register(collection: AuditRoutes())
         try app.register(collection: OpenAPIRoutes())
-        try app.register(collection: SystemRoutes(manager: registry, metrics: metrics))
+        try app.register(
+            collection: SystemRoutes(
+                manager: registry, metrics: metrics, allowAnonymousStatus: config.security.allowAnonymousAnalysis))
     }
 
     /// Critical models plus the configured preload list, in manifest order.

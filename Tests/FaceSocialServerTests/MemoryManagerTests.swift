@@ -14,7 +14,13 @@ struct MemoryManagerTests {
     /// A fresh app whose manager has the given memory variables.
     func withManager(_ env: [String: String], _ body: (Application, ModelManager) async throws -> Void) async throws {
         let manager = try FaceSocialApp.makeRegistry(try testConfig(env))
-        try await withFaceSocial(env, registry: manager) { app in try await body(app, manager) }
+        try await withFaceSocial(securityEnv(env), registry: manager) { app in try await body(app, manager) }
+    }
+
+    /// Loading, unloading and the memory profile are administration: they need an admin token.
+    func admin(_ app: Application) async throws -> HTTPHeaders {
+        let (access, _) = try await login(app, adminEmail, adminPassword)
+        return bearer(access)
     }
 
     func image(_ name: String) throws -> Multipart {
@@ -114,7 +120,7 @@ struct MemoryManagerTests {
 
     @Test func unloadingGivesTheMemoryBack() async throws {
         try await withManager([:]) { app, manager in
-            try await app.testing().test(.POST, "/system/models/sface/load") { res in
+            try await app.testing().test(.POST, "/system/models/sface/load", headers: try await admin(app)) { res in
                 #expect(res.status == .ok, "\(res.body.string)")
                 expectConforms("POST", "/system/models/{id}/load", res)
                 #expect(body(res)[path: "data.state"] as? String == "loaded")
@@ -123,12 +129,12 @@ struct MemoryManagerTests {
             let bytes = try #require(loaded.bytes)
             #expect(bytes > 10_000_000, "a 38 MB model measured at \(bytes) bytes")
             var profileBefore: [String: Any] = [:]
-            try await app.testing().test(.GET, "/system/memory-profile") { res in
+            try await app.testing().test(.GET, "/system/memory-profile", headers: try await admin(app)) { res in
                 expectConforms("GET", "/system/memory-profile", res)
                 profileBefore = body(res)
             }
             #expect(profileBefore[path: "data.models.sface"] as? Int == bytes)
-            try await app.testing().test(.POST, "/system/models/sface/unload") { res in
+            try await app.testing().test(.POST, "/system/models/sface/unload", headers: try await admin(app)) { res in
                 #expect(res.status == .ok)
                 expectConforms("POST", "/system/models/{id}/unload", res)
                 #expect(body(res)[path: "data.state"] as? String == "unloaded")
@@ -138,7 +144,7 @@ struct MemoryManagerTests {
             // The RSS drop measured around the release: most of the footprint comes back.
             let freed = try #require(unloaded.freedBytes)
             #expect(freed > bytes / 3, "freed \(freed) of \(bytes) bytes")
-            try await app.testing().test(.GET, "/system/memory-profile") { res in
+            try await app.testing().test(.GET, "/system/memory-profile", headers: try await admin(app)) { res in
                 let after = body(res)
                 #expect(after[path: "data.models.sface"] == nil)
                 let modelBytes = (after[path: "data.model_bytes"] as? Int) ?? .max
@@ -189,7 +195,7 @@ struct MemoryManagerTests {
                 #expect(errorCode(res) == "INSUFFICIENT_MEMORY")
                 expectConforms("POST", "/v1/embed", res)
             }
-            try await app.testing().test(.POST, "/system/models/sface/load") { res in
+            try await app.testing().test(.POST, "/system/models/sface/load", headers: try await admin(app)) { res in
                 #expect(res.status == .serviceUnavailable)
                 #expect(errorCode(res) == "INSUFFICIENT_MEMORY")
             }
@@ -254,11 +260,18 @@ struct MemoryManagerTests {
 
     @Test func badTargetsAndModelsGiveClearErrors() async throws {
         try await withManager([:]) { app, _ in
-            try await app.testing().test(.POST, "/system/models/nope/load") { res in
+            // Anonymous callers cannot change what is loaded, even in development.
+            try await app.testing().test(.POST, "/system/models/gender/load") { res in
+                #expect(res.status == .unauthorized)
+                #expect(errorCode(res) == "UNAUTHORIZED")
+            }
+            try await app.testing().test(.POST, "/system/models/nope/load", headers: try await admin(app)) { res in
                 #expect(res.status == .notFound)
                 #expect(errorCode(res) == "NOT_FOUND")
             }
-            try await app.testing().test(.POST, "/system/models/gender/load?device=TPU:zone") { res in
+            try await app.testing().test(
+                .POST, "/system/models/gender/load?device=TPU:zone", headers: try await admin(app)
+            ) { res in
                 #expect(res.status == .badRequest)
                 #expect(errorCode(res) == "VALIDATION_FAILED")
             }

@@ -8,7 +8,7 @@ final class RedisTestServer: @unchecked Sendable {
     let port: Int
     let password: String?
     private var process: Process?
-    private let folder: URL
+    let folder: URL
 
     init(password: String? = nil) throws {
         self.port = try Self.freePort()

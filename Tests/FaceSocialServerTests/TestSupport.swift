@@ -20,6 +20,7 @@ func testImage(_ name: String) throws -> [UInt8] {
 
 /// A development configuration over the installed models and a throw-away SQLite file.
 func testConfig(_ extra: [String: String] = [:]) throws -> AppConfig {
+    _ = LogCapture.installed
     var env = ProcessInfo.processInfo.environment
     env["FACESOCIAL_MODEL_DIR"] = env["FACESOCIAL_MODEL_DIR"] ?? packageRoot.appendingPathComponent("var/models").path
     env["FACESOCIAL_MODEL_MANIFEST"] =

@@ -45,6 +45,7 @@ public struct AppConfig: Sendable {
     public var engines = EngineConfig()
     /// Devices, budgets, pools, placement, TTLs, admission and batching (docs/memory.md).
     public var memory: MemoryPolicy = MemoryPolicy()
+    public var security = SecurityConfig()
 
     // Public on purpose: they only protect development setups, and production refuses them.
     static let developmentJWTSecret = "facesocial-development-jwt-secret-do-not-use"
@@ -121,12 +122,14 @@ public struct AppConfig: Sendable {
             jsonLogs: format.map { $0 == "json" } ?? (profile == .production))
         config.engines = try EngineConfig.fromEnvironment(env)
         config.memory = memory
+        config.security = try SecurityConfig.fromEnvironment(env, profile: profile)
         try config.validate()
         return config
     }
 
     /// Production must never run on the public development secrets.
     public func validate() throws {
+        try security.validate(profile: profile)
         guard profile == .production else { return }
         if jwtSecret == Self.developmentJWTSecret { throw ConfigError.insecureDefault(variable: "JWT_SECRET_KEY") }
         if jwtSecret.utf8.count < 32 {

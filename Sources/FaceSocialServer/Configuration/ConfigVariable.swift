@@ -94,5 +94,5 @@ public struct ConfigVariable: Sendable {
             .init(
                 name: "FACESOCIAL_BATCH_WAIT_MS", defaultValue: "3",
                 summary: "longest a face waits for others to join its batch, in milliseconds"),
-        ] + EngineConfig.variables
+        ] + EngineConfig.variables + SecurityConfig.variables
 }

@@ -8,6 +8,7 @@ import Vapor
 struct HealthRoutes: RouteCollection {
     let registry: ModelRegistry
     let pinnedModels: [String]
+    var security: SecurityServices? = nil
 
     struct Check: Content {
         let status: String
@@ -36,16 +37,27 @@ struct HealthRoutes: RouteCollection {
         } catch {
             checks["database"] = Check(status: "failing", detail: "\(error)")
         }
-        checks["cache"] = Check(status: "ok", detail: "in-memory")
+        // A Redis outage degrades (local limits, no shared cache) but the server still serves.
+        if let redis = security?.redis {
+            if let failure = await redis.probe() {
+                checks["cache"] = Check(status: "degraded", detail: "redis unreachable (\(failure)); using in-memory")
+            } else {
+                checks["cache"] = Check(status: "ok", detail: "redis")
+            }
+        } else {
+            checks["cache"] = Check(status: "ok", detail: "in-memory")
+        }
         for id in pinnedModels {
             let status = await registry.status(id)
             let ok = status?.state == .loaded
             checks["model:\(id)"] = Check(
                 status: ok ? "ok" : "failing", detail: ok ? nil : (status?.failure ?? status?.state.rawValue))
         }
-        let ready = checks.values.allSatisfy { $0.status == "ok" }
+        let ready = checks.values.allSatisfy { $0.status != "failing" }
+        let degraded = checks.values.contains { $0.status == "degraded" }
         let response = Response(status: ready ? .ok : .serviceUnavailable)
-        try response.content.encode(req.envelope(Readiness(status: ready ? "ready" : "not_ready", checks: checks)))
+        let status = !ready ? "not_ready" : degraded ? "degraded" : "ready"
+        try response.content.encode(req.envelope(Readiness(status: status, checks: checks)))
         return response
     }
 }

@@ -27,7 +27,7 @@ enum OpenAPIDocument {
                         "enum": [
                             "INVALID_IMAGE_FORMAT", "NO_FACE_DETECTED", "IMAGE_TOO_LARGE", "MODEL_UNAVAILABLE",
                             "INSUFFICIENT_MEMORY", "QUEUE_FULL", "RATE_LIMIT_EXCEEDED", "UNAUTHORIZED", "FORBIDDEN",
-                            "NOT_FOUND", "VALIDATION_FAILED", "METHOD_NOT_ALLOWED", "INTERNAL_ERROR",
+                            "NOT_FOUND", "VALIDATION_FAILED", "METHOD_NOT_ALLOWED", "INTERNAL_ERROR", "CONFLICT",
                         ],
                     ],
                     "message": string, "details": map(string),
@@ -136,13 +136,159 @@ enum OpenAPIDocument {
                     ]),
                 ], required: ["rss_bytes", "peak_rss_bytes", "model_bytes", "models", "caches"]),
             "Readiness": object([
-                "status": ["type": "string", "enum": ["ready", "not_ready"]],
+                "status": ["type": "string", "enum": ["ready", "degraded", "not_ready"]],
                 "checks": map(object(["status": string, "detail": string], required: ["status"])),
             ]),
         ]
     }
 
     /// `{ data: <schema>, meta: Meta }`.
+    static var securitySchemas: [String: Any] {
+        let nullableString = ["type": ["string", "null"]] as [String: Any]
+        return [
+            "Tokens": object([
+                "access_token": string, "token_type": string, "expires_in": integer, "refresh_token": string,
+                "refresh_expires_in": integer,
+            ]),
+            "Principal": object(
+                [
+                    "kind": ["type": "string", "enum": ["user", "api_key", "anonymous"]], "id": string,
+                    "role": string, "email": string, "permissions": array(string), "collections": array(string),
+                ], required: ["kind", "id", "permissions", "collections"]),
+            "Revoked": object(["revoked": integer]),
+            "User": object(
+                [
+                    "id": string, "email": string, "role": string, "collections": array(string),
+                    "is_active": boolean, "created_at": string,
+                ], required: ["id", "email", "role", "collections", "is_active"]),
+            "Users": array(ref("User")),
+            "APIKey": object(
+                [
+                    "id": string, "collection_id": string, "name": string, "scopes": array(string), "prefix": string,
+                    "created_at": string, "revoked_at": nullableString, "key": string,
+                ], required: ["id", "collection_id", "name", "scopes", "prefix"]),
+            "APIKeys": array(ref("APIKey")),
+            "AuditEvent": object(
+                [
+                    "id": string, "time": string, "actor": string, "actor_type": string, "action": string,
+                    "resource_type": string, "resource_id": string,
+                    "outcome": ["type": "string", "enum": ["success", "denied", "failure"]], "ip": string,
+                    "request_id": string, "details": map(string),
+                ],
+                required: [
+                    "id", "actor", "actor_type", "action", "resource_type", "resource_id", "outcome", "details",
+                ]),
+            "AuditPage": object([
+                "items": array(ref("AuditEvent")), "total": integer, "limit": integer, "offset": integer,
+            ]),
+            "JWKS": object([
+                "keys": array(
+                    object(
+                        [
+                            "kty": string, "kid": string, "alg": string, "use": string, "crv": string, "x": string,
+                            "y": string, "n": string, "e": string,
+                        ], required: ["kty", "kid", "alg"]))
+            ]),
+        ]
+    }
+
+    static var authErrors: [String: Any] {
+        [
+            "400": json(ref("Error"), "VALIDATION_FAILED"),
+            "401": json(ref("Error"), "UNAUTHORIZED: missing, expired, forged or revoked credentials"),
+            "403": json(ref("Error"), "FORBIDDEN: lacks the permission or the collection"),
+            "429": json(ref("Error"), "RATE_LIMIT_EXCEEDED, with Retry-After"),
+        ]
+    }
+
+    static func operation(
+        _ summary: String, _ status: String, _ schema: String, body: [String: Any]? = nil,
+        parameters: [[String: Any]] = [], extra: [String: Any] = [:]
+    ) -> [String: Any] {
+        var op: [String: Any] = [
+            "summary": summary, "parameters": parameters,
+            "responses": authErrors.merging(extra) { $1 }.merging([status: json(envelope(schema), "success")]) { $1 },
+        ]
+        if let body { op["requestBody"] = ["required": true, "content": ["application/json": ["schema": body]]] }
+        return op
+    }
+
+    static var securityPaths: [String: Any] {
+        let collection: [String: Any] = [
+            "name": "collection_id", "in": "path", "required": true, "schema": string,
+        ]
+        let refreshBody = object(["refresh_token": string])
+        return [
+            "/v1/auth/login": [
+                "post": operation(
+                    "Sign in; returns a short-lived access JWT and a rotating refresh token", "200", "Tokens",
+                    body: object(["email": string, "password": string]))
+            ],
+            "/v1/auth/refresh": [
+                "post": operation(
+                    "Rotate a refresh token; reusing an old one revokes its whole family", "200", "Tokens",
+                    body: refreshBody)
+            ],
+            "/v1/auth/logout": [
+                "post": operation("Revoke the refresh token's family", "200", "Revoked", body: refreshBody)
+            ],
+            "/v1/auth/me": ["get": operation("The calling principal", "200", "Principal")],
+            "/v1/users": [
+                "get": operation("Every user (admin:users)", "200", "Users"),
+                "post": operation(
+                    "Create a user (admin:users)", "201", "User",
+                    body: object(
+                        ["email": string, "password": string, "role": string, "collections": array(string)],
+                        required: ["email", "password", "role"]),
+                    extra: ["409": json(ref("Error"), "CONFLICT: the email exists")]),
+            ],
+            "/v1/collections/{collection_id}/api-keys": [
+                "get": operation(
+                    "The collection's API keys, without key material (collections:read)", "200", "APIKeys",
+                    parameters: [collection]),
+                "post": operation(
+                    "Create an API key for the collection; the key is shown once (collections:write)", "201",
+                    "APIKey", body: object(["name": string, "scopes": array(string)]), parameters: [collection]),
+            ],
+            "/v1/collections/{collection_id}/api-keys/{key_id}": [
+                "delete": operation(
+                    "Revoke an API key (collections:write)", "200", "APIKey",
+                    parameters: [
+                        collection, ["name": "key_id", "in": "path", "required": true, "schema": string],
+                    ], extra: ["404": json(ref("Error"), "NOT_FOUND")])
+            ],
+            "/v1/audit": [
+                "get": operation(
+                    "The audit log, newest first (admin:system)", "200", "AuditPage",
+                    parameters: [
+                        parameter("actor", string, "user id, API key id or anonymous"),
+                        parameter("action", string, "exact action, or a prefix ending in *"),
+                        parameter("resource_type", string, "e.g. user, collection, api_key"),
+                        parameter("resource_id", string, "the resource's id"),
+                        parameter("outcome", ["type": "string", "enum": ["success", "denied", "failure"]], ""),
+                        parameter("since", string, "ISO 8601 time, inclusive"),
+                        parameter("until", string, "ISO 8601 time, exclusive"),
+                        parameter("limit", ["type": "integer", "minimum": 1, "maximum": 1000], "page size"),
+                        parameter("offset", ["type": "integer", "minimum": 0], "rows to skip"),
+                    ])
+            ],
+            "/.well-known/jwks.json": [
+                "get": [
+                    "summary": "Public verification keys (HMAC secrets are never published)",
+                    "responses": [
+                        "200": [
+                            "description": "JWKS",
+                            "content": [
+                                "application/jwk-set+json": ["schema": ref("JWKS")],
+                                "application/json": ["schema": ref("JWKS")],
+                            ],
+                        ]
+                    ],
+                ]
+            ],
+        ]
+    }
+
     static func envelope(_ name: String) -> [String: Any] {
         object(["data": ref(name), "meta": ref("Meta")])
     }
@@ -159,6 +305,10 @@ enum OpenAPIDocument {
             "503": json(
                 ref("Error"),
                 "MODEL_UNAVAILABLE, INSUFFICIENT_MEMORY (fits in no pool), or QUEUE_FULL (with Retry-After)"),
+            "401": json(
+                ref("Error"), "UNAUTHORIZED: credentials missing (outside anonymous development mode) or invalid"),
+            "403": json(ref("Error"), "FORBIDDEN: lacks face:analyze"),
+            "429": json(ref("Error"), "RATE_LIMIT_EXCEEDED, with Retry-After"),
         ]
     }
 
@@ -326,8 +476,15 @@ enum OpenAPIDocument {
                 "title": "FaceSocial API", "version": "1.0.0",
                 "description": "Self-hosted face detection, recognition, attributes and liveness.",
             ],
-            "paths": paths,
-            "components": ["schemas": schemas],
+            "paths": paths.merging(securityPaths) { $1 },
+            "components": [
+                "schemas": schemas.merging(securitySchemas) { $1 },
+                "securitySchemes": [
+                    "bearer": ["type": "http", "scheme": "bearer", "bearerFormat": "JWT"],
+                    "apiKey": ["type": "apiKey", "in": "header", "name": "x-api-key"],
+                ],
+            ],
+            "security": [["bearer": [String]()], ["apiKey": [String]()], [String: [String]]()],
         ]
     }
 

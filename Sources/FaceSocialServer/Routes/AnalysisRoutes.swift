@@ -6,6 +6,7 @@ import Vapor
 struct AnalysisRoutes: RouteCollection {
     let faces: FaceService
     let config: AppConfig
+    var cache: ResultCache? = nil
 
     func boot(routes: any RoutesBuilder) throws {
         let v1 = routes.grouped("v1")
@@ -182,11 +183,25 @@ struct AnalysisRoutes: RouteCollection {
         let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes)
         let p = try parameters(input)
         let kinds = try Self.kinds(input)
-        let (image, reports) = try await run(try input.image("image"), p, kinds: kinds, context: req.context)
-        return req.envelope(
-            AnalyzeResponse(
-                faces: reports.map { FaceReportDTO($0, kinds: kinds) }, faceCount: reports.count,
-                image: ImageSizeDTO(width: image.width, height: image.height)))
+        let bytes = try input.image("image")
+        // Embeddings are biometric templates: results that carry them are never cached.
+        let cache = kinds.contains(.embedding) ? nil : self.cache
+        let key = ResultCache.key(
+            route: "analyze", image: bytes, models: faces.modelFingerprint,
+            parameters: [
+                "detector": p.detector.rawValue, "options": "\(p.detection)", "min_quality": "\(p.minQuality)",
+                "liveness_threshold": "\(p.livenessThreshold)",
+                "analyses": kinds.map(\.rawValue).sorted().joined(separator: ","),
+            ])
+        if let cached = await cache?.lookup(key, route: "analyze", as: AnalyzeResponse.self, context: req.context) {
+            return req.envelope(cached)
+        }
+        let (image, reports) = try await run(bytes, p, kinds: kinds, context: req.context)
+        let result = AnalyzeResponse(
+            faces: reports.map { FaceReportDTO($0, kinds: kinds) }, faceCount: reports.count,
+            image: ImageSizeDTO(width: image.width, height: image.height))
+        await cache?.store(key, result, context: req.context)
+        return req.envelope(result)
     }
 
     // MARK: - /v1/batch/analyze

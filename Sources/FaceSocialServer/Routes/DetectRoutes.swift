@@ -5,6 +5,7 @@ import Vapor
 struct DetectRoutes: RouteCollection {
     let faces: FaceService
     let config: AppConfig
+    var cache: ResultCache? = nil
 
     func boot(routes: any RoutesBuilder) throws {
         routes.on(.POST, "v1", "detect", body: .stream, use: detect)
@@ -15,12 +16,20 @@ struct DetectRoutes: RouteCollection {
         let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes)
         let options = try input.detectionOptions(maxFacesLimit: config.maxFaces)
         let detector = try input.detector()
-        let (image, _) = try await faces.decode(try input.image("image"))
+        let bytes = try input.image("image")
+        let key = ResultCache.key(
+            route: "detect", image: bytes, models: faces.modelFingerprint,
+            parameters: ["detector": detector.rawValue, "options": "\(options)"])
+        if let cached = await cache?.lookup(key, route: "detect", as: DetectResponse.self, context: req.context) {
+            return req.envelope(cached)
+        }
+        let (image, _) = try await faces.decode(bytes)
         let detection = try await faces.detect(image, detector: detector, options: options)
         req.context.used(detection.model)
-        return req.envelope(
-            DetectResponse(
-                faces: detection.faces.map(DetectedFaceDTO.init), faceCount: detection.faces.count,
-                image: ImageSizeDTO(width: image.width, height: image.height)))
+        let result = DetectResponse(
+            faces: detection.faces.map(DetectedFaceDTO.init), faceCount: detection.faces.count,
+            image: ImageSizeDTO(width: image.width, height: image.height))
+        await cache?.store(key, result, context: req.context)
+        return req.envelope(result)
     }
 }

@@ -7,14 +7,23 @@ import Vapor
 struct SystemRoutes: RouteCollection {
     let manager: ModelManager
     let metrics: ModelMetrics
+    /// Development only: status routes open to anonymous callers (production refuses the setting).
+    var allowAnonymousStatus = false
 
     func boot(routes: any RoutesBuilder) throws {
-        let system = routes.grouped("system")
-        system.get("vram", use: vram)
-        system.get("models", use: models)
-        system.post("models", ":id", "load", use: load)
-        system.post("models", ":id", "unload", use: unload)
-        system.get("memory-profile", use: memoryProfile)
+        // Reading device and model status is monitoring (open to anonymous callers in development
+        // when analysis is); changing what is loaded, and the memory profile, are administration.
+        let monitor = routes.grouped(
+            RequirePermission(permission: .systemMonitor, allowAnonymous: allowAnonymousStatus)
+        )
+        .grouped("system")
+        monitor.get("vram", use: vram)
+        monitor.get("models", use: models)
+        let admin = routes.grouped(RequirePermission(permission: .adminSystem)).grouped("system")
+        admin.post("models", ":id", "load", use: load)
+        admin.post("models", ":id", "unload", use: unload)
+        admin.get("memory-profile", use: memoryProfile)
+        // Scraped by Prometheus; the nginx edge does not expose it (deploy/nginx).
         routes.get("metrics") { req async -> Response in
             let text = await metrics.scrape(manager)
             return Response(

@@ -1,0 +1,35 @@
+import Fluent
+import Foundation
+import Vapor
+
+/// What `facesocial users create` and `facesocial keys rotate` do, without loading any model.
+public enum SecurityAdmin {
+    /// Creates a user in the configured database (migrating it first). Returns the user id.
+    public static func createUser(
+        config: AppConfig, email: String, password: String, role: String, collections: [String]
+    ) async throws -> String {
+        let app = try await Application.make(.init(name: "cli", arguments: ["facesocial"]))
+        do {
+            try FaceSocialApp.configureDatabase(app, config: config)
+            app.migrations.add(CreateAuthTables())
+            app.migrations.add(CreateAuditEvents())
+            try await app.autoMigrate()
+            let user = try await Users.create(
+                email: email, password: password, role: role, collections: collections,
+                cost: config.security.bcryptCost, on: app.db, threadPool: app.threadPool)
+            let id = try user.requireID().uuidString.lowercased()
+            await AuditLog.append(
+                on: app.db, logger: app.logger, actor: "cli", actorType: "system", action: "user.create",
+                resourceType: "user", resourceID: id, outcome: .success, ip: nil, requestID: nil,
+                details: ["role": role])
+            try await app.asyncShutdown()
+            return id
+        } catch {
+            try? await app.asyncShutdown()
+            if let apiError = error as? APIError {
+                throw ConfigError.invalid(variable: "user", reason: apiError.message)
+            }
+            throw error
+        }
+    }
+}

@@ -1,0 +1,229 @@
+import Fluent
+import Foundation
+import Vapor
+
+struct UserDTO: Content {
+    let id: String
+    let email: String
+    let role: String
+    let collections: [String]
+    let isActive: Bool
+    let createdAt: String?
+
+    init(_ u: User) {
+        id = u.id?.uuidString.lowercased() ?? ""
+        email = u.email
+        role = u.role
+        collections = u.collections
+        isActive = u.isActive
+        createdAt = iso8601(u.createdAt)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, email, role, collections
+        case isActive = "is_active"
+        case createdAt = "created_at"
+    }
+}
+
+struct APIKeyDTO: Content {
+    let id: String
+    let collectionID: String
+    let name: String
+    let scopes: [String]
+    let prefix: String
+    let createdAt: String?
+    let revokedAt: String?
+    /// Present only in the response that creates the key.
+    let key: String?
+
+    init(_ k: APIKey, key: String? = nil) {
+        id = k.id?.uuidString.lowercased() ?? ""
+        collectionID = k.collectionID
+        name = k.name
+        scopes = k.scopeSet.map(\.rawValue).sorted()
+        prefix = k.prefix
+        createdAt = iso8601(k.createdAt)
+        revokedAt = iso8601(k.revokedAt)
+        self.key = key
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, scopes, prefix, key
+        case collectionID = "collection_id"
+        case createdAt = "created_at"
+        case revokedAt = "revoked_at"
+    }
+}
+
+enum Users {
+    /// One @ with a non-empty local part and domain, no spaces, within RFC length limits.
+    static func isEmail(_ text: String) -> Bool {
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        return parts.count == 2 && (1...64).contains(parts[0].count) && (1...189).contains(parts[1].count)
+            && !text.contains(where: \.isWhitespace)
+    }
+
+    /// Validates and creates a user; shared by `POST /v1/users` and `facesocial users create`.
+    static func create(
+        email: String, password: String, role: String, collections: [String], cost: Int, on db: any Database,
+        threadPool: NIOThreadPool
+    ) async throws -> User {
+        let email = email.lowercased()
+        guard Self.isEmail(email) else { throw APIError.validation("invalid email", field: "email") }
+        guard (12...1024).contains(password.count) else {
+            throw APIError.validation("password must have 12 to 1024 characters", field: "password")
+        }
+        guard let role = Role(rawValue: role) else {
+            throw APIError.validation(
+                "role must be one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))", field: "role")
+        }
+        for id in collections { try Collections.validate(id) }
+        guard try await User.query(on: db).filter(\.$email == email).count() == 0 else {
+            throw APIError(.conflict, "CONFLICT", "a user with this email exists", details: ["field": "email"])
+        }
+        let hash = try await threadPool.runIfActive { try Bcrypt.hash(password, cost: cost) }
+        let user = User(email: email, passwordHash: hash, role: role, collections: collections)
+        try await user.create(on: db)
+        return user
+    }
+}
+
+enum Collections {
+    /// Collection ids are UUIDs in the galleries layer; any short safe token is accepted here.
+    static func validate(_ id: String) throws {
+        guard (1...64).contains(id.count),
+            id.unicodeScalars.allSatisfy({ CharacterSet.alphanumerics.contains($0) || "-_".unicodeScalars.contains($0) }
+            ),
+            id.allSatisfy(\.isASCII)
+        else { throw APIError.validation("collection id must be 1-64 letters, digits, - or _", field: "collection") }
+    }
+}
+
+/// User administration and per-collection API keys.
+struct AdminRoutes: RouteCollection {
+    func boot(routes: any RoutesBuilder) throws {
+        let v1 = routes.grouped("v1")
+        v1.post("users", use: createUser)
+        v1.get("users", use: listUsers)
+        let keys = v1.grouped("collections", ":collection_id", "api-keys")
+        keys.post(use: createKey)
+        keys.get(use: listKeys)
+        keys.delete(":key_id", use: revokeKey)
+    }
+
+    struct CreateUserBody: Content {
+        let email: String
+        let password: String
+        let role: String
+        let collections: [String]?
+    }
+
+    @Sendable
+    func createUser(_ req: Request) async throws -> Response {
+        try await req.authorize(.adminUsers)
+        let body = try req.content.decode(CreateUserBody.self)
+        let user = try await Users.create(
+            email: body.email, password: body.password, role: body.role, collections: body.collections ?? [],
+            cost: req.security.config.bcryptCost, on: req.db, threadPool: req.application.threadPool)
+        await req.audit(
+            action: "user.create", resourceType: "user", resourceID: try user.requireID().uuidString.lowercased(),
+            details: ["role": user.role])
+        let response = Response(status: .created)
+        try response.content.encode(req.envelope(UserDTO(user)))
+        return response
+    }
+
+    @Sendable
+    func listUsers(_ req: Request) async throws -> Envelope<[UserDTO]> {
+        try await req.authorize(.adminUsers)
+        let users = try await User.query(on: req.db).sort(\.$email).all()
+        await req.audit(action: "user.list", resourceType: "user", resourceID: "*")
+        return req.envelope(users.map(UserDTO.init))
+    }
+
+    func collection(_ req: Request) throws -> String {
+        let id = req.parameters.get("collection_id") ?? ""
+        try Collections.validate(id)
+        return id.lowercased()
+    }
+
+    struct CreateKeyBody: Content {
+        let name: String
+        let scopes: [String]
+    }
+
+    @Sendable
+    func createKey(_ req: Request) async throws -> Response {
+        let collection = try collection(req)
+        let principal = try await req.authorize(.collectionsWrite, collection: collection)
+        // Keys do not mint keys: a leaked key must not be able to multiply itself.
+        guard principal.kind == .user else {
+            await req.audit(
+                action: "api_key.create", resourceType: "collection", resourceID: collection, outcome: .denied)
+            throw APIError(.forbidden, "FORBIDDEN", "API keys are managed by signed-in users")
+        }
+        let body = try req.content.decode(CreateKeyBody.self)
+        guard (1...100).contains(body.name.count) else {
+            throw APIError.validation("name must have 1 to 100 characters", field: "name")
+        }
+        var scopes = Set<Permission>()
+        for name in body.scopes {
+            guard let scope = Permission(rawValue: name), Permission.apiKeyScopes.contains(scope) else {
+                throw APIError.validation(
+                    "scope \(name.prefix(40)) is not one of "
+                        + Permission.apiKeyScopes.map(\.rawValue).sorted().joined(separator: ", "), field: "scopes")
+            }
+            // Nobody hands out more than they hold.
+            guard principal.has(scope) else {
+                throw APIError(.forbidden, "FORBIDDEN", "you do not hold the \(scope.rawValue) permission")
+            }
+            scopes.insert(scope)
+        }
+        guard !scopes.isEmpty else { throw APIError.validation("scopes is empty", field: "scopes") }
+        let secret = "fsk_" + Secrets.random()
+        let key = APIKey()
+        key.collectionID = collection
+        key.name = body.name
+        key.scopes = scopes.map(\.rawValue).sorted().joined(separator: " ")
+        key.prefix = String(secret.prefix(12))
+        key.keyHash = Secrets.sha256Hex(secret)
+        key.createdBy = principal.id
+        try await key.create(on: req.db)
+        await req.audit(
+            action: "api_key.create", resourceType: "api_key", resourceID: try key.requireID().uuidString.lowercased(),
+            details: ["collection": collection, "scopes": key.scopes])
+        let response = Response(status: .created)
+        try response.content.encode(req.envelope(APIKeyDTO(key, key: secret)))
+        return response
+    }
+
+    @Sendable
+    func listKeys(_ req: Request) async throws -> Envelope<[APIKeyDTO]> {
+        let collection = try collection(req)
+        try await req.authorize(.collectionsRead, collection: collection)
+        let keys = try await APIKey.query(on: req.db).filter(\.$collectionID == collection).sort(\.$createdAt).all()
+        await req.audit(action: "api_key.list", resourceType: "collection", resourceID: collection)
+        return req.envelope(keys.map { APIKeyDTO($0) })
+    }
+
+    @Sendable
+    func revokeKey(_ req: Request) async throws -> Envelope<APIKeyDTO> {
+        let collection = try collection(req)
+        let principal = try await req.authorize(.collectionsWrite, collection: collection)
+        guard principal.kind == .user else {
+            throw APIError(.forbidden, "FORBIDDEN", "API keys are managed by signed-in users")
+        }
+        guard let id = req.parameters.get("key_id").flatMap(UUID.init(uuidString:)),
+            let key = try await APIKey.find(id, on: req.db), key.collectionID == collection
+        else { throw APIError.notFound("no such API key in this collection") }
+        if key.revokedAt == nil {
+            key.revokedAt = Date()
+            try await key.save(on: req.db)
+        }
+        await req.audit(
+            action: "api_key.revoke", resourceType: "api_key", resourceID: id.uuidString.lowercased(),
+            details: ["collection": collection])
+        return req.envelope(APIKeyDTO(key))
+    }
+}

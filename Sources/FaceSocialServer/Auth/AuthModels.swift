@@ -1,0 +1,143 @@
+import Fluent
+import Foundation
+import SQLKit
+
+/// An account that signs in with an email and a bcrypt password hash.
+public final class User: Model, @unchecked Sendable {
+    public static let schema = "users"
+    @ID(key: .id) public var id: UUID?
+    @Field(key: "email") public var email: String
+    @Field(key: "password_hash") public var passwordHash: String
+    @Field(key: "role") public var role: String
+    /// Collection ids this user may reach (admins and operators reach all): a JSON array as text.
+    @Field(key: "collections") public var collectionsJSON: String
+    @Field(key: "is_active") public var isActive: Bool
+    @Timestamp(key: "created_at", on: .create) public var createdAt: Date?
+
+    public init() {}
+    public init(id: UUID? = nil, email: String, passwordHash: String, role: Role, collections: [String]) {
+        self.id = id
+        self.email = email
+        self.passwordHash = passwordHash
+        self.role = role.rawValue
+        self.collectionsJSON = Self.encode(collections)
+        self.isActive = true
+    }
+
+    public var collections: [String] {
+        get { (try? JSONDecoder().decode([String].self, from: Data(collectionsJSON.utf8))) ?? [] }
+        set { collectionsJSON = Self.encode(newValue) }
+    }
+
+    static func encode(_ ids: [String]) -> String {
+        let unique = Array(Set(ids.map { $0.lowercased() })).sorted()
+        return String(decoding: (try? JSONEncoder().encode(unique)) ?? Data("[]".utf8), as: UTF8.self)
+    }
+
+    var principal: Principal {
+        let role = Role(rawValue: self.role) ?? .user
+        return Principal(
+            kind: .user, id: id?.uuidString.lowercased() ?? "", role: role, permissions: role.permissions,
+            collections: role.seesAllCollections ? .all : .only(Set(collections)), email: email)
+    }
+}
+
+/// One refresh token, stored as its SHA-256. Tokens of one sign-in share a family: using a token
+/// marks it used and issues the next; a used token coming back revokes the whole family.
+public final class RefreshToken: Model, @unchecked Sendable {
+    public static let schema = "refresh_tokens"
+    @ID(key: .id) public var id: UUID?
+    @Field(key: "user_id") public var userID: UUID
+    @Field(key: "family_id") public var familyID: UUID
+    @Field(key: "token_hash") public var tokenHash: String
+    @Field(key: "expires_at") public var expiresAt: Date
+    @OptionalField(key: "used_at") public var usedAt: Date?
+    @OptionalField(key: "revoked_at") public var revokedAt: Date?
+    @Timestamp(key: "created_at", on: .create) public var createdAt: Date?
+
+    public init() {}
+    init(userID: UUID, familyID: UUID, tokenHash: String, expiresAt: Date) {
+        self.userID = userID
+        self.familyID = familyID
+        self.tokenHash = tokenHash
+        self.expiresAt = expiresAt
+    }
+}
+
+/// A key bound to one collection with a set of scopes. Only its SHA-256 is kept: the key is shown
+/// once. (A key has 256 random bits, so a fast hash is enough; bcrypt is for low-entropy passwords.)
+public final class APIKey: Model, @unchecked Sendable {
+    public static let schema = "api_keys"
+    @ID(key: .id) public var id: UUID?
+    @Field(key: "collection_id") public var collectionID: String
+    @Field(key: "name") public var name: String
+    @Field(key: "scopes") public var scopes: String
+    @Field(key: "prefix") public var prefix: String
+    @Field(key: "key_hash") public var keyHash: String
+    @Field(key: "created_by") public var createdBy: String
+    @OptionalField(key: "revoked_at") public var revokedAt: Date?
+    @OptionalField(key: "last_used_at") public var lastUsedAt: Date?
+    @Timestamp(key: "created_at", on: .create) public var createdAt: Date?
+
+    public init() {}
+
+    var scopeSet: Set<Permission> {
+        Set(scopes.split(separator: " ").compactMap { Permission(rawValue: String($0)) })
+    }
+
+    var principal: Principal {
+        Principal(
+            kind: .apiKey, id: id?.uuidString.lowercased() ?? "", role: nil,
+            permissions: scopeSet.intersection(Permission.apiKeyScopes),
+            collections: .only([collectionID.lowercased()]), email: nil)
+    }
+}
+
+struct CreateAuthTables: AsyncMigration {
+    func prepare(on database: any Database) async throws {
+        try await database.schema(User.schema)
+            .id()
+            .field("email", .string, .required)
+            .field("password_hash", .string, .required)
+            .field("role", .string, .required)
+            .field("collections", .string, .required)
+            .field("is_active", .bool, .required)
+            .field("created_at", .datetime)
+            .unique(on: "email")
+            .create()
+        try await database.schema(RefreshToken.schema)
+            .id()
+            .field("user_id", .uuid, .required, .references(User.schema, "id", onDelete: .cascade))
+            .field("family_id", .uuid, .required)
+            .field("token_hash", .string, .required)
+            .field("expires_at", .datetime, .required)
+            .field("used_at", .datetime)
+            .field("revoked_at", .datetime)
+            .field("created_at", .datetime)
+            .unique(on: "token_hash")
+            .create()
+        try await database.schema(APIKey.schema)
+            .id()
+            .field("collection_id", .string, .required)
+            .field("name", .string, .required)
+            .field("scopes", .string, .required)
+            .field("prefix", .string, .required)
+            .field("key_hash", .string, .required)
+            .field("created_by", .string, .required)
+            .field("revoked_at", .datetime)
+            .field("last_used_at", .datetime)
+            .field("created_at", .datetime)
+            .unique(on: "key_hash")
+            .create()
+        if let sql = database as? any SQLDatabase {
+            try await sql.raw("CREATE INDEX refresh_tokens_family_idx ON refresh_tokens (family_id)").run()
+            try await sql.raw("CREATE INDEX api_keys_collection_idx ON api_keys (collection_id)").run()
+        }
+    }
+
+    func revert(on database: any Database) async throws {
+        try await database.schema(APIKey.schema).delete()
+        try await database.schema(RefreshToken.schema).delete()
+        try await database.schema(User.schema).delete()
+    }
+}

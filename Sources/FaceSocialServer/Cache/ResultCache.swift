@@ -1,0 +1,162 @@
+import Crypto
+import Foundation
+import Metrics
+import Synchronization
+
+/// Hit and miss counts of the result cache. The same counts go to swift-metrics as
+/// `cache_hits_total` / `cache_misses_total` (labelled by route), which the Prometheus backend
+/// exports once it is bootstrapped.
+public final class CacheStatistics: Sendable {
+    private let counts = Mutex<(hits: Int, misses: Int)>((0, 0))
+
+    public var hits: Int { counts.withLock { $0.hits } }
+    public var misses: Int { counts.withLock { $0.misses } }
+
+    func record(hit: Bool, route: String) {
+        counts.withLock { counts in
+            if hit { counts.hits += 1 } else { counts.misses += 1 }
+        }
+        Counter(label: hit ? "cache_hits_total" : "cache_misses_total", dimensions: [("route", route)]).increment()
+    }
+}
+
+/// Results of the stateless routes, keyed by a digest of the image bytes, the model versions and
+/// the normalised parameters. Values are the JSON response data: never the image. Redis holds them
+/// when configured (shared by instances); process memory (LRU) otherwise or while Redis is down.
+public final class ResultCache: Sendable {
+    public let ttl: Int
+    public let statistics = CacheStatistics()
+    let redis: RedisGate?
+    private let memory: MemoryLRU
+
+    public init(ttl: Int, maxEntries: Int, redis: RedisGate?) {
+        self.ttl = ttl
+        self.redis = redis
+        self.memory = MemoryLRU(capacity: maxEntries)
+    }
+
+    public var isEnabled: Bool { ttl > 0 }
+
+    /// `fs:result:<route>:<sha256(image sha256, models, parameters)>`. The image digest goes
+    /// through a second hash so the key does not even reveal which image was analysed.
+    public static func key(route: String, image: [UInt8], models: String, parameters: [String: String]) -> String {
+        let imageDigest = SHA256.hash(data: image).map { String(format: "%02x", $0) }.joined()
+        let normalised = parameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "&")
+        let material = [route, imageDigest, models, normalised].joined(separator: "\n")
+        return "fs:result:\(route):\(Secrets.sha256Hex(material))"
+    }
+
+    public func get(_ key: String, route: String) async -> Data? {
+        guard isEnabled else { return nil }
+        var value: Data?
+        if let redis, let reply = await redis.run({ try await $0.send(["GET", key]) }) {
+            value = reply.bytes.map { Data($0) }
+        } else {
+            value = memory.get(key)
+        }
+        statistics.record(hit: value != nil, route: route)
+        return value
+    }
+
+    public func set(_ key: String, _ value: Data) async {
+        guard isEnabled else { return }
+        if let redis {
+            let stored = await redis.run { client in
+                try await client.send(bytes: [
+                    Array("SET".utf8), Array(key.utf8), Array(value), Array("EX".utf8), Array(String(self.ttl).utf8),
+                ])
+            }
+            if stored != nil { return }
+        }
+        memory.set(key, value, ttl: ttl)
+    }
+
+    /// Drops every cached result. Results are per image, not per subject, so erasing a subject
+    /// needs no cache work; this is for operators (and tests).
+    public func removeAll() async {
+        memory.removeAll()
+        _ = await redis?.run { client in
+            var cursor = "0"
+            repeat {
+                let reply = try await client.send(["SCAN", cursor, "MATCH", "fs:result:*", "COUNT", "500"])
+                guard let parts = reply.array, parts.count == 2 else { break }
+                cursor = parts[0].string ?? "0"
+                let keys = parts[1].array?.compactMap(\.string) ?? []
+                if !keys.isEmpty { _ = try await client.send(["DEL"] + keys) }
+            } while cursor != "0"
+        }
+    }
+}
+
+/// A least-recently-used map with expiry, bounded by entry count.
+final class MemoryLRU: Sendable {
+    private struct State {
+        var values: [String: (data: Data, expires: ContinuousClock.Instant, tick: UInt64)] = [:]
+        var tick: UInt64 = 0
+    }
+    private let state = Mutex(State())
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func get(_ key: String) -> Data? {
+        state.withLock { state in
+            guard let entry = state.values[key] else { return nil }
+            guard ContinuousClock.now < entry.expires else {
+                state.values[key] = nil
+                return nil
+            }
+            state.tick += 1
+            state.values[key] = (entry.data, entry.expires, state.tick)
+            return entry.data
+        }
+    }
+
+    func set(_ key: String, _ data: Data, ttl: Int) {
+        guard capacity > 0 else { return }
+        state.withLock { state in
+            state.tick += 1
+            state.values[key] = (data, ContinuousClock.now + .seconds(ttl), state.tick)
+            if state.values.count > capacity {
+                // Evict the oldest tenth at once, so eviction is rare rather than per insert.
+                let drop = max(1, capacity / 10)
+                let oldest = state.values.sorted { $0.value.tick < $1.value.tick }.prefix(drop).map(\.key)
+                oldest.forEach { state.values[$0] = nil }
+            }
+        }
+    }
+
+    func removeAll() { state.withLock { $0.values.removeAll() } }
+    var count: Int { state.withLock { $0.values.count } }
+}
+
+/// What a cached response holds besides its data: the models that produced it (for `meta`).
+struct CachedResult<T: Codable>: Codable {
+    let data: T
+    let models: [String]
+}
+
+extension FaceService {
+    /// Every model id and version of the manifest: a model upgrade invalidates cached results.
+    var modelFingerprint: String {
+        registry.store.manifest.models.map { "\($0.id)@\($0.version)" }.sorted().joined(separator: ",")
+    }
+}
+
+extension ResultCache {
+    /// The cached data for `key`, with its models recorded on the request; nil on a miss.
+    func lookup<T: Codable>(_ key: String, route: String, as: T.Type, context: RequestContext) async -> T? {
+        guard let data = await get(key, route: route),
+            let cached = try? JSONDecoder().decode(CachedResult<T>.self, from: data)
+        else { return nil }
+        cached.models.forEach(context.used)
+        return cached.data
+    }
+
+    func store<T: Codable>(_ key: String, _ value: T, context: RequestContext) async {
+        guard isEnabled, let data = try? JSONEncoder().encode(CachedResult(data: value, models: context.models)) else {
+            return
+        }
+        await set(key, data)
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+
+/// Settings for authentication, rate limits, the result cache, audit retention and transport.
+public struct SecurityConfig: Sendable {
+    public var jwtKeyDirectory: URL?
+    public var accessTokenTTL: Int = 900
+    public var refreshTokenTTL: Int = 30 * 86_400
+    public var bcryptCost: Int = 12
+    public var adminEmail: String?
+    public var adminPassword: String?
+    public var allowAnonymousAnalysis: Bool = true
+    public var redisURL: String?
+    public var rateLimitPerMinute: Int = 600
+    public var rateLimitIPPerMinute: Int = 1200
+    public var cacheTTL: Int = 300
+    public var cacheMaxEntries: Int = 1000
+    public var auditRetentionDays: Int = 365
+    public var corsOrigins: [String] = []
+    public var tlsCertificatePath: String?
+    public var tlsKeyPath: String?
+
+    /// The development-only admin password `make run` uses; production refuses it.
+    static let developmentAdminPassword = "facesocial-dev-admin"
+
+    static func fromEnvironment(_ env: [String: String], profile: Profile) throws -> SecurityConfig {
+        func value(_ name: String) -> String? {
+            guard let raw = env[name]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
+            return raw
+        }
+        func integer(_ name: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
+            guard let raw = value(name) else { return fallback }
+            guard let number = Int(raw), range.contains(number) else {
+                throw ConfigError.invalid(variable: name, reason: "expected an integer in \(range), got \"\(raw)\"")
+            }
+            return number
+        }
+        func flag(_ name: String, _ fallback: Bool) throws -> Bool {
+            guard let raw = value(name)?.lowercased() else { return fallback }
+            switch raw {
+            case "1", "true", "yes", "on": return true
+            case "0", "false", "no", "off": return false
+            default: throw ConfigError.invalid(variable: name, reason: "expected true or false, got \"\(raw)\"")
+            }
+        }
+        var config = SecurityConfig()
+        config.jwtKeyDirectory = value("FACESOCIAL_JWT_KEY_DIR").map { URL(fileURLWithPath: $0) }
+        config.accessTokenTTL = try integer("FACESOCIAL_ACCESS_TOKEN_TTL_SECONDS", 900, 30...86_400)
+        config.refreshTokenTTL = try integer("FACESOCIAL_REFRESH_TOKEN_TTL_SECONDS", 30 * 86_400, 60...(365 * 86_400))
+        config.bcryptCost = try integer("FACESOCIAL_BCRYPT_COST", 12, 4...31)
+        config.adminEmail = value("FACESOCIAL_ADMIN_EMAIL")
+        config.adminPassword = value("FACESOCIAL_ADMIN_PASSWORD")
+        config.allowAnonymousAnalysis = try flag("FACESOCIAL_ALLOW_ANONYMOUS_ANALYSIS", profile == .development)
+        config.redisURL = value("REDIS_URL")
+        config.rateLimitPerMinute = try integer("FACESOCIAL_RATE_LIMIT_PER_MINUTE", 600, 1...1_000_000)
+        config.rateLimitIPPerMinute = try integer("FACESOCIAL_RATE_LIMIT_IP_PER_MINUTE", 1200, 1...1_000_000)
+        config.cacheTTL = try integer("FACESOCIAL_CACHE_TTL_SECONDS", 300, 0...86_400)
+        config.cacheMaxEntries = try integer("FACESOCIAL_CACHE_MAX_ENTRIES", 1000, 0...1_000_000)
+        config.auditRetentionDays = try integer("FACESOCIAL_AUDIT_RETENTION_DAYS", 365, 1...36_500)
+        config.corsOrigins = (value("FACESOCIAL_CORS_ORIGINS") ?? "").split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }.filter { !$0.isEmpty }
+        config.tlsCertificatePath = value("FACESOCIAL_TLS_CERT_PATH")
+        config.tlsKeyPath = value("FACESOCIAL_TLS_KEY_PATH")
+        if (config.tlsCertificatePath == nil) != (config.tlsKeyPath == nil) {
+            throw ConfigError.invalid(
+                variable: "FACESOCIAL_TLS_CERT_PATH",
+                reason: "set both FACESOCIAL_TLS_CERT_PATH and FACESOCIAL_TLS_KEY_PATH")
+        }
+        if config.adminEmail != nil, config.adminPassword == nil {
+            throw ConfigError.invalid(
+                variable: "FACESOCIAL_ADMIN_PASSWORD", reason: "FACESOCIAL_ADMIN_EMAIL is set without a password")
+        }
+        if let password = config.adminPassword, password.count < 12 {
+            throw ConfigError.invalid(variable: "FACESOCIAL_ADMIN_PASSWORD", reason: "must be at least 12 characters")
+        }
+        return config
+    }
+
+    /// What production refuses: anonymous analysis, the development admin password, open CORS.
+    func validate(profile: Profile) throws {
+        guard profile == .production else { return }
+        if allowAnonymousAnalysis {
+            throw ConfigError.invalid(
+                variable: "FACESOCIAL_ALLOW_ANONYMOUS_ANALYSIS", reason: "anonymous analysis is refused in production")
+        }
+        if adminPassword == Self.developmentAdminPassword {
+            throw ConfigError.insecureDefault(variable: "FACESOCIAL_ADMIN_PASSWORD")
+        }
+        if corsOrigins.contains("*") {
+            throw ConfigError.invalid(variable: "FACESOCIAL_CORS_ORIGINS", reason: "\"*\" is refused in production")
+        }
+    }
+
+    static let variables: [ConfigVariable] = [
+        .init(
+            name: "FACESOCIAL_JWT_KEY_DIR", defaultValue: "(none: HS256 with JWT_SECRET_KEY)",
+            summary: "folder of ES256/RS256 private keys (<kid>.pem); the newest signs, all verify (`keys rotate`)"),
+        .init(
+            name: "FACESOCIAL_ACCESS_TOKEN_TTL_SECONDS", defaultValue: "900", summary: "lifetime of access tokens"),
+        .init(
+            name: "FACESOCIAL_REFRESH_TOKEN_TTL_SECONDS", defaultValue: "2592000",
+            summary: "lifetime of refresh tokens (each use rotates it)"),
+        .init(name: "FACESOCIAL_BCRYPT_COST", defaultValue: "12", summary: "bcrypt cost of password hashes"),
+        .init(
+            name: "FACESOCIAL_ADMIN_EMAIL", defaultValue: "(none)",
+            summary: "email of the first admin, created on start when no user exists"),
+        .init(
+            name: "FACESOCIAL_ADMIN_PASSWORD", defaultValue: "(none)",
+            summary:
+                "password of that first admin (at least 12 characters; the `make run` value is refused in production)"),
+        .init(
+            name: "FACESOCIAL_ALLOW_ANONYMOUS_ANALYSIS", defaultValue: "true in development, false in production",
+            summary: "lets anonymous callers use the stateless analysis routes; production refuses true"),
+        .init(
+            name: "REDIS_URL", defaultValue: "(none: in-memory)",
+            summary: "redis://[:password@]host:port[/db] for shared rate limits and the result cache"),
+        .init(
+            name: "FACESOCIAL_RATE_LIMIT_PER_MINUTE", defaultValue: "600",
+            summary: "requests per minute per authenticated principal"),
+        .init(
+            name: "FACESOCIAL_RATE_LIMIT_IP_PER_MINUTE", defaultValue: "1200",
+            summary: "requests per minute per client address"),
+        .init(
+            name: "FACESOCIAL_CACHE_TTL_SECONDS", defaultValue: "300",
+            summary: "lifetime of cached detect/analyze results (0 disables the cache)"),
+        .init(
+            name: "FACESOCIAL_CACHE_MAX_ENTRIES", defaultValue: "1000",
+            summary: "entries kept by the in-memory result cache (least recently used go first)"),
+        .init(
+            name: "FACESOCIAL_AUDIT_RETENTION_DAYS", defaultValue: "365",
+            summary: "audit rows older than this are purged at each start"),
+        .init(
+            name: "FACESOCIAL_CORS_ORIGINS", defaultValue: "(none)",
+            summary: "comma-separated origins allowed by CORS; \"*\" only outside production"),
+        .init(
+            name: "FACESOCIAL_TLS_CERT_PATH", defaultValue: "(none)",
+            summary: "PEM certificate chain for native TLS (with FACESOCIAL_TLS_KEY_PATH)"),
+        .init(name: "FACESOCIAL_TLS_KEY_PATH", defaultValue: "(none)", summary: "PEM private key for native TLS"),
+    ]
+}

@@ -1,0 +1,203 @@
+import Fluent
+import Foundation
+import NIOSSL
+import Vapor
+
+/// Everything the security layer shares across requests, kept in the application's storage.
+public final class SecurityServices: Sendable {
+    public let config: SecurityConfig
+    public let profile: Profile
+    public let keyRing: KeyRing
+    public let redis: RedisGate?
+    public let limiter: RateLimiter
+    public let cache: ResultCache
+
+    init(config: SecurityConfig, profile: Profile, keyRing: KeyRing, redis: RedisGate?) {
+        self.config = config
+        self.profile = profile
+        self.keyRing = keyRing
+        self.redis = redis
+        self.limiter = RateLimiter(redis: redis)
+        self.cache = ResultCache(ttl: config.cacheTTL, maxEntries: config.cacheMaxEntries, redis: redis)
+    }
+
+    struct Key: StorageKey {
+        typealias Value = SecurityServices
+    }
+
+    /// Sets up keys, Redis, migrations, the first admin, the audit purge, transport and the
+    /// middleware that authenticates and rate-limits; call before registering routes.
+    static func configure(_ app: Application, config: AppConfig) async throws -> SecurityServices {
+        let security = config.security
+        let keyRing = try await KeyRing.load(secret: config.jwtSecret, keyDirectory: security.jwtKeyDirectory)
+        var gate: RedisGate?
+        if let url = security.redisURL {
+            let client = try RedisClient(url: url, group: app.eventLoopGroup, logger: app.logger)
+            gate = RedisGate(client: client)
+            if await gate?.probe() != nil {
+                app.logger.warning("Redis is not reachable at start; using local rate limits and cache until it is")
+            }
+        }
+        let services = SecurityServices(config: security, profile: config.profile, keyRing: keyRing, redis: gate)
+        app.storage[Key.self] = services
+        app.lifecycle.use(Shutdown(services: services))
+
+        app.migrations.add(CreateAuthTables())
+        app.migrations.add(CreateAuditEvents())
+        try await app.autoMigrate()
+        try await services.bootstrapAdmin(app)
+        let purged = try await AuditLog.purge(on: app.db, retentionDays: security.auditRetentionDays)
+        if purged > 0 { app.logger.notice("purged \(purged) audit rows past retention") }
+
+        try configureTransport(app, security: security, profile: config.profile)
+        if !security.corsOrigins.isEmpty {
+            let origins: CORSMiddleware.AllowOriginSetting =
+                security.corsOrigins == ["*"] ? .all : .any(security.corsOrigins)
+            app.middleware.use(
+                CORSMiddleware(
+                    configuration: .init(
+                        allowedOrigin: origins, allowedMethods: [.GET, .POST, .PUT, .PATCH, .DELETE, .OPTIONS],
+                        allowedHeaders: [.accept, .authorization, .contentType, .origin, "x-api-key", "x-request-id"],
+                        exposedHeaders: [
+                            "X-Request-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+                            "Retry-After",
+                        ])), at: .beginning)
+        }
+        // Outermost, so error responses carry the headers too.
+        app.middleware.use(SecurityHeadersMiddleware(hsts: config.profile == .production), at: .beginning)
+        app.middleware.use(
+            RateLimitMiddleware(limiter: services.limiter, scope: .ip, limit: security.rateLimitIPPerMinute))
+        app.middleware.use(AuthenticationMiddleware(keyRing: keyRing))
+        app.middleware.use(
+            RateLimitMiddleware(limiter: services.limiter, scope: .principal, limit: security.rateLimitPerMinute))
+        return services
+    }
+
+    /// The first admin, from FACESOCIAL_ADMIN_EMAIL / FACESOCIAL_ADMIN_PASSWORD, only while no user
+    /// exists. There is no built-in password.
+    func bootstrapAdmin(_ app: Application) async throws {
+        guard try await User.query(on: app.db).count() == 0 else { return }
+        guard let email = config.adminEmail, let password = config.adminPassword else {
+            app.logger.warning(
+                "no user exists: set FACESOCIAL_ADMIN_EMAIL and FACESOCIAL_ADMIN_PASSWORD, or run `facesocial users create`"
+            )
+            return
+        }
+        let hash = try await app.threadPool.runIfActive { [cost = config.bcryptCost] in
+            try Bcrypt.hash(password, cost: cost)
+        }
+        try await User(email: email.lowercased(), passwordHash: hash, role: .admin, collections: []).create(on: app.db)
+        await AuditLog.append(
+            on: app.db, logger: app.logger, actor: "system", actorType: "system", action: "user.bootstrap_admin",
+            resourceType: "user", resourceID: email.lowercased(), outcome: .success, ip: nil, requestID: nil)
+        app.logger.notice("created the first admin from the environment", metadata: ["email": .string(email)])
+    }
+
+    /// HTTP response compression for JSON, and native TLS when a certificate is configured.
+    static func configureTransport(_ app: Application, security: SecurityConfig, profile: Profile) throws {
+        app.http.server.configuration.responseCompression = .disabled(allowedTypes: [.json])
+        if let certificatePath = security.tlsCertificatePath, let keyPath = security.tlsKeyPath {
+            let chain = try NIOSSLCertificate.fromPEMFile(certificatePath).map {
+                NIOSSLCertificateSource.certificate($0)
+            }
+            let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+            var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            tls.minimumTLSVersion = .tlsv12
+            app.http.server.configuration.tlsConfiguration = tls
+        }
+    }
+
+    /// Rows of the periodic purge: once a day while the server runs.
+    struct Shutdown: LifecycleHandler {
+        let services: SecurityServices
+        func shutdownAsync(_ application: Application) async {
+            await services.redis?.client.shutdown()
+        }
+    }
+}
+
+extension Application {
+    public var security: SecurityServices? { storage[SecurityServices.Key.self] }
+}
+
+extension Request {
+    var security: SecurityServices {
+        guard let services = application.security else { fatalError("SecurityServices.configure was not called") }
+        return services
+    }
+}
+
+/// Headers every response carries: no MIME sniffing, no framing, no referrer; HSTS in production.
+struct SecurityHeadersMiddleware: AsyncMiddleware {
+    let hsts: Bool
+
+    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        let response = try await next.respond(to: request)
+        response.headers.replaceOrAdd(name: "X-Content-Type-Options", value: "nosniff")
+        response.headers.replaceOrAdd(name: "X-Frame-Options", value: "DENY")
+        response.headers.replaceOrAdd(name: "Referrer-Policy", value: "no-referrer")
+        response.headers.replaceOrAdd(name: "Cache-Control", value: "no-store")
+        if hsts {
+            response.headers.replaceOrAdd(
+                name: "Strict-Transport-Security", value: "max-age=31536000; includeSubDomains")
+        }
+        return response
+    }
+}
+
+/// Reads `Authorization: Bearer <jwt>` or `x-api-key`; sets the principal, or anonymous when the
+/// request carries neither. Credentials that are sent but do not verify are refused with 401.
+struct AuthenticationMiddleware: AsyncMiddleware {
+    let keyRing: KeyRing
+
+    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        if let key = request.headers.first(name: "x-api-key") {
+            request.storage[PrincipalKey.self] = try await apiKeyPrincipal(key, request)
+        } else if let authorization = request.headers.first(name: .authorization) {
+            request.storage[PrincipalKey.self] = try await tokenPrincipal(authorization, request)
+        }
+        return try await next.respond(to: request)
+    }
+
+    func apiKeyPrincipal(_ key: String, _ request: Request) async throws -> Principal {
+        let hash = Secrets.sha256Hex(key)
+        guard key.count <= 200,
+            let row = try await APIKey.query(on: request.db).filter(\.$keyHash == hash).filter(\.$revokedAt == nil)
+                .first()
+        else {
+            await request.audit(
+                action: "auth.api_key", resourceType: "api_key", resourceID: String(key.prefix(12)), outcome: .denied,
+                details: ["reason": "unknown or revoked key"])
+            throw APIError(.unauthorized, "UNAUTHORIZED", "the API key is unknown or revoked")
+        }
+        return row.principal
+    }
+
+    func tokenPrincipal(_ authorization: String, _ request: Request) async throws -> Principal {
+        let parts = authorization.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw APIError(.unauthorized, "UNAUTHORIZED", "the Authorization header must be `Bearer <token>`")
+        }
+        let claims: AccessClaims
+        do {
+            claims = try await keyRing.verify(String(parts[1]))
+        } catch {
+            let reason = (error as? TokenError)?.description ?? "the token does not verify"
+            await request.audit(
+                action: "auth.token", resourceType: "token", resourceID: "bearer", outcome: .denied,
+                details: ["reason": reason])
+            throw APIError(.unauthorized, "UNAUTHORIZED", reason)
+        }
+        // The user is read on every request, so a disabled account or a changed role takes effect
+        // without waiting for its tokens to expire.
+        guard let id = UUID(uuidString: claims.sub.value), let user = try await User.find(id, on: request.db),
+            user.isActive
+        else {
+            await request.audit(
+                action: "auth.token", resourceType: "user", resourceID: claims.sub.value, outcome: .denied,
+                details: ["reason": "unknown or disabled user"])
+            throw APIError(.unauthorized, "UNAUTHORIZED", "the token's user is unknown or disabled")
+        }
+        return user.principal
+    }
+}

@@ -1,0 +1,328 @@
+import Fluent
+import Foundation
+import Testing
+import Vapor
+import VaporTesting
+
+@testable import FaceSocialServer
+
+@Suite("Security: tokens, roles, API keys, audit")
+struct SecurityTests {
+    @Test func loginRefreshRotationAndReuseRevokesFamily() async throws {
+        try await withFaceSocial(securityEnv()) { app in
+            let (access, refresh) = try await login(app, adminEmail, adminPassword)
+            try await app.testing().test(.GET, "/v1/auth/me", headers: bearer(access)) { res in
+                #expect(res.status == .ok)
+                #expect(body(res)[path: "data.role"] as? String == "admin")
+                expectConforms("GET", "/v1/auth/me", res)
+            }
+            // Rotation: the first refresh works and returns a new token.
+            var second = ""
+            try await app.testing().test(
+                .POST, "/v1/auth/refresh", headers: jsonHeaders, body: try jsonBody(["refresh_token": refresh])
+            ) { res in
+                #expect(res.status == .ok)
+                second = body(res)[path: "data.refresh_token"] as? String ?? ""
+            }
+            #expect(!second.isEmpty && second != refresh)
+            // Reusing the first one is refused and revokes the family, the new token included.
+            try await app.testing().test(
+                .POST, "/v1/auth/refresh", headers: jsonHeaders, body: try jsonBody(["refresh_token": refresh])
+            ) { res in
+                #expect(res.status == .unauthorized)
+                #expect(errorCode(res) == "UNAUTHORIZED")
+                expectConforms("POST", "/v1/auth/refresh", res)
+            }
+            try await app.testing().test(
+                .POST, "/v1/auth/refresh", headers: jsonHeaders, body: try jsonBody(["refresh_token": second])
+            ) { res in #expect(res.status == .unauthorized) }
+            #expect(try await auditRows(app, action: "auth.refresh_reuse", outcome: "denied").count >= 1)
+            #expect(try await auditRows(app, action: "auth.login", outcome: "success").count == 1)
+
+            // Wrong password: 401 and an audit row.
+            try await app.testing().test(
+                .POST, "/v1/auth/login", headers: jsonHeaders,
+                body: try jsonBody(["email": adminEmail, "password": "wrong-password-here"])
+            ) { res in #expect(res.status == .unauthorized) }
+            #expect(try await auditRows(app, action: "auth.login", outcome: "denied").count == 1)
+
+            // Logout revokes the family of a fresh sign-in.
+            let (_, refresh3) = try await login(app, adminEmail, adminPassword)
+            try await app.testing().test(
+                .POST, "/v1/auth/logout", headers: jsonHeaders, body: try jsonBody(["refresh_token": refresh3])
+            ) { res in
+                #expect(res.status == .ok)
+                expectConforms("POST", "/v1/auth/logout", res)
+            }
+            try await app.testing().test(
+                .POST, "/v1/auth/refresh", headers: jsonHeaders, body: try jsonBody(["refresh_token": refresh3])
+            ) { res in #expect(res.status == .unauthorized) }
+        }
+    }
+
+    @Test func forgedAndExpiredTokensAreRefused() async throws {
+        let keyDir = FileManager.default.temporaryDirectory.appendingPathComponent("jwt-keys-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: keyDir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: keyDir) }
+        // An RSA signing key, to try HS/RS confusion against it.
+        let rsaKid = "rsa-test"
+        let (status, _) = try runTool(
+            "/usr/bin/openssl",
+            [
+                "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out",
+                keyDir.appendingPathComponent("\(rsaKid).pem").path,
+            ])
+        #expect(status == 0)
+
+        try await withFaceSocial(securityEnv(["FACESOCIAL_JWT_KEY_DIR": keyDir.path])) { app in
+            let ring = try #require(app.security?.keyRing)
+            #expect(ring.signingKid == rsaKid)
+            let (access, _) = try await login(app, adminEmail, adminPassword)
+            let header = try #require(Data(base64URL: String(access.split(separator: ".")[0])))
+            #expect(String(decoding: header, as: UTF8.self).contains("RS256"))
+            try await app.testing().test(.GET, "/v1/auth/me", headers: bearer(access)) { res in
+                #expect(res.status == .ok)
+            }
+            let admin = try #require(try await User.query(on: app.db).first())
+            let sub = try admin.requireID().uuidString.lowercased()
+
+            // JWKS: the RSA public key only; the HMAC secret is never published.
+            var rsaPublicPEM = ""
+            try await app.testing().test(.GET, "/.well-known/jwks.json") { res in
+                #expect(res.status == .ok)
+                expectConforms("GET", "/.well-known/jwks.json", res)
+                let keys = body(res)["keys"] as? [[String: String]] ?? []
+                #expect(keys.map { $0["kid"] } == [rsaKid])
+                #expect(keys.first?["kty"] == "RSA" && keys.first?["d"] == nil)
+                #expect(!res.body.string.contains("hs256"))
+            }
+            rsaPublicPEM = try runTool(
+                "/usr/bin/openssl", ["pkey", "-pubout", "-in", keyDir.appendingPathComponent("\(rsaKid).pem").path]
+            ).1
+            #expect(rsaPublicPEM.contains("BEGIN PUBLIC KEY"))
+            let hsKid = try #require(ring.keys.values.first { $0.algorithm == "HS256" }?.kid)
+            let secret = Data(AppConfig.developmentJWTSecret.utf8)
+
+            var tokens: [String: String] = [:]
+            // HS/RS confusion: HS256 keyed with the RSA public key, under the RSA key's kid.
+            tokens["hs-rs confusion"] = try forgeToken(
+                header: ["alg": "HS256", "kid": rsaKid, "typ": "JWT"], payload: validPayload(sub: sub),
+                sign: hmacSHA256(Data(rsaPublicPEM.utf8)))
+            tokens["alg none"] = try forgeToken(
+                header: ["alg": "none", "kid": hsKid, "typ": "JWT"], payload: validPayload(sub: sub)
+            ) { _ in Data() }
+            tokens["alg none, any signature"] = try forgeToken(
+                header: ["alg": "none", "kid": hsKid], payload: validPayload(sub: sub)
+            ) { _ in Data([1, 2, 3]) }
+            // JWTKit alone would verify this with its default key; the ring refuses unknown kids.
+            tokens["unknown kid"] = try forgeToken(
+                header: ["alg": "HS256", "kid": "not-a-key"], payload: validPayload(sub: sub), sign: hmacSHA256(secret))
+            tokens["no kid"] = try forgeToken(
+                header: ["alg": "HS256"], payload: validPayload(sub: sub), sign: hmacSHA256(secret))
+            tokens["bad signature"] = try forgeToken(
+                header: ["alg": "HS256", "kid": hsKid], payload: validPayload(sub: sub),
+                sign: hmacSHA256(Data("some-other-secret-of-enough-length!!".utf8)))
+            tokens["expired"] = try forgeToken(
+                header: ["alg": "HS256", "kid": hsKid, "typ": "JWT"],
+                payload: validPayload(sub: sub, exp: Date().addingTimeInterval(-60)), sign: hmacSHA256(secret))
+            var parts = access.split(separator: ".").map(String.init)
+            parts[1] = try JSONSerialization.data(withJSONObject: validPayload(sub: UUID().uuidString)).base64URLEncoded
+            tokens["tampered payload"] = parts.joined(separator: ".")
+            tokens["garbage"] = "not.a.jwt"
+
+            // The control: the same forging code with the right key and kid is accepted.
+            let control = try forgeToken(
+                header: ["alg": "HS256", "kid": hsKid, "typ": "JWT"], payload: validPayload(sub: sub),
+                sign: hmacSHA256(secret))
+            try await app.testing().test(.GET, "/v1/auth/me", headers: bearer(control)) { res in
+                #expect(res.status == .ok, "control token refused: \(res.body.string)")
+            }
+            for (name, token) in tokens {
+                try await app.testing().test(.GET, "/v1/auth/me", headers: bearer(token)) { res in
+                    #expect(res.status == .unauthorized, "\(name) was accepted")
+                    #expect(errorCode(res) == "UNAUTHORIZED")
+                }
+            }
+            #expect(try await auditRows(app, action: "auth.token", outcome: "denied").count >= tokens.count)
+        }
+    }
+
+    @Test func rolesAndTenantIsolation() async throws {
+        try await withFaceSocial(securityEnv()) { app in
+            try await makeUser(app, "alice@a.example", role: .user, collections: ["tenant-a"])
+            try await makeUser(app, "dev@a.example", role: .developer, collections: ["tenant-a"])
+            let (userToken, _) = try await login(app, "alice@a.example", "password-alice@a.example")
+            let (devToken, _) = try await login(app, "dev@a.example", "password-dev@a.example")
+            let (adminToken, _) = try await login(app, adminEmail, adminPassword)
+
+            // A user cannot reach admin routes.
+            for (method, path) in [(HTTPMethod.GET, "/v1/users"), (.GET, "/v1/audit"), (.POST, "/v1/users")] {
+                try await app.testing().test(
+                    method, path, headers: bearer(userToken),
+                    body: try jsonBody(["email": "x@y.z", "password": "long-enough-pass", "role": "admin"])
+                ) { res in
+                    #expect(res.status == .forbidden, "\(method) \(path)")
+                    #expect(errorCode(res) == "FORBIDDEN")
+                }
+            }
+            // Anonymous callers get 401 on protected routes.
+            try await app.testing().test(.GET, "/v1/collections/tenant-a/api-keys") { res in
+                #expect(res.status == .unauthorized)
+            }
+            // Their own tenant: readable; another tenant's: forbidden.
+            try await app.testing().test(.GET, "/v1/collections/tenant-a/api-keys", headers: bearer(userToken)) {
+                res in
+                #expect(res.status == .ok)
+                expectConforms("GET", "/v1/collections/{collection_id}/api-keys", res)
+            }
+            try await app.testing().test(.GET, "/v1/collections/tenant-b/api-keys", headers: bearer(userToken)) {
+                res in #expect(res.status == .forbidden)
+            }
+            // A user may read but not write its collection.
+            try await app.testing().test(
+                .POST, "/v1/collections/tenant-a/api-keys", headers: bearer(userToken),
+                body: try jsonBody(["name": "k", "scopes": ["face:analyze"]])
+            ) { res in #expect(res.status == .forbidden) }
+
+            // A developer mints a key for its collection, shown once.
+            var key = ""
+            var keyID = ""
+            try await app.testing().test(
+                .POST, "/v1/collections/tenant-a/api-keys", headers: bearer(devToken),
+                body: try jsonBody(["name": "mobile app", "scopes": ["collections:read", "face:analyze"]])
+            ) { res in
+                #expect(res.status == .created)
+                expectConforms("POST", "/v1/collections/{collection_id}/api-keys", res)
+                key = body(res)[path: "data.key"] as? String ?? ""
+                keyID = body(res)[path: "data.id"] as? String ?? ""
+            }
+            #expect(key.hasPrefix("fsk_"))
+            // Stored hashed: the key itself is nowhere in the table.
+            let stored = try #require(try await APIKey.query(on: app.db).first())
+            #expect(stored.keyHash != key && !stored.keyHash.contains(key))
+            try await app.testing().test(.GET, "/v1/collections/tenant-a/api-keys", headers: bearer(devToken)) { res in
+                #expect(res.status == .ok)
+                #expect(!res.body.string.contains(key))
+            }
+            // The key reads its collection and nothing else.
+            let keyHeaders: HTTPHeaders = ["x-api-key": key]
+            try await app.testing().test(.GET, "/v1/collections/tenant-a/api-keys", headers: keyHeaders) { res in
+                #expect(res.status == .ok)
+            }
+            try await app.testing().test(.GET, "/v1/collections/tenant-b/api-keys", headers: keyHeaders) { res in
+                #expect(res.status == .forbidden)
+            }
+            try await app.testing().test(.GET, "/v1/audit", headers: keyHeaders) { res in
+                #expect(res.status == .forbidden)
+            }
+            try await app.testing().test(.GET, "/v1/auth/me", headers: keyHeaders) { res in
+                #expect(body(res)[path: "data.collections"] as? [String] == ["tenant-a"])
+            }
+            // Revoked: the key stops working.
+            try await app.testing().test(
+                .DELETE, "/v1/collections/tenant-a/api-keys/\(keyID)", headers: bearer(devToken)
+            ) { res in
+                #expect(res.status == .ok)
+                expectConforms("DELETE", "/v1/collections/{collection_id}/api-keys/{key_id}", res)
+            }
+            try await app.testing().test(.GET, "/v1/collections/tenant-a/api-keys", headers: keyHeaders) { res in
+                #expect(res.status == .unauthorized)
+            }
+
+            // The denials are audited, and the admin reads them with filters and paging.
+            try await app.testing().test(
+                .GET, "/v1/audit?action=authz.denied&outcome=denied&limit=2", headers: bearer(adminToken)
+            ) { res in
+                #expect(res.status == .ok)
+                expectConforms("GET", "/v1/audit", res)
+                let data = body(res)
+                #expect((data[path: "data.total"] as? Int ?? 0) >= 5)
+                #expect((data[path: "data.items"] as? [Any])?.count == 2)
+                #expect(data[path: "data.items.0.outcome"] as? String == "denied")
+                #expect(data[path: "data.items.0.request_id"] as? String != nil)
+            }
+            #expect(try await auditRows(app, action: "auth.api_key", outcome: "denied").count == 1)
+            #expect(try await auditRows(app, action: "api_key.create", outcome: "success").count == 1)
+            try await app.testing().test(.GET, "/v1/audit?since=yesterday", headers: bearer(adminToken)) { res in
+                #expect(res.status == .badRequest)
+                #expect(errorCode(res) == "VALIDATION_FAILED")
+            }
+        }
+    }
+
+    @Test func auditIsAppendOnlyAndPurgedByRetention() async throws {
+        try await withFaceSocial(securityEnv()) { app in
+            let rows = try await AuditEvent.query(on: app.db).all()
+            let row = try #require(rows.first)
+            row.outcome = "tampered"
+            await #expect(throws: (any Error).self) { try await row.save(on: app.db) }
+            await #expect(throws: (any Error).self) { try await row.delete(on: app.db) }
+            // Retention: nothing is younger than "now + 2 days − 1 day".
+            let purged = try await AuditLog.purge(
+                on: app.db, retentionDays: 1, now: Date().addingTimeInterval(2 * 86_400))
+            #expect(purged == rows.count)
+            #expect(try await AuditEvent.query(on: app.db).count() == 0)
+        }
+    }
+
+    @Test func anonymousAnalysisFollowsTheSetting() async throws {
+        let image = try testImage("obama.jpg")
+        try await withFaceSocial(securityEnv(["FACESOCIAL_ALLOW_ANONYMOUS_ANALYSIS": "false"])) { app in
+            try await app.testing().test(
+                .POST, "/v1/detect", headers: ["Content-Type": "image/jpeg"], body: ByteBuffer(bytes: image)
+            ) { res in
+                #expect(res.status == .unauthorized)
+                #expect(res.headers.first(name: "X-Content-Type-Options") == "nosniff")
+                #expect(res.headers.first(name: "X-Frame-Options") == "DENY")
+            }
+            let (token, _) = try await login(app, adminEmail, adminPassword)
+            var headers = bearer(token)
+            headers.replaceOrAdd(name: "Content-Type", value: "image/jpeg")
+            try await app.testing().test(.POST, "/v1/detect", headers: headers, body: ByteBuffer(bytes: image)) { res in
+                #expect(res.status == .ok)
+                #expect(res.headers.first(name: "X-RateLimit-Limit") == "600")
+            }
+        }
+    }
+
+    @Test func productionRefusesInsecureSettings() throws {
+        let secure = [
+            "FACESOCIAL_PROFILE": "production", "JWT_SECRET_KEY": String(repeating: "k", count: 40),
+            "FACESOCIAL_DATA_KEY": Data(repeating: 7, count: 32).base64EncodedString(),
+        ]
+        // Production defaults to no anonymous analysis.
+        var env = secure
+        let config = try AppConfig.fromEnvironment(env)
+        #expect(!config.security.allowAnonymousAnalysis)
+        env["FACESOCIAL_ALLOW_ANONYMOUS_ANALYSIS"] = "true"
+        #expect(throws: ConfigError.self) { try AppConfig.fromEnvironment(env) }
+        env["FACESOCIAL_ALLOW_ANONYMOUS_ANALYSIS"] = "false"
+        env["FACESOCIAL_ADMIN_EMAIL"] = "a@b.c"
+        env["FACESOCIAL_ADMIN_PASSWORD"] = SecurityConfig.developmentAdminPassword
+        #expect(throws: ConfigError.self) { try AppConfig.fromEnvironment(env) }
+        env["FACESOCIAL_ADMIN_PASSWORD"] = "short"
+        #expect(throws: ConfigError.self) { try AppConfig.fromEnvironment(env) }
+        // Development keeps anonymous analysis on by default.
+        #expect(try AppConfig.fromEnvironment([:]).security.allowAnonymousAnalysis)
+    }
+
+    @Test func keyRotationKeepsOldKeysVerifying() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rotate-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let first = try KeyRing.rotate(directory: dir, keep: 2)
+        let ringA = try await KeyRing.load(secret: String(repeating: "s", count: 32), keyDirectory: dir)
+        #expect(ringA.signingKid == first.kid)
+        let claims = AccessClaims(
+            sub: .init(value: "u"), exp: .init(value: Date().addingTimeInterval(60)), iat: .init(value: Date()),
+            jti: .init(value: "j"), iss: .init(value: "facesocial"), role: "user", typ: "access")
+        let old = try await ringA.sign(claims)
+        let second = try KeyRing.rotate(directory: dir, keep: 2, now: Date().addingTimeInterval(1))
+        let ringB = try await KeyRing.load(secret: String(repeating: "s", count: 32), keyDirectory: dir)
+        #expect(ringB.signingKid == second.kid)
+        _ = try await ringB.verify(old)  // the previous key still verifies
+        #expect(ringB.jwks["keys"]?.count == 2)
+        _ = try KeyRing.rotate(directory: dir, keep: 2, now: Date().addingTimeInterval(2))
+        let ringC = try await KeyRing.load(secret: String(repeating: "s", count: 32), keyDirectory: dir)
+        await #expect(throws: TokenError.unknownKey) { try await ringC.verify(old) }
+    }
+}
