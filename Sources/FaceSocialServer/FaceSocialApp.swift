@@ -80,10 +80,12 @@ public enum FaceSocialApp {
 
         try configureDatabase(app, config: config)
         let security = try await SecurityServices.configure(app, config: config)
+        security.cache.statistics.export(to: metrics.registry, routes: ["detect", "analyze"])
 
         let registry = try registry ?? makeRegistry(config)
         let pinned = pinnedModels(config, registry: registry)
         await registry.setObserver(metrics.observe)
+        await metrics.prepare(registry)
         await registry.pin(pinned)
         await registry.startMaintenance()
         for id in pinned {

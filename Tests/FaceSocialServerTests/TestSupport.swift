@@ -30,6 +30,10 @@ func testConfig(_ extra: [String: String] = [:]) throws -> AppConfig {
         FileManager.default.temporaryDirectory
         .appendingPathComponent("facesocial-tests-\(UUID().uuidString)").path
     env["FACESOCIAL_PROFILE"] = "development"
+    // The whole suite runs in parallel against one shared registry, a load spike far beyond a
+    // real client's; admission limits get their own tests with small values.
+    env["FACESOCIAL_QUEUE_LIMIT"] = "100000"
+    env["FACESOCIAL_QUEUE_TIMEOUT_MS"] = "600000"
     for (key, value) in extra { env[key] = value }
     return try AppConfig.fromEnvironment(env)
 }

@@ -1,22 +1,35 @@
 import Crypto
 import Foundation
-import Metrics
+import Prometheus
 import Synchronization
 
-/// Hit and miss counts of the result cache. The same counts go to swift-metrics as
-/// `cache_hits_total` / `cache_misses_total` (labelled by route), which the Prometheus backend
-/// exports once it is bootstrapped.
+/// Hit and miss counts of the result cache, also exported as `cache_hits_total` /
+/// `cache_misses_total` (labelled by route) once a metrics registry is attached.
 public final class CacheStatistics: Sendable {
     private let counts = Mutex<(hits: Int, misses: Int)>((0, 0))
+    private let registry = Mutex<PrometheusCollectorRegistry?>(nil)
 
     public var hits: Int { counts.withLock { $0.hits } }
     public var misses: Int { counts.withLock { $0.misses } }
+
+    /// Exports to `registry`, starting every cached route's series at zero so the hit rate is
+    /// defined (and alerting works) before the first request.
+    func export(to registry: PrometheusCollectorRegistry, routes: [String]) {
+        self.registry.withLock { $0 = registry }
+        for route in routes {
+            _ = registry.makeCounter(name: "cache_hits_total", labels: [("route", route)])
+            _ = registry.makeCounter(name: "cache_misses_total", labels: [("route", route)])
+        }
+    }
 
     func record(hit: Bool, route: String) {
         counts.withLock { counts in
             if hit { counts.hits += 1 } else { counts.misses += 1 }
         }
-        Counter(label: hit ? "cache_hits_total" : "cache_misses_total", dimensions: [("route", route)]).increment()
+        registry.withLock { $0 }?.makeCounter(
+            name: hit ? "cache_hits_total" : "cache_misses_total", labels: [("route", route)]
+        )
+        .increment()
     }
 }
 

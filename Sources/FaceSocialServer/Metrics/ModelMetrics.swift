@@ -69,6 +69,23 @@ final class ModelMetrics: Sendable {
     }
 
     /// Sets the gauges from the manager, then renders every metric.
+    /// Starts the event counters at zero for every series that can occur (each eviction reason,
+    /// each fallback along a model's placement order), so dashboards and alert rules see the
+    /// metrics before the first event.
+    func prepare(_ manager: ModelManager) async {
+        for model in await manager.statuses() {
+            for reason in [EvictionReason.capacity, .idleTTL, .manual] {
+                _ = registry.makeCounter(
+                    descriptor: Self.evictions, labels: [("model", model.id), ("reason", reason.rawValue)])
+            }
+            for target in model.placement.dropFirst() {
+                _ = registry.makeCounter(
+                    descriptor: Self.fallbacks,
+                    labels: [("model", model.id), ("from", model.placement[0]), ("to", target)])
+            }
+        }
+    }
+
     func scrape(_ manager: ModelManager) async -> String {
         for device in await manager.devices() {
             for pool in device.pools {
