@@ -16,9 +16,10 @@ say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# 1. Debian packages: image codecs, SQLite, Python for the install-time model tooling.
+# 1. Debian packages: image codecs, SQLite, Python for the install-time model tooling, and
+#    PostgreSQL 15 (the tests run a primary and a streaming replica of it on loopback).
 packages=(libturbojpeg0-dev libpng-dev libwebp-dev libsqlite3-dev python3 python3-venv python3-pip
-          curl ca-certificates)
+          curl ca-certificates postgresql-15)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -8,7 +8,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Micro benchmarks of the face pipelines (build with -c release for real numbers).",
-        subcommands: [Detect.self, Thresholds.self]
+        subcommands: [Detect.self, Thresholds.self, Search.self]
     )
 
     struct Detect: AsyncParsableCommand {

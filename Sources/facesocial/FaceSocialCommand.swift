@@ -7,7 +7,7 @@ struct FaceSocialCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "facesocial",
         abstract: "FaceSocial: a self-hosted face-analysis API server.",
-        subcommands: [ServeCommand.self, ModelsCommand.self, BenchCommand.self],
+        subcommands: [ServeCommand.self, MigrateCommand.self, KeysCommand.self, ModelsCommand.self, BenchCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 }

@@ -28,7 +28,7 @@ enum OpenAPIDocument {
                             "INVALID_IMAGE_FORMAT", "NO_FACE_DETECTED", "IMAGE_TOO_LARGE", "MODEL_UNAVAILABLE",
                             "INSUFFICIENT_MEMORY", "QUEUE_FULL", "RATE_LIMIT_EXCEEDED", "UNAUTHORIZED", "FORBIDDEN",
                             "NOT_FOUND", "VALIDATION_FAILED", "METHOD_NOT_ALLOWED", "INTERNAL_ERROR",
-                        ],
+                        ] + galleryErrorCodes,
                     ],
                     "message": string, "details": map(string),
                 ])
@@ -237,8 +237,8 @@ enum OpenAPIDocument {
                 "title": "FaceSocial API", "version": "1.0.0",
                 "description": "Self-hosted face detection, recognition, attributes and liveness.",
             ],
-            "paths": paths,
-            "components": ["schemas": schemas],
+            "paths": paths.merging(galleryPaths) { $1 },
+            "components": ["schemas": schemas.merging(gallerySchemas) { $1 }],
         ]
     }
 
