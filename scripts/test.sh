@@ -6,6 +6,12 @@ cd "$root"
 export FACESOCIAL_MODEL_DIR=${FACESOCIAL_MODEL_DIR:-$root/var/models}
 export FACESOCIAL_MODEL_MANIFEST=${FACESOCIAL_MODEL_MANIFEST:-$root/models/manifest.json}
 export FACESOCIAL_TESTDATA=${FACESOCIAL_TESTDATA:-$root/../shared/testdata}
+# A PostgreSQL primary with a streaming replica for the gallery tests, stopped on exit.
+if [ -z "${FACESOCIAL_TEST_POSTGRES_URL:-}" ]; then
+  services=$("$root/scripts/test-services/postgres.sh" start)
+  eval "$services"
+  trap '"$root/scripts/test-services/postgres.sh" stop "$FACESOCIAL_TEST_POSTGRES_DIR"' EXIT
+fi
 swift test 2>&1 | tee "$root/.build/test.log"
 # Deployment files: hadolint, compose schema, promtool, Kubernetes overlays (seconds).
 tests/deploy/run.sh static

@@ -78,9 +78,16 @@ public enum FaceSocialApp {
         app.middleware.use(HTTPMetricsMiddleware(registry: metrics.registry))
         app.middleware.use(APIErrorMiddleware())
 
-        try configureDatabase(app, config: config)
+        try DatabaseSetup.configure(app, config: config)
+        if config.autoMigrate { try await app.autoMigrate() }
         let security = try await SecurityServices.configure(app, config: config)
         security.cache.statistics.export(to: metrics.registry, routes: ["detect", "analyze"])
+        let gallery = GalleryService(
+            router: app.databaseRouter, cipher: try DataCipher(config: config), logger: app.logger,
+            pollMs: config.galleryPollMs)
+        app.storage[GalleryServiceKey.self] = gallery
+        app.lifecycle.use(GalleryLifecycle(gallery: gallery))
+        gallery.start()
 
         let registry = try registry ?? makeRegistry(config)
         let pinned = pinnedModels(config, registry: registry)
@@ -109,6 +116,9 @@ public enum FaceSocialApp {
         try app.register(collection: AuthRoutes())
         try app.register(collection: AdminRoutes())
         try app.register(collection: AuditRoutes())
+        // Galleries store and read biometric data: never anonymous; each route checks the
+        // principal's permission and collection (GalleryRoutes).
+        try app.register(collection: GalleryRoutes(faces: faces, config: config, gallery: gallery))
         try app.register(collection: OpenAPIRoutes())
         try app.register(
             collection: SystemRoutes(
@@ -120,19 +130,10 @@ public enum FaceSocialApp {
         registry.store.manifest.models.filter { $0.priority == .critical || config.preloadModels.contains($0.id) }.map(
             \.id)
     }
+}
 
-    static func configureDatabase(_ app: Application, config: AppConfig) throws {
-        let path: String
-        if let url = config.databaseURL {
-            guard url.hasPrefix("sqlite://") else {
-                throw ConfigError.invalid(
-                    variable: "DATABASE_URL", reason: "only sqlite:// URLs are supported by this build")
-            }
-            path = String(url.dropFirst("sqlite://".count))
-        } else {
-            try FileManager.default.createDirectory(at: config.dataDirectory, withIntermediateDirectories: true)
-            path = config.dataDirectory.appendingPathComponent("facesocial.sqlite").path
-        }
-        app.databases.use(.sqlite(.file(path)), as: .sqlite)
-    }
+/// Stops the gallery's background work (version polling, LISTEN, replica checks) at shutdown.
+struct GalleryLifecycle: LifecycleHandler {
+    let gallery: GalleryService
+    func shutdownAsync(_ application: Application) async { await gallery.stop() }
 }

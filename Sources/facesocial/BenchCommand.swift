@@ -8,7 +8,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Micro benchmarks of the face pipelines (build with -c release for real numbers).",
-        subcommands: [Detect.self, Micro.self, Thresholds.self, Engines.self, Batching.self]
+        subcommands: [Detect.self, Micro.self, Thresholds.self, Engines.self, Batching.self, Search.self]
     )
 
     struct Detect: AsyncParsableCommand {

@@ -7,7 +7,10 @@ struct FaceSocialCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "facesocial",
         abstract: "FaceSocial: a self-hosted face-analysis API server.",
-        subcommands: [ServeCommand.self, ModelsCommand.self, BenchCommand.self, UsersCommand.self, KeysCommand.self],
+        subcommands: [
+            ServeCommand.self, MigrateCommand.self, ModelsCommand.self, BenchCommand.self, UsersCommand.self,
+            KeysCommand.self,
+        ],
         defaultSubcommand: ServeCommand.self
     )
 }

@@ -40,7 +40,8 @@ struct UsersCommand: AsyncParsableCommand {
 
 struct KeysCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "keys", abstract: "Manage JWT signing keys.", subcommands: [Rotate.self])
+        commandName: "keys", abstract: "Rotate JWT signing keys and the data encryption key.",
+        subcommands: [Rotate.self, RotateData.self])
 
     struct Rotate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -173,7 +173,7 @@ struct SecurityTests {
             try await app.testing().test(.GET, "/v1/collections/tenant-a/api-keys", headers: bearer(userToken)) {
                 res in
                 #expect(res.status == .ok)
-                expectConforms("GET", "/v1/collections/{collection_id}/api-keys", res)
+                expectConforms("GET", "/v1/collections/{collection}/api-keys", res)
             }
             try await app.testing().test(.GET, "/v1/collections/tenant-b/api-keys", headers: bearer(userToken)) {
                 res in #expect(res.status == .forbidden)
@@ -192,7 +192,7 @@ struct SecurityTests {
                 body: try jsonBody(["name": "mobile app", "scopes": ["collections:read", "face:analyze"]])
             ) { res in
                 #expect(res.status == .created)
-                expectConforms("POST", "/v1/collections/{collection_id}/api-keys", res)
+                expectConforms("POST", "/v1/collections/{collection}/api-keys", res)
                 key = body(res)[path: "data.key"] as? String ?? ""
                 keyID = body(res)[path: "data.id"] as? String ?? ""
             }
@@ -223,7 +223,7 @@ struct SecurityTests {
                 .DELETE, "/v1/collections/tenant-a/api-keys/\(keyID)", headers: bearer(devToken)
             ) { res in
                 #expect(res.status == .ok)
-                expectConforms("DELETE", "/v1/collections/{collection_id}/api-keys/{key_id}", res)
+                expectConforms("DELETE", "/v1/collections/{collection}/api-keys/{key_id}", res)
             }
             try await app.testing().test(.GET, "/v1/collections/tenant-a/api-keys", headers: keyHeaders) { res in
                 #expect(res.status == .unauthorized)

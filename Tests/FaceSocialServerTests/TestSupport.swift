@@ -33,6 +33,10 @@ func testConfig(_ extra: [String: String] = [:]) throws -> AppConfig {
     // The whole suite runs in parallel against one shared registry, a load spike far beyond a
     // real client's; admission limits get their own tests with small values.
     env["FACESOCIAL_QUEUE_LIMIT"] = "100000"
+    // Every test app has a known admin (cheap bcrypt) for the routes that need a principal.
+    env["FACESOCIAL_BCRYPT_COST"] = "4"
+    env["FACESOCIAL_ADMIN_EMAIL"] = "admin@example.com"
+    env["FACESOCIAL_ADMIN_PASSWORD"] = "correct-horse-battery"
     env["FACESOCIAL_QUEUE_TIMEOUT_MS"] = "600000"
     for (key, value) in extra { env[key] = value }
     return try AppConfig.fromEnvironment(env)

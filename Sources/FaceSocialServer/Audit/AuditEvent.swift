@@ -59,25 +59,49 @@ struct CreateAuditEvents: AsyncMigration {
         try await sql.raw("CREATE INDEX audit_actor_idx ON audit_events (actor, created_at)").run()
         try await sql.raw("CREATE INDEX audit_resource_idx ON audit_events (resource_type, resource_id, created_at)")
             .run()
-        try await sql.raw(
-            """
-            CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
-            BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END
-            """
-        ).run()
-        try await sql.raw(
-            """
-            CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
-            WHEN NOT EXISTS (SELECT 1 FROM audit_purges)
-            BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END
-            """
-        ).run()
+        if sql.dialect.name == "sqlite" {
+            try await sql.raw(
+                """
+                CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+                BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END
+                """
+            ).run()
+            try await sql.raw(
+                """
+                CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+                WHEN NOT EXISTS (SELECT 1 FROM audit_purges)
+                BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END
+                """
+            ).run()
+        } else {
+            // PostgreSQL: the same rule as a PL/pgSQL trigger function.
+            try await sql.raw(
+                """
+                CREATE FUNCTION audit_events_append_only() RETURNS trigger AS $$
+                BEGIN
+                    IF TG_OP = 'DELETE' AND EXISTS (SELECT 1 FROM audit_purges) THEN RETURN OLD; END IF;
+                    RAISE EXCEPTION 'audit_events is append-only';
+                END; $$ LANGUAGE plpgsql
+                """
+            ).run()
+            try await sql.raw(
+                """
+                CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
+                FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()
+                """
+            ).run()
+        }
     }
 
     func revert(on database: any Database) async throws {
         if let sql = database as? any SQLDatabase {
-            try await sql.raw("DROP TRIGGER IF EXISTS audit_events_no_update").run()
-            try await sql.raw("DROP TRIGGER IF EXISTS audit_events_no_delete").run()
+            if sql.dialect.name == "sqlite" {
+                try await sql.raw("DROP TRIGGER IF EXISTS audit_events_no_update").run()
+                try await sql.raw("DROP TRIGGER IF EXISTS audit_events_no_delete").run()
+            } else {
+                try await sql.raw("DROP TRIGGER IF EXISTS audit_events_append_only ON audit_events").run()
+                try await sql.raw("DROP FUNCTION IF EXISTS audit_events_append_only()").run()
+            }
         }
         try await database.schema("audit_purges").delete()
         try await database.schema(AuditEvent.schema).delete()

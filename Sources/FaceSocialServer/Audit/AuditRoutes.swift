@@ -2,10 +2,6 @@ import Fluent
 import Foundation
 import Vapor
 
-func iso8601(_ date: Date?) -> String? {
-    date.map { $0.formatted(.iso8601) }
-}
-
 struct AuditEventDTO: Content {
     let id: String
     let time: String?

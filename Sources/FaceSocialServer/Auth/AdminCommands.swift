@@ -10,9 +10,7 @@ public enum SecurityAdmin {
     ) async throws -> String {
         let app = try await Application.make(.init(name: "cli", arguments: ["facesocial"]))
         do {
-            try FaceSocialApp.configureDatabase(app, config: config)
-            app.migrations.add(CreateAuthTables())
-            app.migrations.add(CreateAuditEvents())
+            try DatabaseSetup.configure(app, config: config)
             try await app.autoMigrate()
             let user = try await Users.create(
                 email: email, password: password, role: role, collections: collections,

@@ -106,7 +106,7 @@ struct AdminRoutes: RouteCollection {
         let v1 = routes.grouped("v1")
         v1.post("users", use: createUser)
         v1.get("users", use: listUsers)
-        let keys = v1.grouped("collections", ":collection_id", "api-keys")
+        let keys = v1.grouped("collections", ":collection", "api-keys")
         keys.post(use: createKey)
         keys.get(use: listKeys)
         keys.delete(":key_id", use: revokeKey)
@@ -143,7 +143,7 @@ struct AdminRoutes: RouteCollection {
     }
 
     func collection(_ req: Request) throws -> String {
-        let id = req.parameters.get("collection_id") ?? ""
+        let id = req.parameters.get("collection") ?? ""
         try Collections.validate(id)
         return id.lowercased()
     }

@@ -29,6 +29,16 @@ public struct AppConfig: Sendable {
     public var databaseURL: String?
     public var jwtSecret: String
     public var dataKey: String
+    /// Id stored with each row sealed by `dataKey` (default: the key's fingerprint).
+    public var dataKeyID: String?
+    /// Retired keys that still open older rows, by id (`FACESOCIAL_DATA_KEYS_OLD=id:base64,...`).
+    public var retiredDataKeys: [String: String] = [:]
+    public var databaseReplicaURLs: [String] = []
+    public var replicaMaxLagMs: Int = 1000
+    /// How often an instance checks for gallery changes made by other instances.
+    public var galleryPollMs: Int = 500
+    /// Run pending migrations when the server starts (`facesocial migrate` runs them on demand).
+    public var autoMigrate: Bool = true
     public var modelDirectory: URL
     public var manifestURL: URL
     public var modelMirror: URL?
@@ -123,8 +133,28 @@ public struct AppConfig: Sendable {
         config.engines = try EngineConfig.fromEnvironment(env)
         config.memory = memory
         config.security = try SecurityConfig.fromEnvironment(env, profile: profile)
-        try config.validate()
-        return config
+        var withData = config
+        withData.dataKeyID = value("FACESOCIAL_DATA_KEY_ID")
+        for entry in (value("FACESOCIAL_DATA_KEYS_OLD") ?? "").split(separator: ",") {
+            let parts = entry.trimmingCharacters(in: .whitespaces).split(separator: ":", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty else {
+                throw ConfigError.invalid(variable: "FACESOCIAL_DATA_KEYS_OLD", reason: "expected id:base64,...")
+            }
+            withData.retiredDataKeys[parts[0]] = parts[1]
+        }
+        withData.databaseReplicaURLs = (value("DATABASE_REPLICA_URLS") ?? "").split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }.filter { !$0.isEmpty }
+        withData.replicaMaxLagMs = try integer("FACESOCIAL_REPLICA_MAX_LAG_MS", 1000, 0...3_600_000)
+        withData.galleryPollMs = try integer("FACESOCIAL_GALLERY_POLL_MS", 500, 50...60_000)
+        if let raw = value("FACESOCIAL_AUTO_MIGRATE")?.lowercased() {
+            guard ["true", "false", "1", "0"].contains(raw) else {
+                throw ConfigError.invalid(variable: "FACESOCIAL_AUTO_MIGRATE", reason: "expected true or false")
+            }
+            withData.autoMigrate = raw == "true" || raw == "1"
+        }
+        try withData.validate()
+        return withData
     }
 
     /// Production must never run on the public development secrets.
@@ -138,6 +168,12 @@ public struct AppConfig: Sendable {
         if dataKey == Self.developmentDataKey { throw ConfigError.insecureDefault(variable: "FACESOCIAL_DATA_KEY") }
         guard let key = Data(base64Encoded: dataKey), key.count == 32 else {
             throw ConfigError.invalid(variable: "FACESOCIAL_DATA_KEY", reason: "must be base64 of exactly 32 bytes")
+        }
+        for (id, text) in retiredDataKeys {
+            guard let key = Data(base64Encoded: text), key.count == 32 else {
+                throw ConfigError.invalid(
+                    variable: "FACESOCIAL_DATA_KEYS_OLD", reason: "key \(id) must be base64 of exactly 32 bytes")
+            }
         }
     }
 }

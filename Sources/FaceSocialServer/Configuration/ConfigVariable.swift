@@ -24,6 +24,26 @@ public struct ConfigVariable: Sendable {
             .init(
                 name: "FACESOCIAL_DATA_KEY", defaultValue: "(development-only value)",
                 summary: "base64 of 32 bytes that encrypts embeddings at rest; production requires your own"),
+            .init(
+                name: "FACESOCIAL_DATA_KEY_ID", defaultValue: "(key fingerprint)",
+                summary: "id stored with each row the current data key seals; name it to rotate keys"),
+            .init(
+                name: "FACESOCIAL_DATA_KEYS_OLD", defaultValue: "(none)",
+                summary:
+                    "retired data keys that still decrypt old rows: id:base64,... (see `facesocial keys rotate-data`)"),
+            .init(
+                name: "DATABASE_REPLICA_URLS", defaultValue: "(none)",
+                summary: "comma-separated postgres:// read replicas for listings and gallery loads"),
+            .init(
+                name: "FACESOCIAL_REPLICA_MAX_LAG_MS", defaultValue: "1000",
+                summary: "a replica further behind the primary than this is skipped"),
+            .init(
+                name: "FACESOCIAL_GALLERY_POLL_MS", defaultValue: "500",
+                summary:
+                    "how often gallery changes by other instances are checked (SQLite; PostgreSQL also uses LISTEN)"),
+            .init(
+                name: "FACESOCIAL_AUTO_MIGRATE", defaultValue: "true",
+                summary: "apply pending database migrations at start; false leaves it to `facesocial migrate`"),
             .init(name: "FACESOCIAL_MODEL_DIR", defaultValue: "var/models", summary: "installed model files"),
             .init(
                 name: "FACESOCIAL_MODEL_MANIFEST", defaultValue: "models/manifest.json",

@@ -28,7 +28,7 @@ enum OpenAPIDocument {
                             "INVALID_IMAGE_FORMAT", "NO_FACE_DETECTED", "IMAGE_TOO_LARGE", "MODEL_UNAVAILABLE",
                             "INSUFFICIENT_MEMORY", "QUEUE_FULL", "RATE_LIMIT_EXCEEDED", "UNAUTHORIZED", "FORBIDDEN",
                             "NOT_FOUND", "VALIDATION_FAILED", "METHOD_NOT_ALLOWED", "INTERNAL_ERROR", "CONFLICT",
-                        ],
+                        ] + galleryErrorCodes,
                     ],
                     "message": string, "details": map(string),
                 ])
@@ -215,7 +215,7 @@ enum OpenAPIDocument {
 
     static var securityPaths: [String: Any] {
         let collection: [String: Any] = [
-            "name": "collection_id", "in": "path", "required": true, "schema": string,
+            "name": "collection", "in": "path", "required": true, "schema": string,
         ]
         let refreshBody = object(["refresh_token": string])
         return [
@@ -242,7 +242,7 @@ enum OpenAPIDocument {
                         required: ["email", "password", "role"]),
                     extra: ["409": json(ref("Error"), "CONFLICT: the email exists")]),
             ],
-            "/v1/collections/{collection_id}/api-keys": [
+            "/v1/collections/{collection}/api-keys": [
                 "get": operation(
                     "The collection's API keys, without key material (collections:read)", "200", "APIKeys",
                     parameters: [collection]),
@@ -250,7 +250,7 @@ enum OpenAPIDocument {
                     "Create an API key for the collection; the key is shown once (collections:write)", "201",
                     "APIKey", body: object(["name": string, "scopes": array(string)]), parameters: [collection]),
             ],
-            "/v1/collections/{collection_id}/api-keys/{key_id}": [
+            "/v1/collections/{collection}/api-keys/{key_id}": [
                 "delete": operation(
                     "Revoke an API key (collections:write)", "200", "APIKey",
                     parameters: [
@@ -476,9 +476,9 @@ enum OpenAPIDocument {
                 "title": "FaceSocial API", "version": "1.0.0",
                 "description": "Self-hosted face detection, recognition, attributes and liveness.",
             ],
-            "paths": paths.merging(securityPaths) { $1 },
+            "paths": paths.merging(securityPaths) { $1 }.merging(galleryPaths) { $1 },
             "components": [
-                "schemas": schemas.merging(securitySchemas) { $1 },
+                "schemas": schemas.merging(securitySchemas) { $1 }.merging(gallerySchemas) { $1 },
                 "securitySchemes": [
                     "bearer": ["type": "http", "scheme": "bearer", "bearerFormat": "JWT"],
                     "apiKey": ["type": "apiKey", "in": "header", "name": "x-api-key"],

@@ -42,9 +42,7 @@ public final class SecurityServices: Sendable {
         app.storage[Key.self] = services
         app.lifecycle.use(Shutdown(services: services))
 
-        app.migrations.add(CreateAuthTables())
-        app.migrations.add(CreateAuditEvents())
-        try await app.autoMigrate()
+        // The tables come with the other migrations (GalleryMigrations.all), applied before this.
         try await services.bootstrapAdmin(app)
         let purged = try await AuditLog.purge(on: app.db, retentionDays: security.auditRetentionDays)
         if purged > 0 { app.logger.notice("purged \(purged) audit rows past retention") }

@@ -1,0 +1,239 @@
+import FaceKit
+import Foundation
+import Vapor
+
+/// Times as RFC 3339 text, whatever the encoder's date strategy.
+func iso8601(_ date: Date?) -> String? {
+    date.map { $0.formatted(.iso8601) }
+}
+
+/// JSON shapes of the gallery routes.
+struct CollectionDTO: Content {
+    let id: UUID
+    let name: String
+    let description: String?
+    let createdAt: String?
+    let subjectCount: Int?
+    let faceCount: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, description
+        case createdAt = "created_at"
+        case subjectCount = "subject_count"
+        case faceCount = "face_count"
+    }
+
+    init(_ c: GalleryCollection, subjects: Int? = nil, faces: Int? = nil) throws {
+        id = try c.requireID()
+        name = c.name
+        description = c.about
+        createdAt = iso8601(c.createdAt)
+        subjectCount = subjects
+        faceCount = faces
+    }
+}
+
+struct CollectionList: Content {
+    let items: [CollectionDTO]
+}
+
+struct StoredFaceDTO: Content {
+    let id: UUID
+    let subjectID: UUID
+    let embeddingModel: String
+    let quality: Float
+    let bbox: BoxDTO
+    let createdAt: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, quality, bbox
+        case subjectID = "subject_id"
+        case embeddingModel = "embedding_model"
+        case createdAt = "created_at"
+    }
+
+    init(_ f: EnrolledFace) throws {
+        id = try f.requireID()
+        subjectID = f.$subject.id
+        embeddingModel = "\(f.embeddingModel)@\(f.embeddingModelVersion)"
+        quality = (f.quality * 1000).rounded() / 1000
+        bbox = BoxDTO(Box(x: f.boxX, y: f.boxY, width: f.boxWidth, height: f.boxHeight))
+        createdAt = iso8601(f.createdAt)
+    }
+}
+
+struct SubjectDTO: Content {
+    let id: UUID
+    let collectionID: UUID
+    let externalID: String
+    let name: String
+    let metadata: [String: JSONValue]
+    let createdAt: String?
+    let updatedAt: String?
+    let faceCount: Int?
+    let faces: [StoredFaceDTO]?
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, metadata, faces
+        case collectionID = "collection_id"
+        case externalID = "external_id"
+        case createdAt = "created_at"
+        case updatedAt = "updated_at"
+        case faceCount = "face_count"
+    }
+
+    init(_ s: Subject, faceCount: Int? = nil, faces: [EnrolledFace]? = nil) throws {
+        id = try s.requireID()
+        collectionID = s.$collection.id
+        externalID = s.externalID
+        name = s.name
+        metadata = (try? JSONDecoder().decode([String: JSONValue].self, from: Data(s.metadata.utf8))) ?? [:]
+        createdAt = iso8601(s.createdAt)
+        updatedAt = iso8601(s.updatedAt)
+        self.faceCount = faceCount ?? faces?.count
+        self.faces = try faces?.map(StoredFaceDTO.init)
+    }
+}
+
+struct SubjectPage: Content {
+    let items: [SubjectDTO]
+    let total: Int
+    let limit: Int
+    let offset: Int
+}
+
+struct EnrolResponse: Content {
+    let subjectID: UUID
+    let faces: [StoredFaceDTO]
+    let facesDetected: Int
+
+    enum CodingKeys: String, CodingKey {
+        case faces
+        case subjectID = "subject_id"
+        case facesDetected = "faces_detected"
+    }
+}
+
+struct BatchEnrolResponse: Content {
+    struct Item: Content {
+        let index: Int
+        let externalID: String?
+        let data: EnrolResponse?
+        let error: BatchResponse.ItemError?
+
+        enum CodingKeys: String, CodingKey {
+            case index, data, error
+            case externalID = "external_id"
+        }
+    }
+    let items: [Item]
+    let succeeded: Int
+    let failed: Int
+}
+
+struct DeletedDTO: Content {
+    let id: UUID
+    let deleted: Bool
+    let facesErased: Int
+
+    enum CodingKeys: String, CodingKey {
+        case id, deleted
+        case facesErased = "faces_erased"
+    }
+}
+
+struct IdentifyResponse: Content {
+    struct Candidate: Content {
+        let subjectID: UUID
+        let externalID: String
+        let name: String
+        let similarity: Float
+        let isMatch: Bool
+        let faceID: UUID
+
+        enum CodingKeys: String, CodingKey {
+            case name, similarity
+            case subjectID = "subject_id"
+            case externalID = "external_id"
+            case isMatch = "is_match"
+            case faceID = "face_id"
+        }
+    }
+    struct Face: Content {
+        let bbox: BoxDTO
+        let score: Float
+        let quality: Float
+        let unknown: Bool
+        let matches: [Candidate]
+    }
+    let faces: [Face]
+    let faceCount: Int
+    let thresholdUsed: Float
+    let topK: Int
+    let model: String
+    let gallerySize: Int
+    let image: ImageSizeDTO
+
+    enum CodingKeys: String, CodingKey {
+        case faces, model, image
+        case faceCount = "face_count"
+        case thresholdUsed = "threshold_used"
+        case topK = "top_k"
+        case gallerySize = "gallery_size"
+    }
+}
+
+struct SubjectExport: Content {
+    struct ExportedFace: Content {
+        let face: StoredFaceDTO
+        let embedding: [Float]
+        let keyID: String
+        let imageSHA256: String
+
+        enum CodingKeys: String, CodingKey {
+            case face, embedding
+            case keyID = "key_id"
+            case imageSHA256 = "image_sha256"
+        }
+    }
+    struct AuditDTO: Content {
+        let action: String
+        let actor: String
+        let outcome: String
+        let requestID: String?
+        let createdAt: String?
+
+        enum CodingKeys: String, CodingKey {
+            case action, actor, outcome
+            case requestID = "request_id"
+            case createdAt = "created_at"
+        }
+    }
+    let subject: SubjectDTO
+    let collection: CollectionDTO
+    let faces: [ExportedFace]
+    let audit: [AuditDTO]
+    let exportedAt: String
+
+    enum CodingKeys: String, CodingKey {
+        case subject, collection, faces, audit
+        case exportedAt = "exported_at"
+    }
+}
+
+/// Bodies of the JSON routes.
+struct CreateCollectionBody: Content {
+    let name: String
+    let description: String?
+}
+
+struct SubjectBody: Content {
+    let externalID: String?
+    let name: String?
+    let metadata: [String: JSONValue]?
+
+    enum CodingKeys: String, CodingKey {
+        case name, metadata
+        case externalID = "external_id"
+    }
+}

@@ -1,0 +1,204 @@
+import Foundation
+
+/// The gallery part of the OpenAPI document: collections, subjects, enrolment, identify and the
+/// privacy routes.
+extension OpenAPIDocument {
+    static var galleryErrorCodes: [String] { ["DUPLICATE_IMAGE", "ALREADY_EXISTS"] }
+
+    static var gallerySchemas: [String: Any] {
+        let time: [String: Any] = ["type": "string", "format": "date-time"]
+        return [
+            "Collection": object(
+                [
+                    "id": string, "name": string, "description": string, "created_at": time,
+                    "subject_count": integer, "face_count": integer,
+                ], required: ["id", "name"]),
+            "CollectionList": object(["items": array(ref("Collection"))]),
+            "StoredFace": object(
+                [
+                    "id": string, "subject_id": string, "embedding_model": string, "quality": number,
+                    "bbox": ref("Box"), "created_at": time,
+                ], required: ["id", "subject_id", "embedding_model", "quality", "bbox"]),
+            "Subject": object(
+                [
+                    "id": string, "collection_id": string, "external_id": string, "name": string,
+                    "metadata": ["type": "object"], "created_at": time, "updated_at": time, "face_count": integer,
+                    "faces": array(ref("StoredFace")),
+                ], required: ["id", "collection_id", "external_id", "name", "metadata"]),
+            "SubjectPage": object([
+                "items": array(ref("Subject")), "total": integer, "limit": integer, "offset": integer,
+            ]),
+            "Enrol": object(["subject_id": string, "faces": array(ref("StoredFace")), "faces_detected": integer]),
+            "BatchEnrol": object([
+                "items": array(
+                    object(
+                        [
+                            "index": integer, "external_id": string, "data": ref("Enrol"),
+                            "error": object(["code": string, "message": string, "details": map(string)]),
+                        ], required: ["index"])),
+                "succeeded": integer, "failed": integer,
+            ]),
+            "Deleted": object(["id": string, "deleted": boolean, "faces_erased": integer]),
+            "Identify": object([
+                "faces": array(
+                    object([
+                        "bbox": ref("Box"), "score": number, "quality": number, "unknown": boolean,
+                        "matches": array(
+                            object([
+                                "subject_id": string, "external_id": string, "name": string, "similarity": number,
+                                "is_match": boolean, "face_id": string,
+                            ])),
+                    ])),
+                "face_count": integer, "threshold_used": number, "top_k": integer, "model": string,
+                "gallery_size": integer, "image": ref("ImageSize"),
+            ]),
+            "SubjectExport": object([
+                "subject": ref("Subject"), "collection": ref("Collection"),
+                "faces": array(
+                    object([
+                        "face": ref("StoredFace"), "embedding": array(number), "key_id": string,
+                        "image_sha256": string,
+                    ])),
+                "audit": array(
+                    object(
+                        [
+                            "action": string, "actor": string, "outcome": string, "request_id": string,
+                            "created_at": time,
+                        ],
+                        required: ["action", "actor", "outcome"])),
+                "exported_at": time,
+            ]),
+        ]
+    }
+
+    static func pathParameter(_ name: String, _ description: String) -> [String: Any] {
+        [
+            "name": name, "in": "path", "required": true, "schema": ["type": "string", "format": "uuid"],
+            "description": description,
+        ]
+    }
+
+    static var collectionParameter: [String: Any] { pathParameter("collection", "collection id") }
+    static var subjectParameter: [String: Any] { pathParameter("subject", "subject id") }
+
+    static func galleryOperation(
+        _ summary: String, _ schema: String, status: String = "200", parameters: [[String: Any]] = [],
+        body: [String: Any]? = nil, errors: [String: String] = [:]
+    ) -> [String: Any] {
+        var responses: [String: Any] = [status: json(envelope(schema), "success")]
+        for (code, description) in errors { responses[code] = json(ref("Error"), description) }
+        responses["404"] = json(ref("Error"), "NOT_FOUND: no such collection, subject or face")
+        var operation: [String: Any] = ["summary": summary, "parameters": parameters, "responses": responses]
+        if let body { operation["requestBody"] = body }
+        return operation
+    }
+
+    static func jsonBody(_ schema: [String: Any]) -> [String: Any] {
+        ["required": true, "content": ["application/json": ["schema": schema]]]
+    }
+
+    static var galleryPaths: [String: Any] {
+        let subjectBody: [String: Any] = [
+            "type": "object",
+            "properties": ["external_id": string, "name": string, "metadata": ["type": "object"]],
+        ]
+        let faceErrors = [
+            "400": "VALIDATION_FAILED", "413": "IMAGE_TOO_LARGE", "422": "INVALID_IMAGE_FORMAT or NO_FACE_DETECTED",
+            "503": "MODEL_UNAVAILABLE",
+        ]
+        return [
+            "/v1/collections": [
+                "post": galleryOperation(
+                    "Create a collection (a tenant's gallery)", "Collection", status: "201",
+                    body: jsonBody(object(["name": string, "description": string], required: ["name"])),
+                    errors: ["400": "VALIDATION_FAILED", "409": "ALREADY_EXISTS: the name is taken"]),
+                "get": galleryOperation("List collections", "CollectionList"),
+            ],
+            "/v1/collections/{collection}": [
+                "get": galleryOperation(
+                    "A collection with its subject and face counts", "Collection", parameters: [collectionParameter]),
+                "delete": galleryOperation(
+                    "Delete a collection with every subject and embedding in it (audited)", "Deleted",
+                    parameters: [collectionParameter]),
+            ],
+            "/v1/collections/{collection}/subjects": [
+                "post": galleryOperation(
+                    "Create a subject", "Subject", status: "201", parameters: [collectionParameter],
+                    body: jsonBody(subjectBody),
+                    errors: ["400": "VALIDATION_FAILED", "409": "ALREADY_EXISTS: the external_id is taken"]),
+                "get": galleryOperation(
+                    "List subjects in creation order, a page at a time", "SubjectPage",
+                    parameters: [
+                        collectionParameter,
+                        parameter("limit", ["type": "integer", "minimum": 1, "maximum": 500], "page size (50)"),
+                        parameter("offset", ["type": "integer", "minimum": 0], "subjects to skip"),
+                    ], errors: ["400": "VALIDATION_FAILED"]),
+            ],
+            "/v1/collections/{collection}/subjects/{subject}": [
+                "get": galleryOperation(
+                    "A subject with its enrolled faces (never the embeddings)", "Subject",
+                    parameters: [collectionParameter, subjectParameter]),
+                "patch": galleryOperation(
+                    "Rename a subject, or change its external id or metadata", "Subject",
+                    parameters: [collectionParameter, subjectParameter], body: jsonBody(subjectBody),
+                    errors: ["400": "VALIDATION_FAILED", "409": "ALREADY_EXISTS"]),
+                "delete": galleryOperation(
+                    "Erase a subject: its embeddings, its index entries and cached results (audited)", "Deleted",
+                    parameters: [collectionParameter, subjectParameter]),
+            ],
+            "/v1/collections/{collection}/subjects/{subject}/export": [
+                "get": galleryOperation(
+                    "Everything stored about a subject, embeddings decrypted (audited)", "SubjectExport",
+                    parameters: [collectionParameter, subjectParameter])
+            ],
+            "/v1/collections/{collection}/subjects/{subject}/faces": [
+                "post": galleryOperation(
+                    "Enrol the largest face (mode=largest) or every face (mode=all) of an image; stores embeddings only",
+                    "Enrol", status: "201",
+                    parameters: [collectionParameter, subjectParameter] + detectionParameters + [
+                        parameter("mode", ["type": "string", "enum": ["largest", "all"]], "which faces to enrol")
+                    ], body: imageBody(["image"]),
+                    errors: faceErrors.merging(["409": "DUPLICATE_IMAGE: this image is already enrolled"]) { $1 })
+            ],
+            "/v1/collections/{collection}/subjects/{subject}/faces/{face}": [
+                "delete": galleryOperation(
+                    "Delete one enrolled face", "Deleted",
+                    parameters: [collectionParameter, subjectParameter, pathParameter("face", "face id")])
+            ],
+            "/v1/collections/{collection}/batch/enroll": [
+                "post": galleryOperation(
+                    "Enrol several people: subjects are created when missing; one result or error per item",
+                    "BatchEnrol", parameters: [collectionParameter] + detectionParameters,
+                    body: [
+                        "required": true,
+                        "content": [
+                            "application/json": [
+                                "schema": object([
+                                    "items": array(
+                                        object(
+                                            [
+                                                "external_id": string, "name": string,
+                                                "image": ["type": "string", "contentEncoding": "base64"],
+                                            ], required: ["external_id", "image"]))
+                                ])
+                            ],
+                            "multipart/form-data": [
+                                "schema": object(
+                                    ["external_ids": ["type": "string", "description": "one id per image part"]])
+                            ],
+                        ],
+                    ], errors: ["400": "VALIDATION_FAILED", "413": "IMAGE_TOO_LARGE"])
+            ],
+            "/v1/collections/{collection}/identify": [
+                "post": galleryOperation(
+                    "1:N identification: for each face, the top-k subjects and an unknown flag", "Identify",
+                    parameters: [collectionParameter] + detectionParameters + [
+                        parameter("top_k", ["type": "integer", "minimum": 1, "maximum": 100], "subjects per face (5)"),
+                        parameter(
+                            "threshold", ["type": "number", "minimum": -1, "maximum": 1],
+                            "similarity for a match (default: the verify threshold)"),
+                    ], body: imageBody(["image"]), errors: faceErrors)
+            ],
+        ]
+    }
+}

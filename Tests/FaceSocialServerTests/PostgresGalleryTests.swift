@@ -1,0 +1,148 @@
+import Foundation
+import SQLKit
+import Testing
+import Vapor
+import VaporTesting
+
+@testable import FaceSocialServer
+
+/// The PostgreSQL primary and streaming replica that scripts/test-services/postgres.sh starts
+/// (scripts/test.sh, and so `make test` and CI, always do).
+enum TestPostgres {
+    static let env = ProcessInfo.processInfo.environment
+    static let primary = env["FACESOCIAL_TEST_POSTGRES_URL"]
+    static let replica = env["FACESOCIAL_TEST_POSTGRES_REPLICA_URL"]
+    static var available: Bool { primary != nil && replica != nil }
+
+    static var appEnv: [String: String] {
+        [
+            "DATABASE_URL": primary ?? "", "DATABASE_REPLICA_URLS": replica ?? "",
+            "FACESOCIAL_REPLICA_MAX_LAG_MS": "1000",
+        ]
+    }
+
+    /// Stops or starts the replica with pg_ctl, as the user that owns its data.
+    static func replica(_ action: String) throws {
+        let pgctl = try #require(env["FACESOCIAL_TEST_PG_CTL"])
+        let data = try #require(env["FACESOCIAL_TEST_POSTGRES_REPLICA_DATA"])
+        let user = env["FACESOCIAL_TEST_POSTGRES_USER"] ?? "postgres"
+        // Start does not wait (-W): the tests wait for the health check to see the replica instead.
+        var arguments = [pgctl, "-D", data]
+        arguments +=
+            action == "stop"
+            ? ["-w", "-t", "60", "-m", "fast", "stop"] : ["-W", "-l", data + "/../replica.log", "start"]
+        let process = Process()
+        if getuid() == 0 {
+            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
+            process.arguments = ["-u", user, "--"] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: pgctl)
+            process.arguments = Array(arguments.dropFirst())
+        }
+        // The server pg_ctl starts must not inherit the test's output pipes (it would hold them open).
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Polled rather than waitUntilExit(): the started server keeps running beside it, and a
+        // wait that never returns must not hang the suite.
+        let deadline = Date().addingTimeInterval(action == "stop" ? 60 : 3)
+        while process.isRunning, Date() < deadline { usleep(20_000) }
+        if !process.isRunning { #expect(process.terminationStatus == 0, "pg_ctl \(action) failed") }
+    }
+
+    static func waitFor(_ seconds: Double = 10, _ condition: () async throws -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+}
+
+// Serialized: the tests share one database and stop the shared replica.
+@Suite("Galleries on PostgreSQL with a streaming replica", .serialized, .timeLimit(.minutes(2)))
+struct PostgresGalleryTests {
+    init() {
+        if !TestPostgres.available {
+            print(
+                "PostgreSQL gallery tests skipped: FACESOCIAL_TEST_POSTGRES_URL is not set "
+                    + "(scripts/test.sh starts a primary and a replica and sets it)")
+        }
+    }
+
+    @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
+    func enrolIdentifyAcrossTwoInstances() async throws {
+        try await withTwoInstances(TestPostgres.appEnv) { first, second in
+            // Reads go to the replica once it is seen caught up.
+            #expect(try await TestPostgres.waitFor { second.databaseRouter.replicaStates.first?.healthy == true })
+            try await GalleryScenario.run(writer: first, reader: second)
+        }
+    }
+
+    @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
+    func readsUseTheReplicaAndSurviveItsLoss() async throws {
+        try await withFaceSocial(TestPostgres.appEnv) { app in
+            let router = app.databaseRouter
+            let c = GalleryClient(app: app)
+            let collection = try await c.createCollection("replica-\(UUID().uuidString.prefix(8))")
+            let subject = try await c.createSubject(collection, "obama")
+            _ = try await c.enrol(collection, subject, "obama.jpg")
+            #expect(try await TestPostgres.waitFor { router.replicaStates.first?.healthy == true })
+            #expect(router.readerID().string == "replica-0")
+            // The replica really holds the rows (streamed from the primary).
+            let replicaSQL = router.database(router.replicaIDs[0]) as! any SQLDatabase
+            #expect(
+                try await TestPostgres.waitFor {
+                    let n = try await replicaSQL.raw(
+                        "SELECT COUNT(*) AS n FROM subjects WHERE id = \(bind: UUID(uuidString: subject)!)"
+                    ).first()?.decode(column: "n", as: Int.self)
+                    return n == 1
+                })
+            let template = "/v1/collections/{collection}/subjects"
+            let listed = try await c.json(.GET, "/v1/collections/\(collection)/subjects", template: template)
+            #expect(listed[path: "data.total"] as? Int == 1)
+
+            try TestPostgres.replica("stop")
+            // Reads still work at once (a failing replica query falls back to the primary) ...
+            let during = try await c.json(.GET, "/v1/collections/\(collection)/subjects", template: template)
+            #expect(during[path: "data.total"] as? Int == 1)
+            // ... the health check marks the replica down, and identify loads from the primary.
+            #expect(try await TestPostgres.waitFor { router.replicaStates.first?.healthy == false })
+            #expect(router.readerID() == router.primaryID)
+            let sql = router.primary as! any SQLDatabase
+            try await sql.raw("UPDATE gallery_versions SET version = version + 1").run()
+            await app.gallery.pollVersions()
+            let faces = try await c.identify(collection, "obama2.jpg")
+            #expect(faces.first?.0 == "obama" && faces.first?.2 == false, "\(faces)")
+
+            try TestPostgres.replica("start")
+            #expect(
+                try await TestPostgres.waitFor(30) { router.replicaStates.first?.healthy == true },
+                "the restarted replica is used again: \(router.replicaStates)")
+        }
+    }
+
+    @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
+    func aLaggingReplicaIsSkipped() async throws {
+        // A zero lag bound: any write the replica has not replayed at the check makes it lag.
+        var env = TestPostgres.appEnv
+        env["FACESOCIAL_REPLICA_MAX_LAG_MS"] = "0"
+        try await withFaceSocial(env) { app in
+            let router = app.databaseRouter
+            #expect(try await TestPostgres.waitFor { router.replicaStates.first?.healthy == true })
+            // Pause replay on the replica, write on the primary: the replica falls behind.
+            let replicaSQL = router.database(router.replicaIDs[0]) as! any SQLDatabase
+            try await replicaSQL.raw("SELECT pg_wal_replay_pause()").run()
+            defer { Task { try? await replicaSQL.raw("SELECT pg_wal_replay_resume()").run() } }
+            _ = try await GalleryClient(app: app).createCollection("lag-\(UUID().uuidString.prefix(8))")
+            #expect(
+                try await TestPostgres.waitFor { router.replicaStates.first?.healthy == false },
+                "\(router.replicaStates)")
+            #expect(router.readerID() == router.primaryID)
+            try await replicaSQL.raw("SELECT pg_wal_replay_resume()").run()
+            #expect(try await TestPostgres.waitFor { router.replicaStates.first?.healthy == true })
+        }
+    }
+}
