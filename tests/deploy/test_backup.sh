@@ -123,8 +123,11 @@ serve() {
     env DATABASE_URL="postgres://postgres@127.0.0.1:$port/facesocial" FACESOCIAL_DATA_DIR="$T/data" \
       "$bin" migrate >> "$T/server.log" 2>&1 || true
   fi
+  # Gallery routes need a principal: a first admin is created on the first start (and restored
+  # with the database).
   env FACESOCIAL_PORT=$sport FACESOCIAL_HOST=127.0.0.1 FACESOCIAL_DATA_DIR="$T/data" \
     DATABASE_URL="postgres://postgres@127.0.0.1:$port/facesocial" \
+    FACESOCIAL_ADMIN_EMAIL=backup@example.com FACESOCIAL_ADMIN_PASSWORD=backup-test-password \
     FACESOCIAL_MODEL_DIR="${FACESOCIAL_MODEL_DIR:-$root/var/models}" \
     FACESOCIAL_MODEL_MANIFEST="$root/models/manifest.json" "$bin" serve >> "$T/server.log" 2>&1 &
   server_pid=$!
@@ -143,8 +146,11 @@ if [ ! -x "$bin" ] || ! serve; then
   tail -3 "$T/server.log" 2>/dev/null || true
   exit $skip
 fi
-api() { curl -s -H 'Content-Type: application/json' "$@"; }
-code=$(curl -s -o /dev/null -w '%{http_code}' 127.0.0.1:$sport/v1/collections)
+token=$(curl -s -H 'Content-Type: application/json' \
+  -d '{"email":"backup@example.com","password":"backup-test-password"}' 127.0.0.1:$sport/v1/auth/login |
+  python3 -c 'import json,sys; print(json.load(sys.stdin).get("data", {}).get("access_token", ""))')
+api() { curl -s -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
+code=$(curl -s -H "Authorization: Bearer $token" -o /dev/null -w '%{http_code}' 127.0.0.1:$sport/v1/collections)
 if [ "$code" = 404 ]; then
   say "SKIP part B: no /v1/collections in this server yet (galleries feature)"
   exit $skip
@@ -155,13 +161,13 @@ declare -A enrol=([obama]=obama.jpg [biden]=biden.jpg [kit]=kit_harington_john1.
 declare -A probe=([obama]=obama2.jpg [biden]=biden_biden2.jpg [kit]=kit_harington_john2.jpeg [rose]=rose_leslie_img2.jpg)
 for who in "${!enrol[@]}"; do
   sid=$(api -d "{\"external_id\":\"$who\"}" $base/$cid/subjects | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["id"])')
-  c=$(curl -s -o /dev/null -w '%{http_code}' -F image=@"$testdata/${enrol[$who]}" $base/$cid/subjects/$sid/faces)
+  c=$(curl -s -H "Authorization: Bearer $token" -o /dev/null -w '%{http_code}' -F image=@"$testdata/${enrol[$who]}" $base/$cid/subjects/$sid/faces)
   [[ $c == 20? ]] || fail "enrol $who -> $c"
 done
 identify_all() {
   local who found out=""
   for who in $(printf '%s\n' "${!probe[@]}" | sort); do
-    found=$(curl -s -F image=@"$testdata/${probe[$who]}" $base/$cid/identify | python3 -c '
+    found=$(curl -s -H "Authorization: Bearer $token" -F image=@"$testdata/${probe[$who]}" $base/$cid/identify | python3 -c '
 import json, sys
 d = json.load(sys.stdin)["data"]
 m = [c for f in d["faces"] for c in f["matches"] if c["is_match"]]
@@ -179,7 +185,7 @@ t_target=$(sql "select now()")
 sleep 1.1
 # Enrol one more face after the target time: PITR must not bring it back.
 late=$(api -d '{"external_id":"late"}' $base/$cid/subjects | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["id"])')
-curl -s -o /dev/null -F image=@"$testdata/obama3.jpg" $base/$cid/subjects/$late/faces
+curl -s -H "Authorization: Bearer $token" -o /dev/null -F image=@"$testdata/obama3.jpg" $base/$cid/subjects/$late/faces
 flush_wal
 stop_server
 destroy_pg
@@ -187,7 +193,7 @@ rto_pitr=$(timed pg "$root/scripts/restore.sh" --from="$b" --mode=pitr --pgdata=
 serve || fail "server does not start on the restored database"
 after=$(identify_all)
 [ "$after" = "$expected" ] || fail "identify after PITR: $after"
-[ "$(curl -s -o /dev/null -w '%{http_code}' $base/$cid/subjects/$late)" = 404 ] || fail "PITR kept a subject enrolled after the target time"
+[ "$(curl -s -H "Authorization: Bearer $token" -o /dev/null -w '%{http_code}' $base/$cid/subjects/$late)" = 404 ] || fail "PITR kept a subject enrolled after the target time"
 stop_server
 pg dropdb facesocial && pg createdb facesocial
 rto_dump=$(timed pg "$root/scripts/restore.sh" --from="$b" --mode=dump)
