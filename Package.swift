@@ -55,6 +55,8 @@ let package = Package(
         .systemLibrary(name: "CImageCodecs"),
         // glibc's allocator statistics and trim, which the Glibc module does not export.
         .target(name: "CAllocator"),
+        // The identify search's dot products, with AVX-512 / AVX2 kernels chosen at run time.
+        .target(name: "CVectorKernels"),
         // Layer 2: pure computation on images, tensors and faces.
         .target(
             name: "FaceKit",
@@ -74,7 +76,7 @@ let package = Package(
         .target(
             name: "FaceSocialServer",
             dependencies: [
-                "FaceKit", "ModelRuntime",
+                "FaceKit", "ModelRuntime", "CVectorKernels",
                 .product(name: "Vapor", package: "vapor"),
                 .product(name: "Fluent", package: "fluent"),
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),

@@ -20,7 +20,7 @@ extension BenchCommand {
             guard !sizes.isEmpty, sizes.allSatisfy({ $0 > 0 }) else { throw ValidationError("--rows: sizes > 0") }
             print(
                 "search: dimension \(dimension), k \(k), \(queries) queries, "
-                    + "\(ProcessInfo.processInfo.activeProcessorCount) cores")
+                    + "\(ProcessInfo.processInfo.activeProcessorCount) cores, \(EmbeddingIndex.kernel) kernel")
             var table: [[String]] = []
             for size in sizes {
                 var random = SplitMix64(seed: seed &+ UInt64(size))

@@ -1,3 +1,4 @@
+import CVectorKernels
 import Crypto
 import Foundation
 import Testing
@@ -68,10 +69,53 @@ struct EmbeddingIndexTests {
         #expect(index.count == 0 && index.search(vb1, k: 3).isEmpty)
     }
 
-    @Test func heapKeepsTheBestK() {
-        var heap = TopKHeap(capacity: 3)
-        for (i, s) in [0.1, 0.9, 0.3, 0.8, 0.2, 0.95].enumerated() { heap.offer(Float(s), i) }
-        #expect(heap.sortedDescending().map(\.1) == [5, 1, 3])
+    /// Every kernel this CPU can run agrees with a plain loop, for 128-d and other multiples of 16.
+    @Test(arguments: ["avx512f", "avx2+fma", "portable"])
+    func kernelsAgreeWithAPlainLoop(kernel: String) throws {
+        var seed: UInt64 = 11
+        for dimension in [16, 48, 128, 512] {
+            let rows = 37
+            let matrix = (0..<rows).flatMap { _ in Self.vector(&seed, dimension) }
+            let query = Self.vector(&seed, dimension)
+            var out = [Float](repeating: .nan, count: rows)
+            let status = fs_dot_rows_variant(kernel, matrix, rows, dimension, query, &out)
+            try #require(status == 0 || kernel != "portable", "the portable kernel runs everywhere")
+            guard status == 0 else { continue }  // this CPU lacks the instruction set
+            for r in 0..<rows {
+                let expected = (0..<dimension).reduce(Float(0)) { $0 + matrix[r * dimension + $1] * query[$1] }
+                #expect(abs(out[r] - expected) < 1e-5, "\(kernel) row \(r) of \(dimension)-d")
+            }
+        }
+    }
+
+    @Test func heapKeepsTheBestKSubjects() {
+        var heap = SubjectTopK(capacity: 3)
+        for (i, s) in [0.1, 0.9, 0.3, 0.8, 0.2, 0.95].enumerated() { heap.offer(Float(s), row: i, subject: Int32(i)) }
+        #expect(heap.sortedDescending().map(\.row) == [5, 1, 3])
+        // A held subject's better row replaces its old one instead of taking a second place.
+        heap.offer(0.99, row: 6, subject: 3)
+        #expect(heap.sortedDescending().map(\.row) == [6, 5, 1])
+        heap.offer(0.5, row: 7, subject: 5)  // subject 5 already holds 0.95
+        #expect(heap.sortedDescending().map(\.row) == [6, 5, 1])
+        #expect(heap.floor == 0.9)
+    }
+
+    /// Galleries sorted from worst to best make every row beat the root; the answer stays right.
+    @Test func ascendingScoresStillGiveTheBestSubjects() {
+        var index = EmbeddingIndex(dimension: 16)
+        let subjects = (0..<4).map { _ in UUID() }
+        for i in 0..<200 {
+            let t = Float(i) / 200
+            var v = [Float](repeating: 0, count: 16)
+            v[0] = t
+            v[1] = (1 - t * t).squareRoot()
+            index.add(faceID: UUID(), subjectID: subjects[i % 4], vector: v)
+        }
+        var query = [Float](repeating: 0, count: 16)
+        query[0] = 1
+        let found = index.search(query, k: 3)
+        #expect(found.map(\.subjectID) == [subjects[3], subjects[2], subjects[1]])
+        #expect(abs(found[0].similarity - 199 / 200) < 1e-6)
     }
 
     @Test func cipherRoundTripsAndBindsRowAndKey() throws {

@@ -1,8 +1,9 @@
+import CVectorKernels
 import Dispatch
 import Foundation
 
 /// An exact in-memory search index over L2-normalised embeddings: one contiguous Float32 buffer of
-/// rows, dot products with SIMD, and a bounded min-heap for the top k. Cosine similarity equals
+/// rows, dot products by the CVectorKernels SIMD kernels, and a bounded min-heap for the top k. Cosine similarity equals
 /// the dot product because every row and query is normalised. Search returns the best subjects,
 /// each scored by its best face.
 public struct EmbeddingIndex: Sendable {
@@ -81,124 +82,133 @@ public struct EmbeddingIndex: Sendable {
         return faces.count
     }
 
-    /// Dot products of `query` with every row, written to `scores` (rows split across cores
-    /// when the gallery is large enough to pay for the hand-off).
-    func score(_ query: [Float], into scores: UnsafeMutableBufferPointer<Float>) {
-        let rows = count
-        let dimension = self.dimension
-        let chunks = rows >= 32_768 ? ProcessInfo.processInfo.activeProcessorCount : 1
-        vectors.withUnsafeBufferPointer { matrix in
-            query.withUnsafeBufferPointer { q in
-                // Read-only here, and every chunk writes its own rows of `out`.
-                nonisolated(unsafe) let base = UnsafeRawPointer(matrix.baseAddress!)
-                let qBase = UnsafeRawPointer(q.baseAddress!)
-                let lanes = dimension / 16
-                // The query's lanes stay in registers for the whole chunk.
-                let qv = (0..<lanes).map { qBase.loadUnaligned(fromByteOffset: $0 * 64, as: SIMD16<Float>.self) }
-                nonisolated(unsafe) let out = scores.baseAddress!
-                let body: @Sendable (Int) -> Void = { chunk in
-                    let start = rows * chunk / chunks
-                    let end = rows * (chunk + 1) / chunks
-                    if lanes == 8 {
-                        // 128-d (SFace): fully unrolled.
-                        let q0 = qv[0]
-                        let q1 = qv[1]
-                        let q2 = qv[2]
-                        let q3 = qv[3]
-                        let q4 = qv[4]
-                        let q5 = qv[5]
-                        let q6 = qv[6]
-                        let q7 = qv[7]
-                        for row in start..<end {
-                            let p = base + row * 512
-                            var a = p.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self) * q0
-                            var b = p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self) * q1
-                            a.addProduct(p.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self), q2)
-                            b.addProduct(p.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self), q3)
-                            a.addProduct(p.loadUnaligned(fromByteOffset: 256, as: SIMD16<Float>.self), q4)
-                            b.addProduct(p.loadUnaligned(fromByteOffset: 320, as: SIMD16<Float>.self), q5)
-                            a.addProduct(p.loadUnaligned(fromByteOffset: 384, as: SIMD16<Float>.self), q6)
-                            b.addProduct(p.loadUnaligned(fromByteOffset: 448, as: SIMD16<Float>.self), q7)
-                            out[row] = (a + b).sum()
-                        }
-                    } else {
-                        for row in start..<end {
-                            let p = base + row * dimension * 4
-                            var acc = SIMD16<Float>()
-                            for lane in 0..<lanes {
-                                acc.addProduct(
-                                    p.loadUnaligned(fromByteOffset: lane * 64, as: SIMD16<Float>.self), qv[lane])
-                            }
-                            out[row] = acc.sum()
-                        }
-                    }
-                }
-                if chunks == 1 {
-                    body(0)
-                } else {
-                    DispatchQueue.concurrentPerform(iterations: chunks, execute: body)
-                }
-            }
-        }
-    }
+    /// Rows scored per kernel call: the block's scores stay in L1 while they are filtered.
+    static let blockRows = 4096
+
+    /// Which dot-product kernel this CPU runs (benchmarks report it).
+    public static var kernel: String { String(cString: fs_dot_rows_kernel()) }
 
     /// The `k` best subjects for a normalised query, best first, each with its best face.
+    /// One pass over the rows: each block of rows is scored by the SIMD kernel, and only scores
+    /// above the weakest of the best `k` subjects so far touch the heap. Large galleries are
+    /// split across cores, each part keeps its own best `k`, and the parts are merged.
     public func search(_ query: [Float], k: Int) -> [Match] {
         precondition(query.count == dimension)
         guard k > 0, count > 0 else { return [] }
-        var scores = [Float](repeating: 0, count: count)
-        scores.withUnsafeMutableBufferPointer { score(query, into: $0) }
-        // Each subject's best row, then the top k subjects by a bounded min-heap.
-        var bestRow = [Int32](repeating: -1, count: subjectIDs.count)
-        for row in 0..<count {
-            let subject = Int(rowSubjects[row])
-            let current = bestRow[subject]
-            if current < 0 || scores[row] > scores[Int(current)] { bestRow[subject] = Int32(row) }
+        let rows = count
+        let dimension = self.dimension
+        let parts = rows >= 32_768 ? ProcessInfo.processInfo.activeProcessorCount : 1
+        var best = SubjectTopK(capacity: k)
+        vectors.withUnsafeBufferPointer { matrix in
+            rowSubjects.withUnsafeBufferPointer { subjects in
+                query.withUnsafeBufferPointer { q in
+                    // Read-only while the parts run; each part writes only its own slot of `found`.
+                    nonisolated(unsafe) let matrix = matrix
+                    nonisolated(unsafe) let subjects = subjects
+                    nonisolated(unsafe) let q = q
+                    var found = [SubjectTopK](repeating: SubjectTopK(capacity: k), count: parts)
+                    found.withUnsafeMutableBufferPointer { found in
+                        nonisolated(unsafe) let found = found
+                        let body: @Sendable (Int) -> Void = { part in
+                            var top = SubjectTopK(capacity: k)
+                            var scores = [Float](repeating: 0, count: Self.blockRows)
+                            var block = rows * part / parts
+                            let end = rows * (part + 1) / parts
+                            scores.withUnsafeMutableBufferPointer { scores in
+                                while block < end {
+                                    let n = min(Self.blockRows, end - block)
+                                    fs_dot_rows(
+                                        matrix.baseAddress! + block * dimension, n, dimension, q.baseAddress!,
+                                        scores.baseAddress!)
+                                    var floor = top.floor
+                                    for i in 0..<n where scores[i] > floor {
+                                        top.offer(scores[i], row: block + i, subject: subjects[block + i])
+                                        floor = top.floor
+                                    }
+                                    block += n
+                                }
+                            }
+                            found[part] = top
+                        }
+                        if parts == 1 {
+                            body(0)
+                        } else {
+                            DispatchQueue.concurrentPerform(iterations: parts, execute: body)
+                        }
+                    }
+                    for part in found {
+                        for item in part.items { best.offer(item.score, row: item.row, subject: item.subject) }
+                    }
+                }
+            }
         }
-        var heap = TopKHeap(capacity: k)
-        for row in bestRow where row >= 0 { heap.offer(scores[Int(row)], Int(row)) }
-        return heap.sortedDescending().map {
-            Match(subjectID: subjectIDs[Int(rowSubjects[$0.1])], faceID: faceIDs[$0.1], similarity: $0.0)
+        return best.sortedDescending().map {
+            Match(subjectID: subjectIDs[Int($0.subject)], faceID: faceIDs[$0.row], similarity: $0.score)
         }
     }
 }
 
-/// A min-heap of at most `capacity` (score, row) pairs: the root is the weakest of the best seen,
-/// so each candidate costs one comparison unless it beats it.
-struct TopKHeap {
+/// The best `capacity` subjects seen so far, each with its best row: a min-heap whose root is the
+/// weakest of them, so a candidate costs one comparison unless it beats the root. A row below the
+/// root can be skipped even when its subject is not in the heap: `capacity` other subjects already
+/// score higher.
+struct SubjectTopK {
+    struct Item {
+        var score: Float
+        var row: Int
+        var subject: Int32
+    }
+
     let capacity: Int
-    private(set) var items: [(Float, Int)] = []
+    private(set) var items: [Item] = []
 
     init(capacity: Int) {
         self.capacity = capacity
         items.reserveCapacity(capacity)
     }
 
-    mutating func offer(_ score: Float, _ row: Int) {
+    /// Scores at or below this cannot enter (−∞ until the heap is full).
+    var floor: Float { items.count < capacity ? -.infinity : items[0].score }
+
+    mutating func offer(_ score: Float, row: Int, subject: Int32) {
+        // A subject already held keeps only its better row. Accepted candidates are rare after the
+        // first rows, so a linear look-up over at most `capacity` items is cheaper than a map.
+        if let held = items.firstIndex(where: { $0.subject == subject }) {
+            guard score > items[held].score else { return }
+            items[held] = Item(score: score, row: row, subject: subject)
+            siftDown(from: held)  // a larger key moves away from the root of a min-heap
+            return
+        }
         if items.count < capacity {
-            items.append((score, row))
+            items.append(Item(score: score, row: row, subject: subject))
             var child = items.count - 1
             while child > 0 {
                 let parent = (child - 1) / 2
-                guard items[child].0 < items[parent].0 else { break }
+                guard items[child].score < items[parent].score else { break }
                 items.swapAt(child, parent)
                 child = parent
             }
-        } else if score > items[0].0 {
-            items[0] = (score, row)
-            var parent = 0
-            while true {
-                let left = 2 * parent + 1
-                let right = left + 1
-                var smallest = parent
-                if left < items.count, items[left].0 < items[smallest].0 { smallest = left }
-                if right < items.count, items[right].0 < items[smallest].0 { smallest = right }
-                if smallest == parent { break }
-                items.swapAt(parent, smallest)
-                parent = smallest
-            }
+        } else if score > items[0].score {
+            items[0] = Item(score: score, row: row, subject: subject)
+            siftDown(from: 0)
         }
     }
 
-    func sortedDescending() -> [(Float, Int)] { items.sorted { $0.0 > $1.0 } }
+    private mutating func siftDown(from start: Int) {
+        var parent = start
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var smallest = parent
+            if left < items.count, items[left].score < items[smallest].score { smallest = left }
+            if right < items.count, items[right].score < items[smallest].score { smallest = right }
+            if smallest == parent { return }
+            items.swapAt(parent, smallest)
+            parent = smallest
+        }
+    }
+
+    func sortedDescending() -> [Item] {
+        items.sorted { $0.score > $1.score || ($0.score == $1.score && $0.row < $1.row) }
+    }
 }
