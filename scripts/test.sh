@@ -13,5 +13,8 @@ if [ -z "${FACESOCIAL_TEST_POSTGRES_URL:-}" ]; then
   trap '"$root/scripts/test-services/postgres.sh" stop "$FACESOCIAL_TEST_POSTGRES_DIR"' EXIT
 fi
 swift test 2>&1 | tee "$root/.build/test.log"
-# Deployment files: hadolint, compose schema, promtool, Kubernetes overlays (seconds).
-tests/deploy/run.sh static
+# Every deployment check (about 2 minutes): hadolint, compose schema, promtool, Kubernetes overlays,
+# metrics used = exported, nginx in front of four instances through blue-green / canary / rollback /
+# rolling restart under load, and backup/restore with measured restore times. The debug binary the
+# tests just built serves; `make test-deploy` runs the same with the release build.
+FACESOCIAL_BIN="$root/.build/debug/facesocial" tests/deploy/run.sh all

@@ -81,6 +81,24 @@ struct PostgresGalleryTests {
         }
     }
 
+    /// /metrics counts this instance's connections as PostgreSQL sees them, per database.
+    @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
+    func poolConnectionsAreReadFromTheServer() async throws {
+        try await withFaceSocial(TestPostgres.appEnv) { app in
+            try await app.testing().test(.GET, "/metrics") { res in
+                let text = res.body.string
+                func value(_ labels: String) -> Double? {
+                    text.split(separator: "\n").first { $0.hasPrefix("db_pool_connections{\(labels)} ") }
+                        .flatMap { Double($0.split(separator: " ").last!) }
+                }
+                // The scrape's own query holds a primary connection while it runs.
+                #expect((value(#"database="primary",state="active""#) ?? 0) >= 1, "\(text)")
+                #expect(value(#"database="primary",state="max""#).map { $0 >= 1 } == true)
+                #expect(value(#"database="replica-0",state="idle""#) != nil)
+            }
+        }
+    }
+
     @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
     func readsUseTheReplicaAndSurviveItsLoss() async throws {
         try await withFaceSocial(TestPostgres.appEnv) { app in

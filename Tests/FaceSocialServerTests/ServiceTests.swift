@@ -74,6 +74,10 @@ struct HTTPMetricsTests {
                 #expect(text.contains(#"http_requests_total{method="POST",route="/v1/detect",status="422"} 1"#))
                 #expect(text.contains(#"http_requests_total{method="GET",route="unmatched",status="404"} 1"#))
                 #expect(text.contains(#"http_request_duration_seconds_bucket{method="POST",route="/v1/detect""#))
+                // The SQLite pool's capacity; on one CPU pool per model the fallback family is
+                // declared without samples (the alert rules and the dashboard read both).
+                #expect(text.contains(#"db_pool_connections{database="primary",state="max"}"#))
+                #expect(text.contains("# TYPE model_fallback_total counter"))
             }
         }
     }

@@ -25,14 +25,21 @@ public final class DatabaseRouter: Sendable {
     /// The primary's connection settings, for the gallery's LISTEN connection.
     let postgresPrimary: SQLPostgresConfiguration?
     let maxLagMs: Double
+    /// Connections each database's pool may open (per event loop × event loops).
+    let poolCapacity: Int
+    /// PostgreSQL's `application_name` of this instance's connections, to count them in
+    /// `pg_stat_activity` (Fluent's pools do not expose their counts).
+    let applicationName: String?
     private let databases: Databases
-    private let logger: Logger
+    let logger: Logger
     private let state: Mutex<(replicas: [ReplicaState], next: Int, samples: [(Date, UInt64)])>
 
     init(
         kind: Kind, primaryID: DatabaseID, replicaIDs: [DatabaseID], postgresPrimary: SQLPostgresConfiguration?,
-        maxLagMs: Int, databases: Databases, logger: Logger
+        maxLagMs: Int, databases: Databases, logger: Logger, poolCapacity: Int = 1, applicationName: String? = nil
     ) {
+        self.poolCapacity = poolCapacity
+        self.applicationName = applicationName
         self.kind = kind
         self.primaryID = primaryID
         self.replicaIDs = replicaIDs
@@ -215,8 +222,18 @@ public enum DatabaseSetup {
     public static func configure(_ app: Application, config: AppConfig) throws {
         let url = config.databaseURL
         let router: DatabaseRouter
+        // Fluent opens at most one connection per event loop (its default), for each database.
+        let poolCapacity = Array(app.eventLoopGroup.makeIterator()).count
         if let url, url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-            let primary = try SQLPostgresConfiguration(url: url)
+            // Named per process so /metrics can count this instance's connections on the server.
+            let applicationName = String("facesocial-\(ProcessInfo.processInfo.hostName)".prefix(48)) + "-\(getpid())"
+            func named(_ configuration: SQLPostgresConfiguration) -> SQLPostgresConfiguration {
+                var configuration = configuration
+                configuration.coreConfiguration.options.additionalStartupParameters.append(
+                    ("application_name", applicationName))
+                return configuration
+            }
+            let primary = named(try SQLPostgresConfiguration(url: url))
             app.databases.use(.postgres(configuration: primary), as: .psql, isDefault: true)
             var replicaIDs: [DatabaseID] = []
             for (index, replicaURL) in config.databaseReplicaURLs.enumerated() {
@@ -228,14 +245,16 @@ public enum DatabaseSetup {
                 // A short pool timeout: a dead replica must fail fast so reads move on.
                 app.databases.use(
                     .postgres(
-                        configuration: try SQLPostgresConfiguration(url: replicaURL), connectionPoolTimeout: .seconds(2)
+                        configuration: named(try SQLPostgresConfiguration(url: replicaURL)),
+                        connectionPoolTimeout: .seconds(2)
                     ),
                     as: id, isDefault: false)
                 replicaIDs.append(id)
             }
             router = DatabaseRouter(
                 kind: .postgres, primaryID: .psql, replicaIDs: replicaIDs, postgresPrimary: primary,
-                maxLagMs: config.replicaMaxLagMs, databases: app.databases, logger: app.logger)
+                maxLagMs: config.replicaMaxLagMs, databases: app.databases, logger: app.logger,
+                poolCapacity: poolCapacity, applicationName: applicationName)
         } else {
             guard config.databaseReplicaURLs.isEmpty else {
                 throw ConfigError.invalid(
@@ -256,7 +275,7 @@ public enum DatabaseSetup {
             router = DatabaseRouter(
                 kind: .sqlite, primaryID: .sqlite, replicaIDs: [], postgresPrimary: nil,
                 maxLagMs: config.replicaMaxLagMs,
-                databases: app.databases, logger: app.logger)
+                databases: app.databases, logger: app.logger, poolCapacity: poolCapacity)
         }
         app.storage[DatabaseRouterKey.self] = router
         for migration in GalleryMigrations.all { app.migrations.add(migration, to: router.primaryID) }

@@ -100,6 +100,12 @@ final class ModelMetrics: Sendable {
                 model.state == .loaded ? 1.0 : 0.0)
             registry.makeGauge(descriptor: Self.queueLength, labels: [("model", model.id)]).set(Double(model.queued))
         }
-        return registry.emitToString()
+        var text = registry.emitToString()
+        // With one pool per model (a CPU-only server) no fallback series can exist; the family is
+        // still declared so rules and dashboards that read it find it, with no samples.
+        if !text.contains("# TYPE model_fallback_total") {
+            text += "# HELP model_fallback_total \(Self.fallbacks.helpText ?? "")\n# TYPE model_fallback_total counter\n"
+        }
+        return text
     }
 }

@@ -25,6 +25,7 @@ struct SystemRoutes: RouteCollection {
         admin.get("memory-profile", use: memoryProfile)
         // Scraped by Prometheus; the nginx edge does not expose it (deploy/nginx).
         routes.get("metrics") { req async -> Response in
+            await req.application.databaseRouter.exportPoolMetrics(to: metrics.registry)
             let text = await metrics.scrape(manager)
             return Response(
                 status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"],
