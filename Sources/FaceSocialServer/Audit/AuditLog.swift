@@ -18,7 +18,7 @@ extension Request {
         await AuditLog.append(
             on: db, logger: logger, actor: principal.id, actorType: principal.kind.rawValue, action: action,
             resourceType: resourceType, resourceID: resourceID, outcome: outcome,
-            ip: remoteAddress?.ipAddress, requestID: context.requestID, details: details)
+            ip: clientAddress, requestID: context.requestID, details: details)
     }
 }
 

@@ -106,6 +106,7 @@ struct AdminRoutes: RouteCollection {
         let v1 = routes.grouped("v1")
         v1.post("users", use: createUser)
         v1.get("users", use: listUsers)
+        v1.patch("users", ":user_id", use: updateUser)
         let keys = v1.grouped("collections", ":collection", "api-keys")
         keys.post(use: createKey)
         keys.get(use: listKeys)
@@ -132,6 +133,88 @@ struct AdminRoutes: RouteCollection {
         let response = Response(status: .created)
         try response.content.encode(req.envelope(UserDTO(user)))
         return response
+    }
+
+    struct UpdateUserBody: Content {
+        let role: String?
+        let collections: [String]?
+        let isActive: Bool?
+        let password: String?
+
+        enum CodingKeys: String, CodingKey {
+            case role, collections, password
+            case isActive = "is_active"
+        }
+    }
+
+    /// Changes a user's role, collections, password or active flag. Takes effect on the user's next
+    /// request (tokens are checked against the row each time); disabling or a new password also
+    /// revokes every refresh token, so no session outlives the change. The last active admin can
+    /// neither be disabled nor lose the role.
+    @Sendable
+    func updateUser(_ req: Request) async throws -> Envelope<UserDTO> {
+        try await req.authorize(.adminUsers)
+        guard let id = req.parameters.get("user_id").flatMap(UUID.init(uuidString:)) else {
+            throw APIError.validation("user_id must be a UUID", field: "user_id")
+        }
+        let body = try req.content.decode(UpdateUserBody.self)
+        let role = try body.role.map { raw in
+            guard let role = Role(rawValue: raw) else {
+                throw APIError.validation(
+                    "role must be one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))", field: "role")
+            }
+            return role
+        }
+        for collection in body.collections ?? [] { try Collections.validate(collection) }
+        if let password = body.password, !(12...1024).contains(password.count) {
+            throw APIError.validation("password must have 12 to 1024 characters", field: "password")
+        }
+        let cost = req.security.config.bcryptCost
+        var newHash: String?
+        if let password = body.password {
+            newHash = try await req.application.threadPool.runIfActive { try Bcrypt.hash(password, cost: cost) }
+        }
+        let hash = newHash
+        let (user, changed) = try await req.db.transaction { db -> (User, [String]) in
+            guard let user = try await User.find(id, on: db) else { throw APIError.notFound("no user \(id)") }
+            let wasActiveAdmin = user.isActive && user.role == Role.admin.rawValue
+            var changed: [String] = []
+            if let role, role.rawValue != user.role {
+                user.role = role.rawValue
+                changed.append("role")
+            }
+            if let collections = body.collections {
+                user.collections = collections
+                changed.append("collections")
+            }
+            if let active = body.isActive, active != user.isActive {
+                user.isActive = active
+                changed.append("is_active")
+            }
+            if let hash {
+                user.passwordHash = hash
+                changed.append("password")
+            }
+            if wasActiveAdmin, !(user.isActive && user.role == Role.admin.rawValue) {
+                let admins = try await User.query(on: db).filter(\.$role == Role.admin.rawValue)
+                    .filter(\.$isActive == true).count()
+                guard admins > 1 else {
+                    throw APIError(
+                        .conflict, "CONFLICT", "the last active admin cannot be disabled or demoted",
+                        details: ["field": body.isActive == false ? "is_active" : "role"])
+                }
+            }
+            try await user.save(on: db)
+            if !user.isActive || hash != nil {
+                try await RefreshToken.query(on: db).filter(\.$userID == id).filter(\.$revokedAt == nil)
+                    .set(\.$revokedAt, to: Date()).update()
+            }
+            return (user, changed)
+        }
+        await req.audit(
+            action: "user.update", resourceType: "user", resourceID: id.uuidString.lowercased(),
+            details: ["changed": changed.joined(separator: ","), "role": user.role, "active": String(user.isActive)])
+        return req.envelope(UserDTO(user))
     }
 
     @Sendable

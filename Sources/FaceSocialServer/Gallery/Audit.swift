@@ -13,7 +13,7 @@ enum Audit {
         await AuditLog.append(
             on: db, logger: req.logger, actor: principal.id, actorType: principal.kind.rawValue, action: action,
             resourceType: resourceType, resourceID: resourceID.uuidString.lowercased(),
-            outcome: outcome == "success" ? .success : .failure, ip: req.remoteAddress?.ipAddress,
+            outcome: outcome == "success" ? .success : .failure, ip: req.clientAddress,
             requestID: req.context.requestID, details: detail.map { ["detail": $0] } ?? [:])
     }
 }

@@ -95,10 +95,25 @@ struct GalleryRoutes: RouteCollection {
         if try await GalleryCollection.query(on: db).filter(\.$name == name).first() != nil {
             throw Self.conflict("a collection named \"\(name.prefix(60))\" exists")
         }
+        // An API key is bound to one collection; a collection it created would be out of its reach.
+        let principal = req.principal
+        guard principal.kind == .user else {
+            throw APIError(.forbidden, "FORBIDDEN", "an API key is bound to its collection and cannot create others")
+        }
         let collection = GalleryCollection(id: UUID(), name: name, description: body.description)
         try await db.transaction { tx in
             try await collection.create(on: tx)
             try await GalleryVersion(collectionID: collection.id!).create(on: tx)
+            // A user limited to assigned collections gets the one it creates, in the same
+            // transaction, or it could not use what it just made.
+            if case .only = principal.collections, let userID = UUID(uuidString: principal.id),
+                let user = try await User.find(userID, on: tx)
+            {
+                user.collections += [collection.id!.uuidString.lowercased()]
+                try await user.save(on: tx)
+            }
+            try await Audit.record(
+                req, on: tx, action: "collection.create", resourceType: "collection", resourceID: collection.id!)
         }
         let response = Response(status: .created)
         try response.content.encode(req.envelope(try CollectionDTO(collection, subjects: 0, faces: 0)))

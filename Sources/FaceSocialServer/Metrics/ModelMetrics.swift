@@ -104,7 +104,8 @@ final class ModelMetrics: Sendable {
         // With one pool per model (a CPU-only server) no fallback series can exist; the family is
         // still declared so rules and dashboards that read it find it, with no samples.
         if !text.contains("# TYPE model_fallback_total") {
-            text += "# HELP model_fallback_total \(Self.fallbacks.helpText ?? "")\n# TYPE model_fallback_total counter\n"
+            text +=
+                "# HELP model_fallback_total \(Self.fallbacks.helpText ?? "")\n# TYPE model_fallback_total counter\n"
         }
         return text
     }

@@ -242,6 +242,21 @@ enum OpenAPIDocument {
                         required: ["email", "password", "role"]),
                     extra: ["409": json(ref("Error"), "CONFLICT: the email exists")]),
             ],
+            "/v1/users/{user_id}": [
+                "patch": operation(
+                    "Change a user's role, collections, password or active flag; disabling or a new password "
+                        + "revokes the user's refresh tokens (admin:users)", "200", "User",
+                    body: object(
+                        [
+                            "role": string, "collections": array(string), "is_active": ["type": "boolean"],
+                            "password": string,
+                        ], required: []),
+                    parameters: [["name": "user_id", "in": "path", "required": true, "schema": string]],
+                    extra: [
+                        "404": json(ref("Error"), "NOT_FOUND"),
+                        "409": json(ref("Error"), "CONFLICT: the last active admin cannot be disabled or demoted"),
+                    ])
+            ],
             "/v1/collections/{collection}/api-keys": [
                 "get": operation(
                     "The collection's API keys, without key material (collections:read)", "200", "APIKeys",

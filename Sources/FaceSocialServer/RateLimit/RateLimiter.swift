@@ -75,7 +75,7 @@ struct RateLimitMiddleware: AsyncMiddleware {
         let key: String
         switch scope {
         case .ip:
-            key = "ip:\(request.remoteAddress?.ipAddress ?? "unknown")"
+            key = "ip:\(request.clientAddress ?? "unknown")"
         case .principal:
             let principal = request.principal
             guard principal.isAuthenticated else { return try await next.respond(to: request) }

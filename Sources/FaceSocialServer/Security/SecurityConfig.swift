@@ -18,6 +18,10 @@ public struct SecurityConfig: Sendable {
     public var corsOrigins: [String] = []
     public var tlsCertificatePath: String?
     public var tlsKeyPath: String?
+    /// Peers whose X-Forwarded-For names the client (nginx in front of the instances).
+    public var trustedProxies: [IPNetwork] = []
+    /// How often audit rows past retention are purged while the server runs.
+    public var auditPurgeIntervalSeconds: Int = 3600
 
     /// The development-only admin password `make run` uses; production refuses it.
     static let developmentAdminPassword = "facesocial-dev-admin"
@@ -59,6 +63,15 @@ public struct SecurityConfig: Sendable {
         config.corsOrigins = (value("FACESOCIAL_CORS_ORIGINS") ?? "").split(separator: ",").map {
             $0.trimmingCharacters(in: .whitespaces)
         }.filter { !$0.isEmpty }
+        config.auditPurgeIntervalSeconds = try integer("FACESOCIAL_AUDIT_PURGE_INTERVAL_SECONDS", 3600, 1...86_400)
+        config.trustedProxies = try (value("FACESOCIAL_TRUSTED_PROXIES") ?? "").split(separator: ",").map {
+            let text = $0.trimmingCharacters(in: .whitespaces)
+            guard let network = IPNetwork(text) else {
+                throw ConfigError.invalid(
+                    variable: "FACESOCIAL_TRUSTED_PROXIES", reason: "\"\(text.prefix(60))\" is not an address or CIDR")
+            }
+            return network
+        }
         config.tlsCertificatePath = value("FACESOCIAL_TLS_CERT_PATH")
         config.tlsKeyPath = value("FACESOCIAL_TLS_KEY_PATH")
         if (config.tlsCertificatePath == nil) != (config.tlsKeyPath == nil) {
@@ -128,7 +141,14 @@ public struct SecurityConfig: Sendable {
             summary: "entries kept by the in-memory result cache (least recently used go first)"),
         .init(
             name: "FACESOCIAL_AUDIT_RETENTION_DAYS", defaultValue: "365",
-            summary: "audit rows older than this are purged at each start"),
+            summary: "audit rows older than this are purged at start and then periodically"),
+        .init(
+            name: "FACESOCIAL_AUDIT_PURGE_INTERVAL_SECONDS", defaultValue: "3600",
+            summary: "how often the running server purges audit rows past retention"),
+        .init(
+            name: "FACESOCIAL_TRUSTED_PROXIES", defaultValue: "(none)",
+            summary:
+                "comma-separated proxy addresses/CIDRs whose X-Forwarded-For names the client (rate limits, audit)"),
         .init(
             name: "FACESOCIAL_CORS_ORIGINS", defaultValue: "(none)",
             summary: "comma-separated origins allowed by CORS; \"*\" only outside production"),

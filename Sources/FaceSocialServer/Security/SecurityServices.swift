@@ -1,6 +1,7 @@
 import Fluent
 import Foundation
 import NIOSSL
+import Synchronization
 import Vapor
 
 /// Everything the security layer shares across requests, kept in the application's storage.
@@ -11,6 +12,8 @@ public final class SecurityServices: Sendable {
     public let redis: RedisGate?
     public let limiter: RateLimiter
     public let cache: ResultCache
+    /// The periodic audit purge, cancelled at shutdown.
+    private let purgeTask = Mutex<Task<Void, Never>?>(nil)
 
     init(config: SecurityConfig, profile: Profile, keyRing: KeyRing, redis: RedisGate?) {
         self.config = config
@@ -46,6 +49,7 @@ public final class SecurityServices: Sendable {
         try await services.bootstrapAdmin(app)
         let purged = try await AuditLog.purge(on: app.db, retentionDays: security.auditRetentionDays)
         if purged > 0 { app.logger.notice("purged \(purged) audit rows past retention") }
+        services.startAuditPurge(app)
 
         try configureTransport(app, security: security, profile: config.profile)
         if !security.corsOrigins.isEmpty {
@@ -105,10 +109,37 @@ public final class SecurityServices: Sendable {
         }
     }
 
-    /// Rows of the periodic purge: once a day while the server runs.
+    /// Purges audit rows past retention every FACESOCIAL_AUDIT_PURGE_INTERVAL_SECONDS while the
+    /// server runs, so a long-lived instance keeps to the retention setting without restarts. A
+    /// failed purge is logged and tried again at the next interval.
+    func startAuditPurge(_ app: Application) {
+        let interval = Duration.seconds(config.auditPurgeIntervalSeconds)
+        let days = config.auditRetentionDays
+        let db = app.db
+        let logger = app.logger
+        let task = Task {
+            while !Task.isCancelled {
+                do {
+                    try await Task.sleep(for: interval)
+                } catch {
+                    return
+                }
+                do {
+                    let purged = try await AuditLog.purge(on: db, retentionDays: days)
+                    if purged > 0 { logger.notice("purged \(purged) audit rows past retention") }
+                } catch {
+                    logger.warning("audit purge failed; retrying at the next interval: \(error)")
+                }
+            }
+        }
+        purgeTask.withLock { $0 = task }
+    }
+
+    /// Stops the purge and closes the Redis connections.
     struct Shutdown: LifecycleHandler {
         let services: SecurityServices
         func shutdownAsync(_ application: Application) async {
+            services.purgeTask.withLock { $0?.cancel() }
             await services.redis?.client.shutdown()
         }
     }
