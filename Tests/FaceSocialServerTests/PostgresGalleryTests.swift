@@ -22,15 +22,21 @@ enum TestPostgres {
     }
 
     /// Stops or starts the replica with pg_ctl, as the user that owns its data.
-    static func replica(_ action: String) throws {
+    static func replica(_ action: String) throws { try server("replica", action) }
+
+    /// Stops or starts the primary or the replica with pg_ctl, as the user that owns its data.
+    static func server(_ name: String, _ action: String) throws {
         let pgctl = try #require(env["FACESOCIAL_TEST_PG_CTL"])
-        let data = try #require(env["FACESOCIAL_TEST_POSTGRES_REPLICA_DATA"])
+        let data =
+            name == "primary"
+            ? try #require(env["FACESOCIAL_TEST_POSTGRES_DIR"]) + "/primary"
+            : try #require(env["FACESOCIAL_TEST_POSTGRES_REPLICA_DATA"])
         let user = env["FACESOCIAL_TEST_POSTGRES_USER"] ?? "postgres"
-        // Start does not wait (-W): the tests wait for the health check to see the replica instead.
+        // Start does not wait (-W): the tests wait for the server to answer instead.
         var arguments = [pgctl, "-D", data]
         arguments +=
             action == "stop"
-            ? ["-w", "-t", "60", "-m", "fast", "stop"] : ["-W", "-l", data + "/../replica.log", "start"]
+            ? ["-w", "-t", "60", "-m", "fast", "stop"] : ["-W", "-l", data + "/../\(name).log", "start"]
         let process = Process()
         if getuid() == 0 {
             process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
@@ -139,6 +145,58 @@ struct PostgresGalleryTests {
             #expect(
                 try await TestPostgres.waitFor(30) { router.replicaStates.first?.healthy == true },
                 "the restarted replica is used again: \(router.replicaStates)")
+        }
+    }
+
+    /// With the primary down, writes answer 503 DATABASE_UNAVAILABLE with Retry-After (never a
+    /// 500, never a false success); once it is back, every acknowledged write is there and writes
+    /// succeed again.
+    @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
+    func writesAnswer503WhileThePrimaryIsDownAndNothingAcknowledgedIsLost() async throws {
+        try await withFaceSocial(TestPostgres.appEnv) { app in
+            let c = GalleryClient(app: app)
+            let collection = try await c.createCollection("primary-\(UUID().uuidString.prefix(8))")
+            let subject = try await c.createSubject(collection, "obama")
+            _ = try await c.enrol(collection, subject, "obama.jpg")
+            var headers = try await c.auth()
+            headers.contentType = .json
+
+            try TestPostgres.server("primary", "stop")
+            var restarted = false
+            defer { if !restarted { try? TestPostgres.server("primary", "start") } }
+            try await app.testing().test(
+                .POST, "/v1/collections/\(collection)/subjects", headers: headers,
+                body: try jsonBody(["external_id": "biden", "name": "Biden"])
+            ) { res in
+                #expect(res.status == .serviceUnavailable, "\(res.body.string)")
+                #expect(errorCode(res) == "DATABASE_UNAVAILABLE")
+                #expect(res.headers.first(name: "Retry-After") == "5")
+                expectConforms("POST", "/v1/collections/{collection}/subjects", res)
+            }
+
+            try TestPostgres.server("primary", "start")
+            restarted = true
+            var created = false
+            for _ in 0..<150 where !created {
+                try await app.testing().test(
+                    .POST, "/v1/collections/\(collection)/subjects", headers: headers,
+                    body: try jsonBody(["external_id": "biden", "name": "Biden"])
+                ) { res in
+                    created = res.status == .created
+                    #expect([.created, .serviceUnavailable].contains(res.status), "\(res.body.string)")
+                }
+                if !created { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            #expect(created, "writes succeed once the primary is back")
+            let template = "/v1/collections/{collection}/subjects"
+            // Listings may come from the replica, which is up to the lag bound behind.
+            #expect(
+                try await TestPostgres.waitFor {
+                    let listed = try await c.json(.GET, "/v1/collections/\(collection)/subjects", template: template)
+                    return listed[path: "data.total"] as? Int == 2
+                }, "both subjects are listed")
+            let faces = try await c.identify(collection, "obama2.jpg")
+            #expect(faces.first?.0 == "obama", "the face enrolled before the outage is still found: \(faces)")
         }
     }
 

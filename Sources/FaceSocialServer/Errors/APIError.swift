@@ -83,6 +83,7 @@ public struct APIError: Error, Sendable {
                 return APIError(abort.status, "INTERNAL_ERROR", abort.reason)
             }
         default:
+            if let unavailable = databaseUnavailable(error) { return unavailable }
             return APIError(.internalServerError, "INTERNAL_ERROR", "the server could not complete the request")
         }
     }

@@ -88,6 +88,13 @@ extension OpenAPIDocument {
         var responses: [String: Any] = [status: json(envelope(schema), "success")]
         for (code, description) in errors { responses[code] = json(ref("Error"), description) }
         responses["404"] = json(ref("Error"), "NOT_FOUND: no such collection, subject or face")
+        // Every gallery route reads or writes the database.
+        let unavailable = "DATABASE_UNAVAILABLE (with Retry-After): the database cannot be reached now"
+        if let existing = errors["503"] {
+            responses["503"] = json(ref("Error"), "\(existing), or \(unavailable)")
+        } else {
+            responses["503"] = json(ref("Error"), unavailable)
+        }
         var operation: [String: Any] = ["summary": summary, "parameters": parameters, "responses": responses]
         if let body { operation["requestBody"] = body }
         return operation

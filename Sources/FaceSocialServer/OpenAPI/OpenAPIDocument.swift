@@ -28,6 +28,7 @@ enum OpenAPIDocument {
                             "INVALID_IMAGE_FORMAT", "NO_FACE_DETECTED", "IMAGE_TOO_LARGE", "MODEL_UNAVAILABLE",
                             "INSUFFICIENT_MEMORY", "QUEUE_FULL", "RATE_LIMIT_EXCEEDED", "UNAUTHORIZED", "FORBIDDEN",
                             "NOT_FOUND", "VALIDATION_FAILED", "METHOD_NOT_ALLOWED", "INTERNAL_ERROR", "CONFLICT",
+                            "DATABASE_UNAVAILABLE",
                         ] + galleryErrorCodes,
                     ],
                     "message": string, "details": map(string),
@@ -198,6 +199,7 @@ enum OpenAPIDocument {
             "401": json(ref("Error"), "UNAUTHORIZED: missing, expired, forged or revoked credentials"),
             "403": json(ref("Error"), "FORBIDDEN: lacks the permission or the collection"),
             "429": json(ref("Error"), "RATE_LIMIT_EXCEEDED, with Retry-After"),
+            "503": json(ref("Error"), "DATABASE_UNAVAILABLE (with Retry-After): the database cannot be reached now"),
         ]
     }
 

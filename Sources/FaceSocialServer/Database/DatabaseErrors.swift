@@ -1,0 +1,41 @@
+import AsyncKit
+import FluentPostgresDriver
+import Vapor
+
+extension APIError {
+    /// 503 `DATABASE_UNAVAILABLE` (with Retry-After) for errors that mean the database cannot be
+    /// reached now: a refused or dropped connection, a pool that cannot hand out one in time, a
+    /// server shutting down or in recovery, or a primary that turned read-only. The write was not
+    /// confirmed, so the client retries; a retried enrolment of the same image that did commit
+    /// answers 409 DUPLICATE_IMAGE, so a retry never doubles a face. Any other database error
+    /// stays a 500.
+    static func databaseUnavailable(_ error: any Error) -> APIError? {
+        let reason: String
+        switch error {
+        case let error as PSQLError:
+            switch error.code {
+            case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
+                reason = "the connection to PostgreSQL failed"
+            case .server:
+                // Class 08 connection exception, 57P admin/crash shutdown or cannot connect now,
+                // 25006 read-only transaction (a replica or a demoted primary).
+                let state = error.serverInfo?[.sqlState] ?? ""
+                guard state.hasPrefix("08") || state.hasPrefix("57P") || state == "25006" else { return nil }
+                reason = "PostgreSQL refused the work (SQLSTATE \(state))"
+            default:
+                return nil
+            }
+        case is ConnectionPoolTimeoutError:
+            reason = "no database connection became free in time"
+        case ConnectionPoolError.shutdown:
+            reason = "the database pool is shut down"
+        case DatabaseSetupError.timeout:
+            reason = "the database did not answer in time"
+        default:
+            return nil
+        }
+        return APIError(
+            .serviceUnavailable, "DATABASE_UNAVAILABLE", "the database is unavailable: \(reason); retry shortly",
+            details: ["retry_after_seconds": "5"], headers: ["Retry-After": "5"])
+    }
+}
