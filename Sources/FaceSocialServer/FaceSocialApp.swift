@@ -22,8 +22,9 @@ public enum FaceSocialApp {
     }
 
     /// The model registry for a configuration. CPU models run on the configured CPU engine
-    /// (OpenVINO by default); with CUDA devices configured, models are placed on the first one
-    /// through ONNX Runtime, and fall back to CPU when it cannot be attached.
+    /// (OpenVINO by default); with CUDA devices configured, NVIDIA GPUs that NVML reports become
+    /// memory-manager devices served by ONNX Runtime, placed first, and a model that does not fit
+    /// or whose provider cannot attach falls back to a CPU pool.
     public static func makeRegistry(_ config: AppConfig) throws -> ModelRegistry {
         let store = try ModelStore(manifestURL: config.manifestURL, directory: config.modelDirectory)
         let engine = try makeEngine(config.engines)
@@ -31,8 +32,8 @@ public enum FaceSocialApp {
         engine.probe([device])
         let hint = config.performanceHint
         do {
-            // The memory manager decides the device of every load; CUDA placement through the
-            // router is probed above so an unavailable GPU is reported with its reason.
+            // The memory manager decides the device of every load (it overrides `device`); the
+            // CUDA device is probed above so an unavailable GPU is reported with its reason.
             return try ModelRegistry(store: store, engine: engine, policy: config.memory) { entry in
                 SessionOptions(
                     device: "CPU", precision: entry.precision, performanceHint: hint,

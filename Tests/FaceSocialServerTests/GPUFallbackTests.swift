@@ -55,10 +55,16 @@ struct GPUFallbackTests {
                 }
             }
         }
-        // Served on CPU either way: the memory manager places models on its own devices, and CUDA
-        // devices are not yet among them (issue 10, placement).
+        // The memory manager places models on CUDA.0 only when NVML reports the GPU and its
+        // provider attaches; otherwise the model is in a CPU pool.
+        let gpu = registry.inventory.devices.first { $0.name == "CUDA.0" }
         let yunet = try #require(await registry.status("yunet"))
-        #expect(yunet.device == "CPU")
-        if !cuda.available { #expect(cuda.reason?.isEmpty == false) }
+        if cuda.available, gpu?.placeable == true {
+            #expect(yunet.device == "CUDA.0")
+            #expect(yunet.bytesSource == "device", "footprint measured as NVML's used-memory delta")
+        } else {
+            #expect(yunet.device == "CPU")
+            #expect(cuda.reason?.isEmpty == false || gpu?.unavailableReason?.isEmpty == false)
+        }
     }
 }

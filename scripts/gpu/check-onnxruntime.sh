@@ -98,8 +98,40 @@ if [ -x "$bin" ]; then
     cat /tmp/facesocial-vram.json
     echo
     ok "/system/vram (NVML readings)"
+    # Placement: yunet (critical) on CUDA.0, its footprint NVML's used-memory delta.
+    if python3 - /tmp/facesocial-vram.json <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))["data"]
+gpu = next((x for x in d["devices"] if x["name"] == "CUDA.0"), None)
+assert gpu and gpu["placeable"], f"CUDA.0 not placeable: {gpu and gpu.get('unavailable_reason')}"
+models = {m["id"]: m["bytes"] for p in gpu["pools"] for m in p["models"]}
+assert "yunet" in models, f"yunet not on CUDA.0: {gpu['pools']}"
+print(f"CUDA.0 budget {gpu['budget_bytes']} bytes; resident {models}")
+PY
+    then ok "yunet placed on CUDA.0 by the memory manager"; else no "placement on CUDA.0 (see above)"; fi
+    models=$(curl -s "localhost:$port/system/models")
+    echo "$models" | python3 -c 'import json,sys; [print(m["id"], m.get("device"), m.get("bytes"), m.get("bytes_source")) for m in json.load(sys.stdin)["data"]["models"]]' || true
+    if echo "$models" | python3 -c 'import json,sys; m={x["id"]: x for x in json.load(sys.stdin)["data"]["models"]}; sys.exit(0 if m["yunet"].get("bytes_source") == "device" else 1)'; then
+      ok "footprint measured as NVML's used-memory delta (bytes_source=device)"
+    else
+      no "footprint from NVML (bytes_source is not device)"
+    fi
   else
     no "/system/vram answered $code (the memory manager's route is not in this build)"
+  fi
+  kill "$pid" 2> /dev/null
+  wait "$pid" 2> /dev/null
+
+  # Fallback: a GPU budget too small for SFace sends it to a CPU pool, counted in /metrics.
+  FACESOCIAL_CUDA_DEVICES=0 FACESOCIAL_DEVICE_BUDGETS=CUDA.0=1MB FACESOCIAL_PORT=$port \
+    FACESOCIAL_DATA_DIR=$(mktemp -d) "$bin" serve > /tmp/facesocial-gpu2.log 2>&1 &
+  pid=$!
+  for _ in $(seq 60); do curl -sf "localhost:$port/health" > /dev/null && break; sleep 1; done
+  curl -s -F "image1=@$testdata/obama.jpg" -F "image2=@$testdata/obama2.jpg" "localhost:$port/v1/verify" | head -c 300; echo
+  if curl -s "localhost:$port/metrics" | grep -E '^model_fallback_total\{model="sface".*\} [1-9]'; then
+    ok "a model that does not fit on CUDA.0 runs on CPU and is counted (model_fallback_total)"
+  else
+    no "fallback to CPU counted for sface with a 1 MB GPU budget"
   fi
   kill "$pid" 2> /dev/null
   wait "$pid" 2> /dev/null

@@ -6,3 +6,6 @@ if [ -f "$_fs_ort_lib/nvidia-lib-dirs.txt" ] && grep -q -- '-cuda$' "$_fs_ort_li
   export LD_LIBRARY_PATH="$(paste -sd: "$_fs_ort_lib/nvidia-lib-dirs.txt")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 unset _fs_ort_lib
+# CUDA numbers GPUs fastest-first by default, NVML by PCI bus; the memory manager matches CUDA.N
+# (NVML) with CUDA ordinal N, so both must count the same way.
+export CUDA_DEVICE_ORDER=${CUDA_DEVICE_ORDER:-PCI_BUS_ID}

@@ -101,11 +101,17 @@ enum OpenAPIDocument {
                     "source": ["type": "string", "enum": ["proc_meminfo", "openvino", "nvml"]],
                     "total_bytes": integer, "used_bytes": integer, "free_bytes": integer, "detail": string,
                 ], required: ["source"]),
-            "Device": object([
-                "name": string, "kind": ["type": "string", "enum": ["cpu", "openvino", "nvidia"]],
-                "placeable": boolean, "total_bytes": integer, "budget_bytes": integer, "used_bytes": integer,
-                "free_bytes": integer, "pools": array(ref("Pool")), "reading": ref("DeviceReading"),
-            ]),
+            "Device": object(
+                [
+                    "name": string, "kind": ["type": "string", "enum": ["cpu", "openvino", "nvidia"]],
+                    "placeable": boolean, "total_bytes": integer, "budget_bytes": integer, "used_bytes": integer,
+                    "free_bytes": integer, "pools": array(ref("Pool")), "reading": ref("DeviceReading"),
+                    "unavailable_reason": string,
+                ],
+                required: [
+                    "name", "kind", "placeable", "total_bytes", "budget_bytes", "used_bytes", "free_bytes", "pools",
+                    "reading",
+                ]),
             "Vram": object([
                 "devices": array(ref("Device")),
                 "nvml": object(["available": boolean, "reason": string], required: ["available"]),

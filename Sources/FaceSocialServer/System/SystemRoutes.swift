@@ -67,9 +67,11 @@ struct SystemRoutes: RouteCollection {
         let freeBytes: Int
         let pools: [PoolDTO]
         let reading: DeviceReading
+        let unavailableReason: String?
 
         enum CodingKeys: String, CodingKey {
             case name, kind, placeable, pools, reading
+            case unavailableReason = "unavailable_reason"
             case totalBytes = "total_bytes"
             case budgetBytes = "budget_bytes"
             case usedBytes = "used_bytes"
@@ -229,7 +231,7 @@ struct SystemRoutes: RouteCollection {
                         name: pool.name, budgetBytes: pool.budgetBytes, usedBytes: pool.usedBytes,
                         freeBytes: pool.budgetBytes - pool.usedBytes, reservedBytes: pool.reservedBytes,
                         models: pool.models.sorted { $0.key < $1.key }.map { ResidentDTO(id: $0.key, bytes: $0.value) })
-                }, reading: device.reading)
+                }, reading: device.reading, unavailableReason: device.unavailableReason)
         }
         let reason = manager.inventory.nvmlUnavailable
         let engineDevices = (manager.engine as? EngineRouter)?.deviceAvailability() ?? []

@@ -28,18 +28,36 @@ public enum DeviceKind: String, Sendable, Codable {
     case cpu
     /// An OpenVINO accelerator (Intel GPU, NPU): memory from OpenVINO's device properties.
     case openvino
-    /// An NVIDIA GPU seen through NVML. This build has no engine for it (the ONNX Runtime engine
-    /// would place models there), so it is reported but receives no models.
+    /// An NVIDIA GPU seen through NVML, served by the ONNX Runtime engine (CUDA or TensorRT
+    /// provider) when it is configured and its provider attaches; otherwise reported only.
     case nvidia
 }
 
 /// Finds the devices and reads their memory.
 public struct DeviceInventory: Sendable {
     public struct Device: Sendable {
+        /// The memory manager's name: `CPU`, an OpenVINO device (`GPU.0`), or `CUDA.<ordinal>`
+        /// (a dot, because `:` separates a device from its pool in placements).
         public var name: String
         public var kind: DeviceKind
         public var totalBytes: Int
         public var placeable: Bool
+        /// The device as the engines name it (`CUDA:0`, `TENSORRT:0`), used for loads.
+        public var engineDevice: String
+        /// Why a device that is listed receives no models.
+        public var unavailableReason: String?
+
+        public init(
+            name: String, kind: DeviceKind, totalBytes: Int, placeable: Bool, engineDevice: String? = nil,
+            unavailableReason: String? = nil
+        ) {
+            self.name = name
+            self.kind = kind
+            self.totalBytes = totalBytes
+            self.placeable = placeable
+            self.engineDevice = engineDevice ?? name
+            self.unavailableReason = unavailableReason
+        }
     }
 
     public var devices: [Device]
@@ -48,42 +66,74 @@ public struct DeviceInventory: Sendable {
     let engine: (any InferenceEngine)?
     let nvml: NVML?
 
-    /// Chooses devices: `wanted` in order (nil: every OpenVINO accelerator, then the CPU), plus
-    /// every NVIDIA GPU NVML reports, for the record.
+    /// Chooses devices: `wanted` in order (nil: every usable NVIDIA GPU, then every OpenVINO
+    /// accelerator, then the CPU), plus every other NVIDIA GPU NVML reports, for the record.
+    ///
+    /// An NVIDIA GPU receives models when NVML reports it (its total is the budget's base) and
+    /// the engine serves its CUDA ordinal (`FACESOCIAL_CUDA_DEVICES`, provider attached).
     public static func discover(engine: any InferenceEngine, wanted: [String]?) throws(MemoryPolicy.Invalid)
         -> DeviceInventory
     {
         let available = (try? engine.availableDevices()) ?? ["CPU"]
         let reporter = engine as? any DeviceMemoryReporting
-        let chosen = wanted ?? (available.filter { $0 != "CPU" && !$0.hasPrefix("HETERO") } + ["CPU"])
+        var nvml: NVML?
+        var nvmlReason: String?
+        var gpus: [NVML.GPU] = []
+        do {
+            let library = try NVML()
+            gpus = try library.gpus()
+            nvml = library
+        } catch {
+            nvmlReason = error.description
+        }
+        // NVIDIA GPUs by memory-manager name, with the engine device that serves each (if any).
+        var cuda: [String: Device] = [:]
+        for gpu in gpus {
+            let name = "CUDA.\(gpu.index)"
+            let served = available.first {
+                let device = DeviceName($0)
+                return (device.kind == "CUDA" || device.kind == "TENSORRT") && device.ordinal == gpu.index
+            }
+            let reason =
+                served == nil
+                ? (engine as? EngineRouter)?.deviceAvailability().first {
+                    DeviceName($0.device).ordinal == gpu.index && !$0.available
+                }?.reason ?? "no engine serves CUDA:\(gpu.index) (set FACESOCIAL_CUDA_DEVICES)" : nil
+            cuda[name] = Device(
+                name: name, kind: .nvidia, totalBytes: gpu.totalBytes, placeable: served != nil,
+                engineDevice: served ?? "CUDA:\(gpu.index)", unavailableReason: reason)
+        }
+        let openVINO = available.filter { DeviceName($0).kind != "CUDA" && DeviceName($0).kind != "TENSORRT" }
+        let chosen =
+            wanted
+            ?? (cuda.values.filter(\.placeable).map(\.name).sorted()
+                + openVINO.filter { $0 != "CPU" && !$0.hasPrefix("HETERO") } + ["CPU"])
         var devices: [Device] = []
         for name in chosen {
-            guard available.contains(name) || name == "CPU" else {
-                throw MemoryPolicy.Invalid(
-                    variable: "FACESOCIAL_DEVICES",
-                    reason: "device \(name) is not available; OpenVINO sees \(available.joined(separator: ", "))")
-            }
             if name == "CPU" {
                 devices.append(
                     Device(name: name, kind: .cpu, totalBytes: ProcessMemory.systemMemory().total, placeable: true))
-            } else {
+            } else if let gpu = cuda.removeValue(forKey: name) {
+                devices.append(gpu)
+            } else if openVINO.contains(name) {
                 let total = reporter?.deviceTotalBytes(name) ?? 0
                 devices.append(Device(name: name, kind: .openvino, totalBytes: total, placeable: true))
+            } else {
+                let seen = openVINO + cuda.keys.sorted()
+                throw MemoryPolicy.Invalid(
+                    variable: "FACESOCIAL_DEVICES",
+                    reason: "device \(name) is not available; this server sees \(seen.joined(separator: ", "))"
+                        + (nvmlReason.map { " (NVIDIA GPUs: \($0))" } ?? ""))
             }
         }
-        var nvml: NVML?
-        var reason: String?
-        do {
-            let library = try NVML()
-            for gpu in try library.gpus() {
-                devices.append(
-                    Device(name: "CUDA.\(gpu.index)", kind: .nvidia, totalBytes: gpu.totalBytes, placeable: false))
-            }
-            nvml = library
-        } catch {
-            reason = error.description
+        // GPUs not chosen are still listed (and read), with no models.
+        for gpu in cuda.values.sorted(by: { $0.name < $1.name }) {
+            var listed = gpu
+            listed.placeable = false
+            listed.unavailableReason = listed.unavailableReason ?? "not in FACESOCIAL_DEVICES"
+            devices.append(listed)
         }
-        return DeviceInventory(devices: devices, nvmlUnavailable: reason, engine: engine, nvml: nvml)
+        return DeviceInventory(devices: devices, nvmlUnavailable: nvmlReason, engine: engine, nvml: nvml)
     }
 
     /// The device's memory right now, from the best source it has.
@@ -118,9 +168,19 @@ public struct DeviceInventory: Sendable {
     }
 
     /// Memory in use on a device, for measuring a model's footprint: the device's own counter
-    /// where it has one, else nil (the caller falls back to the process RSS).
+    /// where it has one (NVML's used memory for an NVIDIA GPU, which the CUDA provider's arena
+    /// shows up in), else nil (the caller falls back to the process RSS).
     func usedBytes(_ device: String) -> Int? {
         guard device != "CPU" else { return nil }
+        if let gpu = devices.first(where: { $0.name == device }), gpu.kind == .nvidia {
+            let index = Int(device.split(separator: ".").last ?? "") ?? -1
+            return (try? nvml?.gpus().first { $0.index == index })??.usedBytes
+        }
         return (engine as? any DeviceMemoryReporting)?.deviceUsedBytes(device)
+    }
+
+    /// The engine's name for a memory-manager device (`CUDA.0` → `CUDA:0`).
+    func engineDevice(_ device: String) -> String {
+        devices.first { $0.name == device }?.engineDevice ?? device
     }
 }

@@ -73,6 +73,8 @@ public actor ModelManager {
     private static let measurementLock = SlotPool(count: 1)
     private var pinned: Set<String> = []
     private var warmedDevices: Set<String> = []
+    /// Devices whose engine could not attach them, with the reason: later loads skip them.
+    private var detached: [String: String] = [:]
     private var observer: (@Sendable (ModelEvent) -> Void)?
     private var nextToken: UInt64 = 0
     private var maintenance: Task<Void, Never>?
@@ -325,6 +327,10 @@ public actor ModelManager {
         for (index, target) in targets.enumerated() {
             let key = PoolKey(device: target.device, pool: target.pool)
             guard let pool = pools[key] else { continue }
+            if let why = detached[target.device] {
+                reasons.append("\(target): \(why)")
+                continue
+            }
             guard need <= pool.budget else {
                 reasons.append("\(target) budget \(pool.budget) < \(need)")
                 continue
@@ -347,6 +353,16 @@ public actor ModelManager {
                 throw error
             case .success(let value):
                 loaded = value
+            }
+            let expected = inventory.engineDevice(target.device)
+            if DeviceName(loaded.session.device).kind != DeviceName(expected).kind {
+                // The engine could not attach the device (no driver, a missing CUDA library) and
+                // served the model on its fallback instead: charge nothing here and move on to
+                // the next target, so the model lands in a CPU pool and counts as a fallback.
+                _ = await Self.release(SessionBox(loaded.session))
+                detached[target.device] = "\(expected) unavailable; the engine served \(loaded.session.device)"
+                reasons.append("\(target): \(detached[target.device]!)")
+                continue
             }
             learned[id] = loaded.bytes
             pools[key]?.resident[id] = loaded.bytes
@@ -426,7 +442,7 @@ public actor ModelManager {
         let engine = self.engine
         let inventory = self.inventory
         var options = sessionOptions(entry)
-        options.device = device
+        options.device = inventory.engineDevice(device)
         // Per-face models batch across requests; detectors see whole images one at a time.
         options.maxBatch = entry.service != "detection" && policy.maxBatch > 1 ? policy.maxBatch : 1
         let batchOptions = options
@@ -523,7 +539,7 @@ public actor ModelManager {
         let box = SessionBox(records[id]?.session)
         records[id]?.session = nil
         records[id]?.batcher = nil
-        let freed = await Self.release(box)
+        let freed = await Self.release(box, device: key.device, inventory: inventory)
         pools[key]?.resident[id] = nil
         records[id]?.pool = nil
         records[id]?.bytes = nil
@@ -539,13 +555,22 @@ public actor ModelManager {
             ])
     }
 
-    /// Releases the last reference off the actor, trims the heap, and returns the RSS drop.
-    private static func release(_ box: SessionBox) async -> Int {
+    /// Releases the last reference off the actor, trims the heap, and returns what came back: the
+    /// device counter's drop where the device has one (an NVIDIA GPU: releasing an ONNX Runtime
+    /// session frees its CUDA arena), else the RSS drop.
+    private static func release(_ box: SessionBox, device: String? = nil, inventory: DeviceInventory? = nil) async
+        -> Int
+    {
         await Task.detached {
+            let deviceBefore = device.flatMap { inventory?.usedBytes($0) }
             let before = ProcessMemory.residentBytes()
             box.session = nil
             ProcessMemory.trim()
-            return before - ProcessMemory.residentBytes()
+            let rssFreed = before - ProcessMemory.residentBytes()
+            if let deviceBefore, let after = device.flatMap({ inventory?.usedBytes($0) }) {
+                return deviceBefore - after
+            }
+            return rssFreed
         }.value
     }
 
@@ -612,7 +637,8 @@ public actor ModelManager {
             }
             return DeviceStatus(
                 name: device.name, kind: device.kind, placeable: device.placeable, totalBytes: device.totalBytes,
-                budgetBytes: deviceBudgets[device.name] ?? 0, pools: devicePools, reading: inventory.reading(device))
+                budgetBytes: deviceBudgets[device.name] ?? 0, pools: devicePools, reading: inventory.reading(device),
+                unavailableReason: detached[device.name] ?? device.unavailableReason)
         }
     }
 }

@@ -91,4 +91,6 @@ public struct DeviceStatus: Sendable, Codable, Equatable {
     public var budgetBytes: Int
     public var pools: [PoolStatus]
     public var reading: DeviceReading
+    /// Why a listed device receives no models (not configured, or its engine could not attach it).
+    public var unavailableReason: String?
 }
