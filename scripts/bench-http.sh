@@ -34,6 +34,9 @@ scripts/setup.sh run >/dev/null
 
 wait_ready() { for _ in $(seq 1 100); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done; echo "not ready: $1" >&2; return 1; }
 start_facesocial() {
+  # The same image is posted over and over: the result cache would answer from memory, and the
+  # per-IP limit would answer 429, so both are off here to measure the work itself.
+  FACESOCIAL_CACHE_TTL_SECONDS=0 FACESOCIAL_RATE_LIMIT_IP_PER_MINUTE=1000000 FACESOCIAL_RATE_LIMIT_PER_MINUTE=1000000 \
   FACESOCIAL_PORT=$1 FACESOCIAL_MODEL_DIR=$models FACESOCIAL_DATA_DIR=$work/data-$1 FACESOCIAL_LOG_LEVEL=warning \
     FACESOCIAL_PRELOAD_MODELS=sface FACESOCIAL_OV_PERFORMANCE_HINT=${FACESOCIAL_OV_PERFORMANCE_HINT:-LATENCY} \
     .build/release/facesocial serve >"$work/facesocial-$1.log" 2>&1 &

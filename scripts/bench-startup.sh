@@ -22,9 +22,15 @@ printf 'start to ready (critical models loaded): %.2f s\n' "$(echo "$ready - $st
 kill $pid; wait $pid 2>/dev/null || true
 
 models=$(python3 -c 'import json; print(",".join(m["id"] for m in json.load(open("models/manifest.json"))["models"]))')
-run_server env FACESOCIAL_PRELOAD_MODELS="$models"
+# The memory profile is an admin route: a throw-away admin for this run signs in.
+password=$(head -c 18 /dev/urandom | base64)
+run_server env FACESOCIAL_PRELOAD_MODELS="$models" FACESOCIAL_ADMIN_EMAIL=bench@example.com \
+  FACESOCIAL_ADMIN_PASSWORD="$password" FACESOCIAL_BCRYPT_COST=4
 until curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null; do sleep 0.05; done
-curl -sf "http://127.0.0.1:$port/system/memory-profile" | python3 -c '
+token=$(curl -sf -H 'Content-Type: application/json' \
+  -d "{\"email\": \"bench@example.com\", \"password\": \"$password\"}" \
+  "http://127.0.0.1:$port/v1/auth/login" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["access_token"])')
+curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$port/system/memory-profile" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)["data"]
 total = d["model_bytes"]
