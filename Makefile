@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 
 .PHONY: run test lint format setup bench-detect run-gpu bench-engines bench-micro bench-http bench-thresholds \
-	test-deploy test-deploy-static
+	test-deploy test-deploy-static test-reliability
 
 # FACESOCIAL_GPU=cuda (or `make run-gpu`) also installs ONNX Runtime's GPU build (docs/gpu.md).
 export FACESOCIAL_GPU
@@ -63,3 +63,10 @@ test-deploy:
 # hadolint, compose schema, promtool, Kubernetes overlays (seconds; part of `make test`).
 test-deploy-static:
 	@tests/deploy/run.sh static
+
+# Load and soak, faults (Redis, PostgreSQL replica and primary, a corrupted model, SIGTERM), bad
+# input, libFuzzer, schemathesis and a privacy scan, with a summary table (docs/reliability.md).
+# About 12 minutes; `scripts/reliability.sh smoke` (part of `make test`) is the 3-minute version.
+test-reliability:
+	@scripts/setup.sh run
+	@scripts/reliability.sh full

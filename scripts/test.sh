@@ -18,3 +18,6 @@ swift test 2>&1 | tee "$root/.build/test.log"
 # rolling restart under load, and backup/restore with measured restore times. The debug binary the
 # tests just built serves; `make test-deploy` runs the same with the release build.
 FACESOCIAL_BIN="$root/.build/debug/facesocial" tests/deploy/run.sh all
+# Reliability smoke (docs/reliability.md): load with bursts, faults, bad input, fuzz, schemathesis,
+# privacy scan, about 3.5 minutes, on the same debug binary.
+FACESOCIAL_BIN="$root/.build/debug/facesocial" scripts/reliability.sh smoke
