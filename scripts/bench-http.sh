@@ -37,6 +37,7 @@ start_facesocial() {
   # The same image is posted over and over: the result cache would answer from memory, and the
   # per-IP limit would answer 429, so both are off here to measure the work itself.
   FACESOCIAL_CACHE_TTL_SECONDS=0 FACESOCIAL_RATE_LIMIT_IP_PER_MINUTE=1000000 FACESOCIAL_RATE_LIMIT_PER_MINUTE=1000000 \
+  FACESOCIAL_ADMIN_EMAIL=bench@example.com FACESOCIAL_ADMIN_PASSWORD=$admin_password FACESOCIAL_BCRYPT_COST=4 \
   FACESOCIAL_PORT=$1 FACESOCIAL_MODEL_DIR=$models FACESOCIAL_DATA_DIR=$work/data-$1 FACESOCIAL_LOG_LEVEL=warning \
     FACESOCIAL_PRELOAD_MODELS=sface FACESOCIAL_OV_PERFORMANCE_HINT=${FACESOCIAL_OV_PERFORMANCE_HINT:-LATENCY} \
     .build/release/facesocial serve >"$work/facesocial-$1.log" 2>&1 &
@@ -49,6 +50,35 @@ start_peer() {
   pids+=($!)
   wait_ready "http://127.0.0.1:$1/health"
 }
+admin_password=$(head -c 18 /dev/urandom | base64)
+# A gallery for identify: four people enrolled from their photos, as the benchmark's admin.
+make_gallery() { # base-url → prints "collection-id bearer-token"
+  python3 - "$1" "$admin_password" "$testdata" <<'PY'
+import json, sys, urllib.request, uuid
+base, password, testdata = sys.argv[1:]
+def call(path, body=None, token=None, files=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = None
+    if files:
+        boundary = uuid.uuid4().hex
+        parts = [f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x\"\r\n"
+                 f"Content-Type: application/octet-stream\r\n\r\n".encode() + open(files, "rb").read() + b"\r\n"]
+        data = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+    elif body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(base + path, data=data, headers=headers, method="POST" if data else "GET")
+    return json.load(urllib.request.urlopen(req, timeout=60))["data"]
+token = call("/v1/auth/login", {"email": "bench@example.com", "password": password})["access_token"]
+collection = call("/v1/collections", {"name": "bench"}, token)["id"]
+for person, photo in [("obama", "obama.jpg"), ("biden", "biden.jpg"), ("kit_harington", "kit_harington_john1.jpeg"),
+                      ("rose_leslie", "rose_leslie_img1.jpg")]:
+    subject = call(f"/v1/collections/{collection}/subjects", {"external_id": person, "name": person}, token)["id"]
+    call(f"/v1/collections/{collection}/subjects/{subject}/faces", token=token, files=f"{testdata}/{photo}")
+print(collection, token)
+PY
+}
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 
 boundary=facesocialbench
@@ -60,8 +90,8 @@ results=$work/results.jsonl
 run() { # name url body concurrency
   local line
   # Warm up so first-use loads are not measured.
-  BODY_FILE=$work/$3.body BOUNDARY=$boundary wrk -t1 -c1 -d2s -s bench/http/post.lua "$2" >/dev/null
-  line=$(BODY_FILE=$work/$3.body BOUNDARY=$boundary wrk -t"$(( $4 < 2 ? 1 : 2 ))" -c"$4" -d"${duration}s" --timeout 30s \
+  BODY_FILE=$work/$3.body BOUNDARY=$boundary AUTHORIZATION=${AUTHORIZATION:-} wrk -t1 -c1 -d2s -s bench/http/post.lua "$2" >/dev/null
+  line=$(BODY_FILE=$work/$3.body BOUNDARY=$boundary AUTHORIZATION=${AUTHORIZATION:-} wrk -t"$(( $4 < 2 ? 1 : 2 ))" -c"$4" -d"${duration}s" --timeout 30s \
     -s bench/http/post.lua "$2" | sed -n 's/^RESULT //p')
   echo "{\"server\": \"$1\", \"endpoint\": \"$3\", \"concurrency\": $4, \"result\": $line}" >>"$results"
   echo "  $1 $3 c=$4: $line" >&2
@@ -70,7 +100,10 @@ run() { # name url body concurrency
 echo "FaceSocial (hint ${FACESOCIAL_OV_PERFORMANCE_HINT:-LATENCY})" >&2
 start_facesocial 8101
 fs_pid=${pids[-1]}
+read -r collection token < <(make_gallery http://127.0.0.1:8101)
+python3 bench/http/multipart.py "$work/identify.body" $boundary "image=$testdata/obama2.jpg"
 for c in $concurrency; do
+  AUTHORIZATION="Bearer $token" run facesocial "http://127.0.0.1:8101/v1/collections/$collection/identify" identify "$c"
   run facesocial http://127.0.0.1:8101/v1/detect detect "$c"
   run facesocial http://127.0.0.1:8101/v1/verify verify "$c"
   run facesocial "http://127.0.0.1:8101/v1/analyze?analyses=embedding,attributes,liveness,quality" analyze "$c"

@@ -4,6 +4,9 @@ wrk.method = "POST"
 wrk.body = file:read("*a")
 file:close()
 wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. os.getenv("BOUNDARY")
+-- Routes that need a principal (identify) get a bearer token.
+local authorization = os.getenv("AUTHORIZATION")
+if authorization and authorization ~= "" then wrk.headers["Authorization"] = authorization end
 
 function done(summary, latency, requests)
   local e = summary.errors
