@@ -152,6 +152,28 @@ struct BadInputTests {
         }
     }
 
+    /// MultipartKit traps on a non-ASCII byte in a part's header name; the server refuses such a
+    /// body before the parser sees it (found by the reliability suite, which crashed the server).
+    @Test func nonASCIIMultipartHeaderNameIsRefusedNotACrash() async throws {
+        try await withFaceSocial { app in
+            var body = ByteBuffer(string: "--xyz\r\n")
+            body.writeBytes([0xC3, 0xA9])
+            body.writeString(": x\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nabc\r\n--xyz--\r\n")
+            try await app.testing().test(
+                .POST, "/v1/detect", headers: ["Content-Type": "multipart/form-data; boundary=xyz"], body: body
+            ) { res in
+                #expect(res.status == .badRequest)
+                #expect(errorCode(res) == "VALIDATION_FAILED")
+            }
+            // Non-ASCII in a header value (a UTF-8 file name) is fine.
+            var form = Multipart()
+            form.file("image", try testImage("obama.jpg"), filename: "фото.jpg")
+            try await app.testing().test(.POST, "/v1/detect", headers: form.headers, body: form.body()) { res in
+                #expect(res.status == .ok, "\(res.body.string)")
+            }
+        }
+    }
+
     @Test func unknownRouteIsEnvelopedNotFound() async throws {
         try await withFaceSocial { app in
             try await app.testing().test(.GET, "/v1/nothing-here") { res in

@@ -3,6 +3,15 @@ import FluentPostgresDriver
 import Vapor
 
 extension APIError {
+    /// 400 for text PostgreSQL cannot store: U+0000 in a string (SQLSTATE 22021, 22P05). SQLite
+    /// stores such text as it is; on PostgreSQL the caller learns it is the input, not the server.
+    static func databaseRefusedInput(_ error: any Error) -> APIError? {
+        guard let error = error as? PSQLError, error.code == .server,
+            let state = error.serverInfo?[.sqlState], state == "22021" || state == "22P05"
+        else { return nil }
+        return .validation("text fields cannot contain U+0000 (NUL) or bytes that are not UTF-8")
+    }
+
     /// 503 `DATABASE_UNAVAILABLE` (with Retry-After) for errors that mean the database cannot be
     /// reached now: a refused or dropped connection, a pool that cannot hand out one in time, a
     /// server shutting down or in recovery, or a primary that turned read-only. The write was not

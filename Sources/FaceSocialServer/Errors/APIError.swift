@@ -84,6 +84,7 @@ public struct APIError: Error, Sendable {
             }
         default:
             if let unavailable = databaseUnavailable(error) { return unavailable }
+            if let refused = databaseRefusedInput(error) { return refused }
             return APIError(.internalServerError, "INTERNAL_ERROR", "the server could not complete the request")
         }
     }

@@ -119,6 +119,7 @@ extension Request {
         guard let boundary = headers.contentType?.parameters["boundary"], !boundary.isEmpty else {
             throw APIError.validation("multipart body without a boundary")
         }
+        try MultipartHeaderCheck.check(body.readableBytesView, boundary: boundary)
         let parser = MultipartParser(boundary: boundary)
         var parts: [(name: String?, filename: Bool, data: [UInt8])] = []
         var name: String?
@@ -197,5 +198,51 @@ extension Request {
             throw APIError.invalidImage("\"\(field)\" is not valid base64")
         }
         return Array(data)
+    }
+}
+
+/// MultipartKit 4.7 traps (SIGILL) on a byte ≥ 0x80 in a part's header name: it looks the byte up in
+/// a 128-entry table. Header names must be ASCII tokens anyway (RFC 7230), so each part's header
+/// block is checked before the parser sees the body, and such a body is a 400.
+enum MultipartHeaderCheck {
+    static func check<Bytes: Collection<UInt8>>(_ bytes: Bytes, boundary: String) throws where Bytes.Index == Int {
+        let delimiter = Array("--\(boundary)".utf8)
+        guard let first = delimiter.first else { return }
+        var i = bytes.startIndex
+        let end = bytes.endIndex
+        func matches(_ pattern: [UInt8], at position: Int) -> Bool {
+            guard position + pattern.count <= end else { return false }
+            for k in 0..<pattern.count where bytes[position + k] != pattern[k] { return false }
+            return true
+        }
+        while i < end {
+            guard bytes[i] == first, matches(delimiter, at: i) else {
+                i += 1
+                continue
+            }
+            // Only a delimiter at the start of the body or of a line opens a part.
+            let atLineStart =
+                i == bytes.startIndex || (i >= bytes.startIndex + 2 && bytes[i - 2] == 13 && bytes[i - 1] == 10)
+            i += delimiter.count
+            guard atLineStart else { continue }
+            // The rest of the delimiter line, then header lines up to an empty one; a name ends
+            // at the first ':'.
+            while i < end && bytes[i] != 10 { i += 1 }
+            i += 1
+            while i < end {
+                let lineStart = i
+                var inName = true
+                while i < end && bytes[i] != 10 {
+                    if bytes[i] == UInt8(ascii: ":") { inName = false }
+                    if inName && bytes[i] >= 0x80 {
+                        throw APIError.validation("malformed multipart body: a part header name is not ASCII")
+                    }
+                    i += 1
+                }
+                let length = i - lineStart
+                i += 1
+                if length == 0 || (length == 1 && bytes[lineStart] == 13) { break }
+            }
+        }
     }
 }
