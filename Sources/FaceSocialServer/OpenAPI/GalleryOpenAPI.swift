@@ -88,6 +88,9 @@ extension OpenAPIDocument {
         var responses: [String: Any] = [status: json(envelope(schema), "success")]
         for (code, description) in errors { responses[code] = json(ref("Error"), description) }
         responses["404"] = json(ref("Error"), "NOT_FOUND: no such collection, subject or face")
+        responses["401"] = json(ref("Error"), "UNAUTHORIZED: no or bad credentials")
+        responses["403"] = json(ref("Error"), "FORBIDDEN: lacks the permission or the collection")
+        responses["429"] = json(ref("Error"), "RATE_LIMIT_EXCEEDED, with Retry-After")
         // Every gallery route reads or writes the database.
         let unavailable = "DATABASE_UNAVAILABLE (with Retry-After): the database cannot be reached now"
         if let existing = errors["503"] {
@@ -131,7 +134,7 @@ extension OpenAPIDocument {
             "/v1/collections/{collection}/subjects": [
                 "post": galleryOperation(
                     "Create a subject", "Subject", status: "201", parameters: [collectionParameter],
-                    body: jsonBody(subjectBody),
+                    body: jsonBody(subjectBody.merging(["required": ["external_id"]]) { $1 }),
                     errors: ["400": "VALIDATION_FAILED", "409": "ALREADY_EXISTS: the external_id is taken"]),
                 "get": galleryOperation(
                     "List subjects in creation order, a page at a time", "SubjectPage",
