@@ -20,12 +20,12 @@ shift || true
 case $mode in smoke|full) ;; *) echo "usage: $0 [smoke|full] [--only a,b]" >&2; exit 2 ;; esac
 say() { printf '\033[1;35m[reliability]\033[0m %s\n' "$*"; }
 
-# The release build when there is one (`make run` makes it); `make test` builds only the debug one.
 # Always its own PostgreSQL: the fault scenarios crash the primary, and a database that already has
 # users (scripts/test.sh exports the one the Swift tests used) would keep the suite's admin from being
 # created. So a PostgreSQL inherited from the caller is ignored.
 unset FACESOCIAL_TEST_POSTGRES_URL FACESOCIAL_TEST_POSTGRES_REPLICA_URL FACESOCIAL_TEST_POSTGRES_DIR \
   FACESOCIAL_TEST_POSTGRES_REPLICA_DATA
+# The release build when there is one (`make run` makes it); `make test` builds only the debug one.
 if [ -z "${FACESOCIAL_BIN:-}" ]; then
   FACESOCIAL_BIN=$root/.build/release/facesocial
   [ -x "$FACESOCIAL_BIN" ] || FACESOCIAL_BIN=$root/.build/debug/facesocial
