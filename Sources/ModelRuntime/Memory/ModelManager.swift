@@ -563,10 +563,18 @@ public actor ModelManager {
     {
         await Task.detached {
             let deviceBefore = device.flatMap { inventory?.usedBytes($0) }
+            ProcessMemory.trim()
             let before = ProcessMemory.residentBytes()
             box.session = nil
-            ProcessMemory.trim()
-            let rssFreed = before - ProcessMemory.residentBytes()
+            // As at load: other threads' short-lived buffers inflate any one reading, so the lowest
+            // of a few trimmed readings is what the process holds without the session.
+            var after = Int.max
+            for sample in 0..<3 {
+                if sample > 0 { try? await Task.sleep(for: .milliseconds(5)) }
+                ProcessMemory.trim()
+                after = min(after, ProcessMemory.residentBytes())
+            }
+            let rssFreed = before - after
             if let deviceBefore, let after = device.flatMap({ inventory?.usedBytes($0) }) {
                 return deviceBefore - after
             }
