@@ -152,8 +152,14 @@ def run(sc: Scenario, server, duration: float, warmup: float, bursts: list, burs
     else:
         sc.notes.append(f"debug build: steady p99 {p99s:.0f} ms reported, not held to the release bound of "
                         f"{STEADY_P99_MS:.0f} ms")
-    sc.check(f"max latency under {max_latency_ms:.0f} ms (queue timeout + 2 x slowest at capacity "
-             f"{slowest:.0f} ms, at least 12 s)", mx < max_latency_ms, f"{mx:.0f} ms")
+    bound = f"max latency under {max_latency_ms:.0f} ms (queue timeout + 2 x slowest at capacity {slowest:.0f} ms, at least 12 s)"
+    if release_build:
+        sc.check(bound, mx < max_latency_ms, f"{mx:.0f} ms")
+    else:
+        # A debug build on two shared cores is a tenth of the release capacity and its timings
+        # swing with whatever else runs (CI builds): timings are held on the release build only
+        # (the full run); a request that never answers still fails as a transport error.
+        sc.notes.append(f"debug build: max latency {mx:.0f} ms reported, not held to the release bound ({bound})")
     sc.check("bursts were served (not all shed)", len(lat["burst"]) > 0 and sc.requests > 0)
     # RSS: the median over the 20 s just after warm-up against the median over the last 20 s (both
     # steady phases; medians, because the allocator returns memory in steps).
