@@ -172,6 +172,7 @@ struct AccountTests {
         try await withFaceSocial(securityEnv(limited.merging(["FACESOCIAL_TRUSTED_PROXIES": "127.0.0.1"]) { $1 })) {
             app in
             let tester = try app.testing(method: .running(port: 0))
+            try await awayFromAMinuteBoundary()
             func status(_ forwarded: String) async throws -> HTTPStatus {
                 var result = HTTPStatus.ok
                 try await tester.test(
@@ -191,6 +192,7 @@ struct AccountTests {
         }
         try await withFaceSocial(securityEnv(limited)) { app in
             let tester = try app.testing(method: .running(port: 0))
+            try await awayFromAMinuteBoundary()
             for (n, forwarded) in ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"].enumerated() {
                 try await tester.test(
                     .POST, "/v1/auth/login",
@@ -201,6 +203,13 @@ struct AccountTests {
             let denied = try await auditRows(app, action: "auth.login", outcome: "denied")
             #expect(Set(denied.compactMap(\.ip)) == ["127.0.0.1"])
         }
+    }
+
+    /// Rate-limit windows are clock-aligned minutes: a sequence that straddles a boundary starts
+    /// counting again half-way, so sequences start with at least 15 s left in the minute.
+    func awayFromAMinuteBoundary() async throws {
+        let second = Date().timeIntervalSince1970.truncatingRemainder(dividingBy: 60)
+        if second > 45 { try await Task.sleep(for: .milliseconds(Int((60.5 - second) * 1000))) }
     }
 
     @Test func theRunningServerPurgesAuditRowsPastRetention() async throws {
