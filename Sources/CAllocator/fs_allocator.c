@@ -1,5 +1,11 @@
 #include "fs_allocator.h"
 
+// __GLIBC__ comes from <features.h>; <stddef.h> (the compiler's) does not define it, and without
+// this include both functions below silently did nothing.
+#if defined(__linux__)
+#include <features.h>
+#endif
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif

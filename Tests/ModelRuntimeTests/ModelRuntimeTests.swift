@@ -74,6 +74,35 @@ struct ModelStoreTests {
     }
 }
 
+@Suite("Process memory")
+struct ProcessMemoryTests {
+    /// The allocator controls must reach glibc: they once compiled to no-ops (the glibc check ran
+    /// before any glibc header was included), so the periodic trim and the unload measurement
+    /// never gave anything back.
+    @Test func glibcAllocatorIsReachable() throws {
+        #if os(Linux)
+            let block = UnsafeMutableRawPointer.allocate(byteCount: 64 << 20, alignment: 64)
+            block.initializeMemory(as: UInt8.self, repeating: 1, count: 64 << 20)
+            let before = try #require(ProcessMemory.allocatorStatistics(), "mallinfo2 unavailable")
+            #expect(before.mmapBytes >= 64 << 20, "a 64 MB block is mmapped by glibc: \(before)")
+            block.deallocate()
+            let after = try #require(ProcessMemory.allocatorStatistics())
+            #expect(after.mmapBytes <= before.mmapBytes - (64 << 20))
+            // Small blocks freed below a block still in use stay in the arena (only the top of a
+            // heap shrinks by itself); malloc_trim gives their pages back and says so.
+            let small: [UnsafeMutableRawPointer] = (0..<4096).map { _ in
+                let p = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 16)
+                p.initializeMemory(as: UInt8.self, repeating: 1, count: 4096)
+                return p
+            }
+            let pin = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 16)
+            for p in small { p.deallocate() }
+            #expect(ProcessMemory.trim(), "malloc_trim released nothing")
+            pin.deallocate()
+        #endif
+    }
+}
+
 @Suite("OpenVINO engine")
 struct OpenVINOEngineTests {
     @Test func cpuIsAvailable() throws {
