@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from common import Scenario, log, multipart, percentile, request, testimage
+from common import Scenario, log, login, multipart, percentile, request, testimage
 
 STEADY_P99_MS = 2000.0  # at half capacity, on a release build
 QUEUE_TIMEOUT_MS = 10000.0  # FACESOCIAL_QUEUE_TIMEOUT_MS default: the longest wait in a model queue
@@ -64,6 +64,27 @@ def measure_capacity(port: int, seconds: float, concurrency: int = 4) -> tuple[f
     return done[0] / (time.monotonic() - t0), slowest[0]
 
 
+def heap_note(sc: Scenario, heap: list, warmup: float, win: float, duration: float) -> None:
+    """Notes the allocator's in-use and free bytes and the caches' sizes after warm-up and at the end."""
+    def mib(v):
+        return f"{v / 1048576:.0f}"
+
+    def at(lo, hi):
+        xs = [d for t, d in heap if lo <= t < hi and d.get("allocator")]
+        return xs[len(xs) // 2] if xs else None
+
+    first, last = at(warmup, warmup + win), at(duration - win, duration + 1)
+    if not first or not last:
+        return
+    parts = []
+    for d in (first, last):
+        a = d["allocator"]
+        caches = sum(d.get("caches", {}).values())
+        parts.append(f"heap in use {mib(a['in_use_bytes'])}, free in arenas {mib(a['free_bytes'])}, mmapped "
+                     f"{mib(a['mmap_bytes'])}, caches {mib(caches)} MiB")
+    sc.notes.append(f"allocator after warm-up: {parts[0]}; at the end: {parts[1]}")
+
+
 def run(sc: Scenario, server, duration: float, warmup: float, bursts: list, burst_len: float,
         release_build: bool = True) -> None:
     """bursts: start times (s) of the bursts; warmup must cover the first one."""
@@ -86,6 +107,8 @@ def run(sc: Scenario, server, duration: float, warmup: float, bursts: list, burs
     lat = {"steady": [], "burst": []}
     lock = threading.Lock()
     rss = []  # (t, kib)
+    heap = []  # (t, allocator statistics and cache sizes from /system/memory-profile)
+    token = login(port)
 
     def in_burst(t: float, tail: float = 0.0) -> bool:
         return any(b <= t < b + burst_len + tail for b in bursts)
@@ -123,10 +146,17 @@ def run(sc: Scenario, server, duration: float, warmup: float, bursts: list, burs
                     lat[phase].append(r.ms)
 
     def sampler():
+        n = 0
         while time.monotonic() < stop_at:
             rss.append((time.monotonic() - t_start, server.rss_kib()))
             if server.died_unexpectedly():
                 return
+            if n % 5 == 0:  # what the heap holds, to tell a leak (in use grows) from fragmentation
+                r = request(port, "GET", "/system/memory-profile", headers={"Authorization": f"Bearer {token}"},
+                            timeout=10)
+                if r.status == 200:
+                    heap.append((time.monotonic() - t_start, r.json()["data"]))
+            n += 1
             time.sleep(1)
 
     ts = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n_threads)]
@@ -176,6 +206,7 @@ def run(sc: Scenario, server, duration: float, warmup: float, bursts: list, burs
         step = 30 if duration >= 120 else 5
         marks = [min(rss, key=lambda s: abs(s[0] - m))[1] // 1024 for m in range(0, int(duration) + 1, step)]
         sc.notes.append(f"RSS MiB every {step} s: {' '.join(map(str, marks))}")
+        heap_note(sc, heap, warmup, win, duration)
     else:
         sc.check("RSS sampled", False, "no samples (server gone?)")
     sc.check("server alive after the run", server.alive() and request(port, "GET", "/health").status == 200)
