@@ -38,11 +38,24 @@ public enum Preprocessing {
         let scale = min(Float(width) / Float(image.width), Float(height) / Float(image.height))
         let contentWidth = max(1, min(width, Int((Float(image.width) * scale).rounded())))
         let contentHeight = max(1, min(height, Int((Float(image.height) * scale).rounded())))
-        var data = [Float](repeating: 0, count: 3 * width * height)
-        data.withUnsafeMutableBufferPointer { out in
+        // Every element is written once: the content, then the zero padding (no zero-fill of the
+        // whole 4.9 MB canvas first).
+        let data = [Float](unsafeUninitializedCapacity: 3 * width * height) { out, initialized in
             resizeBilinear(
                 image, into: out, canvasWidth: width, canvasHeight: height,
                 contentWidth: contentWidth, contentHeight: contentHeight, order: order, normalization: normalization)
+            for plane in 0..<3 {
+                let base = plane * width * height
+                for y in 0..<contentHeight where contentWidth < width {
+                    (out.baseAddress! + base + y * width + contentWidth).initialize(
+                        repeating: 0, count: width - contentWidth)
+                }
+                if contentHeight < height {
+                    (out.baseAddress! + base + contentHeight * width).initialize(
+                        repeating: 0, count: (height - contentHeight) * width)
+                }
+            }
+            initialized = 3 * width * height
         }
         let geometry = LetterboxGeometry(scale: scale, contentWidth: contentWidth, contentHeight: contentHeight)
         return (Tensor(shape: [1, 3, height, width], data: data), geometry)
@@ -52,11 +65,11 @@ public enum Preprocessing {
     public static func resized(
         _ image: RGBImage, width: Int, height: Int, order: ChannelOrder, normalization: Normalization = .identity
     ) -> Tensor {
-        var data = [Float](repeating: 0, count: 3 * width * height)
-        data.withUnsafeMutableBufferPointer { out in
+        let data = [Float](unsafeUninitializedCapacity: 3 * width * height) { out, initialized in
             resizeBilinear(
                 image, into: out, canvasWidth: width, canvasHeight: height,
                 contentWidth: width, contentHeight: height, order: order, normalization: normalization)
+            initialized = 3 * width * height  // the content is the whole canvas
         }
         return Tensor(shape: [1, 3, height, width], data: data)
     }
@@ -76,6 +89,12 @@ public enum Preprocessing {
     ) {
         let sw = image.width
         let sh = image.height
+        if sw == contentWidth, sh == contentHeight {
+            convert(
+                image, into: out, canvasWidth: canvasWidth, canvasHeight: canvasHeight, order: order,
+                normalization: normalization)
+            return
+        }
         let fx = Float(sw) / Float(contentWidth)
         let fy = Float(sh) / Float(contentHeight)
         var x0 = [Int](repeating: 0, count: contentWidth)
@@ -129,6 +148,34 @@ public enum Preprocessing {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    // Same size: bilinear sampling would land on every source pixel exactly, so it is a plain
+    // conversion (the common case for `/v1/detect` after a reduced decode, and for face chips).
+    private static func convert(
+        _ image: RGBImage, into out: UnsafeMutableBufferPointer<Float>, canvasWidth: Int, canvasHeight: Int,
+        order: ChannelOrder, normalization: Normalization
+    ) {
+        let plane = canvasWidth * canvasHeight
+        let (rPlane, bPlane) = order == .rgb ? (0, 2 * plane) : (2 * plane, 0)
+        let (m0, m1, m2) = normalization.mean
+        let (s0, s1, s2) = normalization.scale
+        let (mr, mg, mb, sr, sg, sb) = order == .rgb ? (m0, m1, m2, s0, s1, s2) : (m2, m1, m0, s2, s1, s0)
+        let w = image.width
+        image.pixels.withUnsafeBufferPointer { src in
+            let dst = out.baseAddress!
+            for y in 0..<image.height {
+                let r = dst + rPlane + y * canvasWidth
+                let g = dst + plane + y * canvasWidth
+                let b = dst + bPlane + y * canvasWidth
+                let row = src.baseAddress! + y * w * 3
+                for x in 0..<w {
+                    r[x] = (Float(row[3 * x]) - mr) * sr
+                    g[x] = (Float(row[3 * x + 1]) - mg) * sg
+                    b[x] = (Float(row[3 * x + 2]) - mb) * sb
                 }
             }
         }
