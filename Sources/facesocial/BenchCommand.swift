@@ -17,6 +17,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Argument(help: "Image file.") var image: String
         @Option(help: "Timed iterations after warm-up.") var iterations = 50
         @Option(help: "Warm-up iterations.") var warmup = 5
+        @Flag(help: "Decode at full size (as the analysis routes do) instead of as /v1/detect does.")
+        var fullDecode = false
 
         func run() async throws {
             let config = try AppConfig.fromEnvironment()
@@ -28,7 +30,13 @@ struct BenchCommand: AsyncParsableCommand {
             var faceCount = 0
             for round in 0..<(warmup + iterations) {
                 var decodeMs = 0.0
-                let decoded = try measure(&decodeMs) { try ImageDecoder.decode(bytes, limits: config.imageLimits) }
+                // /v1/detect decodes large JPEGs at a reduced size (ImageDecoder.decode(_:limits:minimumLongSide:)).
+                let decoded = try measure(&decodeMs) {
+                    fullDecode
+                        ? try ImageDecoder.decode(bytes, limits: config.imageLimits)
+                        : try ImageDecoder.decode(bytes, limits: config.imageLimits, minimumLongSide: YuNet.inputSize)
+                            .image
+                }
                 let (faces, timings) = try await detector.detect(decoded, runner: session, options: DetectionOptions())
                 faceCount = faces.count
                 guard round >= warmup else { continue }
@@ -40,8 +48,8 @@ struct BenchCommand: AsyncParsableCommand {
                     decodeMs + timings.preprocessMs + timings.inferenceMs + timings.postprocessMs)
             }
             print(
-                "detect on \(image): \(faceCount) faces, \(iterations) iterations, hint \(config.performanceHint.rawValue)"
-            )
+                "detect on \(image): \(faceCount) faces, \(iterations) iterations, hint \(config.performanceHint.rawValue), "
+                    + (fullDecode ? "full-size decode" : "decoded as /v1/detect does"))
             let rows = samples.keys.sorted().map { key -> [String] in
                 let values = samples[key]!.sorted()
                 let mean = values.reduce(0, +) / Double(values.count)
@@ -171,7 +179,12 @@ extension BenchCommand {
             }
             try await time("decode JPEG 1280x886") { _ = try ImageDecoder.decode(jpeg) }
             try await time("decode PNG 112x112") { _ = try ImageDecoder.decode(png) }
+            try await time("decode JPEG 1280x886 at 1/2 (/v1/detect)") {
+                _ = try ImageDecoder.decode(jpeg, minimumLongSide: YuNet.inputSize)
+            }
             try await time("letterbox 640x640 BGR") { _ = YuNet().preprocess(image) }
+            let half = try ImageDecoder.decode(jpeg, minimumLongSide: YuNet.inputSize).image
+            try await time("letterbox 640x640 BGR from 640x443") { _ = YuNet().preprocess(half) }
             try await time("align 112x112 chip") { _ = FaceAlignment.chip(image, landmarks: face.landmarks) }
             for entry in registry.store.manifest.models {
                 let session = try await registry.session(for: entry.id)

@@ -56,6 +56,72 @@ private func offset(of marker: UInt8, in bytes: [UInt8]) throws -> Int {
     }
 }
 
+/// Decoding for a detector: a reduced size straight from the inverse DCT.
+@Suite struct ReducedDecodeTests {
+    @Test(arguments: [
+        // name, decoded size at a 640-pixel minimum long side, upload size
+        ("group6_t1.jpg", 640, 443, 1280, 886),  // 1/2
+        ("obama_and_biden.jpg", 1000, 714, 2000, 1428),  // 1/2 (1/4 would be 500 wide)
+        ("obama2.jpg", 626, 1200, 626, 1200),  // 1/2 would be 600 tall: full size
+        ("obama_small.jpg", 320, 240, 320, 240),
+        ("tom_hanks.png", 112, 112, 112, 112),  // not a JPEG: full size
+    ])
+    func decodesAtTheSmallestUsefulSize(name: String, width: Int, height: Int, fullWidth: Int, fullHeight: Int) throws {
+        let reduced = try ImageDecoder.decode(testImage(name), minimumLongSide: 640)
+        #expect(reduced.image.width == width && reduced.image.height == height)
+        #expect(reduced.width == fullWidth && reduced.height == fullHeight)
+    }
+
+    @Test func reductionStepsArePowersOfTwo() {
+        // TurboJPEG's scaled side is ceil(side / denominator).
+        #expect(JPEGDecoder.reduction(width: 1278, height: 100, minimumLongSide: 640) == 1)
+        #expect(JPEGDecoder.reduction(width: 1279, height: 100, minimumLongSide: 640) == 2)
+        #expect(JPEGDecoder.reduction(width: 100, height: 2556, minimumLongSide: 640) == 2)
+        #expect(JPEGDecoder.reduction(width: 100, height: 2557, minimumLongSide: 640) == 4)
+        #expect(JPEGDecoder.reduction(width: 40000, height: 100, minimumLongSide: 640) == 8)  // TurboJPEG's floor
+    }
+
+    /// Each pixel of the half-size decode is close to the mean of the 2×2 block it covers in the
+    /// full decode: the inverse DCT averages, it does not drop pixels.
+    @Test func halfSizePixelsAverageTheirBlock() throws {
+        let bytes = try testImage("group6_t1.jpg")
+        let full = try ImageDecoder.decode(bytes)
+        let half = try ImageDecoder.decode(bytes, minimumLongSide: 640).image
+        var total = 0
+        var count = 0
+        for y in 0..<(full.height / 2) {
+            for x in 0..<(full.width / 2) {
+                let block = [
+                    pixel(full, 2 * x, 2 * y), pixel(full, 2 * x + 1, 2 * y),
+                    pixel(full, 2 * x, 2 * y + 1), pixel(full, 2 * x + 1, 2 * y + 1),
+                ]
+                for c in 0..<3 {
+                    let mean = block.map { Int($0[c]) }.reduce(0, +) / 4
+                    total += abs(mean - Int(pixel(half, x, y)[c]))
+                    count += 1
+                }
+            }
+        }
+        let meanError = Double(total) / Double(count)
+        #expect(meanError < 3, "mean difference \(meanError) grey levels")
+    }
+
+    @Test func orientationIsAppliedAndTheUploadSizeIsUpright() throws {
+        let tagged = Fixtures.withOrientation(try testImage("group6_t1.jpg"), 6)
+        let reduced = try ImageDecoder.decode(tagged, minimumLongSide: 640)
+        #expect(reduced.image.width == 443 && reduced.image.height == 640)
+        #expect(reduced.width == 886 && reduced.height == 1280)
+        #expect(reduced.scaleX == 2 && reduced.scaleY == 2)
+    }
+
+    @Test func limitsApplyToTheUploadSize() throws {
+        let limits = ImageLimits(maxBytes: 10_000_000, maxSide: 1000, maxPixels: 100_000_000)
+        #expect(throws: ImageError.self) {
+            try ImageDecoder.decode(try testImage("group6_t1.jpg"), limits: limits, minimumLongSide: 640)
+        }
+    }
+}
+
 @Suite struct ExifOrientationTests {
     /// Where output pixel (x, y) comes from in the stored image, straight from the EXIF spec.
     static func source(_ o: Int, _ x: Int, _ y: Int, w: Int, h: Int) -> (Int, Int) {

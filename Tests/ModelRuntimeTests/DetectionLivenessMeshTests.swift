@@ -81,6 +81,33 @@ private func distance(_ a: Point, _ b: Point) -> Float {
 
 @Suite("RetinaFace, MiniFAS and face mesh on real photos")
 struct DetectionLivenessMeshTests {
+    /// `/v1/detect` decodes large JPEGs at 1/2, 1/4 or 1/8 size: YuNet must find the same faces,
+    /// in the upload's coordinates, as on the full decode.
+    @Test func yuNetOnAReducedDecodeFindsTheSameFaces() async throws {
+        let fixtures = PipelineFixtures.shared
+        let runner = try await fixtures.yunet()
+        var reducedPhotos = 0
+        for name in realPhotos {
+            let photo = try await fixtures.photo(name)
+            let bytes = [UInt8](try Data(contentsOf: PipelineFixtures.testData.appendingPathComponent(name)))
+            let reduced = try ImageDecoder.decode(bytes, minimumLongSide: YuNet.inputSize)
+            #expect(reduced.width == photo.image.width && reduced.height == photo.image.height, "\(name)")
+            guard reduced.image.width < reduced.width else { continue }
+            reducedPhotos += 1
+            let faces = try await YuNet().detect(reduced.image, runner: runner, options: DetectionOptions()).faces
+                .map { $0.scaled(x: reduced.scaleX, y: reduced.scaleY) }
+            #expect(faces.count == photo.faces.count, "\(name): \(faces.count) faces, full decode \(photo.faces.count)")
+            for face in photo.faces {
+                let match = try #require(faces.max(by: { $0.box.iou(face.box) < $1.box.iou(face.box) }), "\(name)")
+                #expect(match.box.iou(face.box) > 0.9, "\(name): \(describe(match.box)) vs \(describe(face.box))")
+                #expect(abs(match.score - face.score) < 0.05, "\(name): score \(match.score) vs \(face.score)")
+                let worst = zip(match.landmarks, face.landmarks).map { distance($0, $1) }.max()! / face.box.width
+                #expect(worst < 0.05, "\(name): a landmark moved \(worst) × the face width")
+            }
+        }
+        #expect(reducedPhotos >= 3)  // group6_t1, obama-1080p, obama_and_biden at least
+    }
+
     @Test func retinaFaceFindsTheFacesYuNetFinds() async throws {
         let fixtures = PipelineFixtures.shared
         let runner = try await fixtures.retinaFace()

@@ -13,6 +13,13 @@ public struct DetectedFace: Sendable, Equatable {
     }
 
     public static let landmarkNames = ["right_eye", "left_eye", "nose", "mouth_right", "mouth_left"]
+
+    /// The same face in an image `x` times wider and `y` times taller.
+    public func scaled(x: Float, y: Float) -> DetectedFace {
+        DetectedFace(
+            box: Box(x: box.x * x, y: box.y * y, width: box.width * x, height: box.height * y), score: score,
+            landmarks: landmarks.map { Point(x: $0.x * x, y: $0.y * y) })
+    }
 }
 
 /// Options every detector honours.

@@ -4,6 +4,9 @@ enum ExifOrientation: Int, Sendable {
     case identity = 1
     case flipHorizontal, rotate180, flipVertical, transpose, rotate90CW, transverse, rotate270CW
 
+    /// The upright image's width is the stored height (and the other way round).
+    var swapsAxes: Bool { rawValue >= ExifOrientation.transpose.rawValue }
+
     /// Reads IFD0's orientation from an APP1 payload that starts after "Exif\0\0" (a TIFF
     /// header in either byte order). Anything malformed means "no rotation", never an error:
     /// the pixels are still valid.

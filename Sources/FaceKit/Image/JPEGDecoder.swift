@@ -53,6 +53,24 @@ enum JPEGDecoder {
     }
 
     static func decode(_ bytes: [UInt8], limits: ImageLimits) throws(ImageError) -> RGBImage {
+        try decode(bytes, limits: limits, minimumLongSide: nil)
+    }
+
+    /// The smallest power-of-two reduction (1/2, 1/4, 1/8) TurboJPEG can apply in its inverse DCT
+    /// that keeps the longer side at least `minimumLongSide`, or 1.
+    static func reduction(width: Int, height: Int, minimumLongSide: Int) -> Int {
+        let long = max(width, height)
+        var denominator = 1
+        // TurboJPEG's scaled size is ceil(side / denominator).
+        while denominator < 8, (long + 2 * denominator - 1) / (2 * denominator) >= minimumLongSide {
+            denominator *= 2
+        }
+        return denominator
+    }
+
+    /// With `minimumLongSide`, decodes at a reduced size (see `reduction`): the inverse DCT then
+    /// computes fewer pixels, which is most of the decoding time, and averages as it goes.
+    static func decode(_ bytes: [UInt8], limits: ImageLimits, minimumLongSide: Int?) throws(ImageError) -> RGBImage {
         let header = try readHeader(bytes)
         // Pre-rotation dimensions: a rotation keeps the pixel count, and these are what get allocated.
         try limits.check(width: header.width, height: header.height)
@@ -68,9 +86,10 @@ enum JPEGDecoder {
             tjDecompressHeader3(handle, $0.baseAddress, UInt($0.count), &w, &h, &subsampling, &colorspace)
         }
         guard headerStatus == 0 else { throw failure(handle) }
-        let width = Int(w)
-        let height = Int(h)
-        try limits.check(width: width, height: height)  // libjpeg's view is the one that allocates
+        try limits.check(width: Int(w), height: Int(h))  // libjpeg's view is the one that allocates
+        let denominator = minimumLongSide.map { reduction(width: Int(w), height: Int(h), minimumLongSide: $0) } ?? 1
+        let width = (Int(w) + denominator - 1) / denominator
+        let height = (Int(h) + denominator - 1) / denominator
 
         // Libjpeg cannot convert CMYK/YCCK to RGB itself; decode to CMYK and convert below.
         let isCMYK = colorspace == Int32(TJCS_CMYK.rawValue) || colorspace == Int32(TJCS_YCCK.rawValue)
@@ -85,7 +104,8 @@ enum JPEGDecoder {
         let decoded = [UInt8](unsafeUninitializedCapacity: count) { out, initialized in
             status = bytes.withUnsafeBufferPointer {
                 tjDecompress2(
-                    handle, $0.baseAddress, UInt($0.count), out.baseAddress, w, 0, h, Int32(format.rawValue), flags)
+                    handle, $0.baseAddress, UInt($0.count), out.baseAddress, Int32(width), 0, Int32(height),
+                    Int32(format.rawValue), flags)
             }
             initialized = count  // UInt8 is trivial; the array is discarded on failure
         }
@@ -93,6 +113,12 @@ enum JPEGDecoder {
 
         let pixels = isCMYK ? cmykToRGB(decoded, inverted: header.hasAdobeMarker) : decoded
         return header.orientation.apply(to: RGBImage(width: width, height: height, pixels: pixels))
+    }
+
+    /// The upright size of the full image, whatever size it was decoded at.
+    static func uprightSize(_ bytes: [UInt8]) throws(ImageError) -> (width: Int, height: Int) {
+        let header = try readHeader(bytes)
+        return header.orientation.swapsAxes ? (header.height, header.width) : (header.width, header.height)
     }
 
     /// Adobe CMYK JPEGs (and libjpeg-turbo's own CMYK output) store 255 - ink, so R = C*K/255;

@@ -10,6 +10,14 @@ public enum AnalysisKind: String, CaseIterable, Sendable, Codable {
 /// Detectors a client can pick with `detector=`.
 public enum DetectorKind: String, CaseIterable, Sendable {
     case yunet, retinaface
+
+    /// The longer side of the detector's input: it never sees more pixels than this a side.
+    var inputSize: Int {
+        switch self {
+        case .yunet: YuNet.inputSize
+        case .retinaface: RetinaFace.inputSize
+        }
+    }
 }
 
 /// Everything computed about one face. Quality is always computed: it is cheap and every route
@@ -35,6 +43,24 @@ extension FaceService {
             let (faces, timings) = try await RetinaFace().detect(image, runner: session, options: options)
             return Detection(faces: faces, timings: timings, model: modelLabel("retinaface"))
         }
+    }
+
+    /// Detection alone (`/v1/detect`): decodes at the smallest size the detector can use (see
+    /// `ImageDecoder.decode(_:limits:minimumLongSide:)`) and returns faces in the upload's
+    /// coordinates, with the upload's upright size.
+    public func detectOnly(
+        _ bytes: [UInt8], detector: DetectorKind, options: DetectionOptions
+    ) async throws -> (detection: Detection, width: Int, height: Int) {
+        let limits = self.limits
+        let reduced = try await threadPool.runIfActive {
+            try ImageDecoder.decode(bytes, limits: limits, minimumLongSide: detector.inputSize)
+        }
+        let (sx, sy) = (reduced.scaleX, reduced.scaleY)
+        var scaledOptions = options
+        scaledOptions.minFaceSize = options.minFaceSize / min(sx, sy)
+        var detection = try await detect(reduced.image, detector: detector, options: scaledOptions)
+        if sx != 1 || sy != 1 { detection.faces = detection.faces.map { $0.scaled(x: sx, y: sy) } }
+        return (detection, reduced.width, reduced.height)
     }
 
     /// The requested analyses for each face, faces in parallel and, within a face, the models in

@@ -23,12 +23,11 @@ struct DetectRoutes: RouteCollection {
         if let cached = await cache?.lookup(key, route: "detect", as: DetectResponse.self, context: req.context) {
             return req.envelope(cached)
         }
-        let (image, _) = try await faces.decode(bytes)
-        let detection = try await faces.detect(image, detector: detector, options: options)
+        let (detection, width, height) = try await faces.detectOnly(bytes, detector: detector, options: options)
         req.context.used(detection.model)
         let result = DetectResponse(
             faces: detection.faces.map(DetectedFaceDTO.init), faceCount: detection.faces.count,
-            image: ImageSizeDTO(width: image.width, height: image.height))
+            image: ImageSizeDTO(width: width, height: height))
         await cache?.store(key, result, context: req.context)
         return req.envelope(result)
     }
