@@ -78,6 +78,14 @@ struct FacePipelineMathTests {
         #expect(wide.low < 31 && wide.high > 49)
         let uniform = AgeEstimator.summarize([Float](repeating: 1, count: 81))
         #expect(uniform.low < uniform.value && uniform.value < uniform.high)
+        // A sharp peak with a far tail: the mean (45.04) lies above the 90th percentile (≈ 42.4),
+        // and the range is widened to hold it (seen on a real photo: 41.6 ≤ 42.6 ≤ 42.4 before).
+        var tail = [Float](repeating: 0, count: 81)
+        tail[42] = 0.92
+        tail[80] = 0.08
+        let skewed = AgeEstimator.summarize(tail)
+        #expect(abs(skewed.value - 45.04) < 1e-3)
+        #expect(abs(skewed.low - 41.6087) < 1e-3 && skewed.high == skewed.value)
     }
 
     @Test func postprocessHandlesBatchesAndBadShapes() throws {
