@@ -92,7 +92,8 @@ final class OpenVINOSession: InferenceSession, @unchecked Sendable {
         var properties: [(String, String)] = [("PERFORMANCE_HINT", options.performanceHint.rawValue)]
         switch options.precision {
         case .f32: properties.append(("INFERENCE_PRECISION_HINT", "f32"))
-        case .bf16: properties.append(("INFERENCE_PRECISION_HINT", "bf16"))
+        // Without native bf16 instructions OpenVINO emulates bf16 on AVX-512, slower than f32.
+        case .bf16: properties.append(("INFERENCE_PRECISION_HINT", Self.nativeBF16 ? "bf16" : "f32"))
         case .auto: break
         }
         if let n = options.inferRequests { properties.append(("PERFORMANCE_HINT_NUM_REQUESTS", String(n))) }
@@ -238,6 +239,15 @@ final class OpenVINOSession: InferenceSession, @unchecked Sendable {
         try check(fs_ov_port_dims(port, &dims, dims.count, &rank), "ov_port_get_partial_shape")
         return TensorInfo(name: String(cString: name!), shape: dims[0..<rank].map(Int.init))
     }
+
+    /// Whether this CPU computes bf16 natively (AVX512_BF16 or AMX), from /proc/cpuinfo's flags.
+    static let nativeBF16: Bool = {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+            let flags = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+        else { return false }
+        let set = Set(flags.split(separator: " ").map(String.init))
+        return set.contains("avx512_bf16") || set.contains("amx_bf16")
+    }()
 
     private static func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) throws -> R) rethrows
         -> R
