@@ -1,6 +1,7 @@
 import ArgumentParser
 import FaceSocialServer
 import Foundation
+import ModelRuntime
 import Vapor
 
 struct ServeCommand: AsyncParsableCommand {
@@ -17,6 +18,8 @@ struct ServeCommand: AsyncParsableCommand {
     @ArgumentParser.Option(help: "Override FACESOCIAL_HOST.") var host: String?
 
     func run() async throws {
+        // Before the server starts its threads: see ProcessMemory.limitArenas.
+        ProcessMemory.limitArenas(2)
         var config: AppConfig
         do {
             config = try AppConfig.fromEnvironment()

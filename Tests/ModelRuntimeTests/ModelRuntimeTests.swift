@@ -103,6 +103,18 @@ struct ProcessMemoryTests {
     }
 }
 
+extension ProcessMemoryTests {
+    /// The server caps malloc arenas unless the operator set glibc's own variable.
+    @Test func arenaCapDefersToMallocArenaMax() {
+        #expect(ProcessMemory.limitArenas(2, environment: ["MALLOC_ARENA_MAX": "4"]) == 4)
+        #if os(Linux)
+            // glibc's own default (8 per core): the test process keeps its allocator as it was.
+            let glibcDefault = 8 * ProcessInfo.processInfo.activeProcessorCount
+            #expect(ProcessMemory.limitArenas(glibcDefault, environment: [:]) == glibcDefault)
+        #endif
+    }
+}
+
 @Suite("OpenVINO engine")
 struct OpenVINOEngineTests {
     @Test func cpuIsAvailable() throws {

@@ -7,6 +7,9 @@
 /// malloc_trim(0): returns freed heap pages to the kernel; 1 when memory was released.
 int fs_malloc_trim(void);
 
+/// mallopt(M_ARENA_MAX, count): at most `count` malloc arenas; 1 on success.
+int fs_limit_arenas(int count);
+
 /// mallinfo2 in bytes: arena, in use, free, mmap'd, releasable (top pad). 0 on success.
 int fs_mallinfo(size_t out[5]);
 

@@ -27,6 +27,19 @@ public enum ProcessMemory {
         fs_malloc_trim() != 0
     }
 
+    /// Caps glibc's malloc arenas (default 8 per core) unless `MALLOC_ARENA_MAX` is set, in which
+    /// case glibc has applied it already. Under bursts every new thread (event loops, the blocking
+    /// pool, Dispatch workers running inferences) may take an arena of its own, and each keeps its
+    /// high-water mark in pieces a trim cannot return: with the default, RSS stepped up after each
+    /// burst of the soak test. Returns the cap in force, or nil when glibc's default stands.
+    @discardableResult
+    public static func limitArenas(_ count: Int, environment: [String: String] = ProcessInfo.processInfo.environment)
+        -> Int?
+    {
+        if let set = environment["MALLOC_ARENA_MAX"] { return Int(set) }
+        return fs_limit_arenas(Int32(count)) == 1 ? count : nil
+    }
+
     /// glibc allocator statistics (mallinfo2), in bytes.
     public struct AllocatorStatistics: Sendable, Codable, Equatable {
         public var arenaBytes: Int
