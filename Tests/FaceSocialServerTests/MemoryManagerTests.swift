@@ -118,6 +118,22 @@ struct MemoryManagerTests {
         }
     }
 
+    /// The critical detector (and any preloaded model) is pinned: an unload is refused and it stays
+    /// loaded, so readiness never depends on an operator's mistake.
+    @Test func pinnedModelsAreNotUnloaded() async throws {
+        try await withManager([:]) { app, manager in
+            #expect(await manager.status("yunet")?.state == .loaded)
+            try await app.testing().test(.POST, "/system/models/yunet/unload", headers: try await admin(app)) { res in
+                #expect(res.status == .conflict, "\(res.body.string)")
+                expectConforms("POST", "/system/models/{id}/unload", res)
+                #expect(body(res)[path: "error.code"] as? String == "CONFLICT")
+                #expect(body(res)[path: "error.details.model"] as? String == "yunet")
+            }
+            #expect(await manager.status("yunet")?.state == .loaded)
+            try await app.testing().test(.GET, "/health/ready") { res in #expect(res.status == .ok) }
+        }
+    }
+
     @Test func unloadingGivesTheMemoryBack() async throws {
         try await withManager([:]) { app, manager in
             try await app.testing().test(.POST, "/system/models/sface/load", headers: try await admin(app)) { res in

@@ -59,6 +59,8 @@ public struct APIError: Error, Sendable {
                     details: ["model": id, "needed_bytes": String(needed)])
             case .unknownTarget(let target):
                 return .validation("no device or pool \"\(target.prefix(60))\"", field: "device")
+            case .pinned(let id):
+                return APIError(.conflict, "CONFLICT", error.description, details: ["model": id])
             }
         case let error as AdmissionError:
             // Retry-After tells well-behaved clients when a slot is likely free.

@@ -387,7 +387,9 @@ enum OpenAPIDocument {
     }
 
     /// A `/system/models/{id}/…` action answering the model's new state.
-    static func system(_ summary: String, extra: [[String: Any]] = []) -> [String: Any] {
+    static func system(
+        _ summary: String, extra: [[String: Any]] = [], responses more: [String: Any] = [:]
+    ) -> [String: Any] {
         let id: [String: Any] = [
             "name": "id", "in": "path", "required": true, "schema": string, "description": "model id",
         ]
@@ -399,7 +401,7 @@ enum OpenAPIDocument {
                     "400": json(ref("Error"), "VALIDATION_FAILED: an unknown device or pool"),
                     "404": json(ref("Error"), "NOT_FOUND: no such model"),
                     "503": json(ref("Error"), "INSUFFICIENT_MEMORY or MODEL_UNAVAILABLE"),
-                ],
+                ].merging(more) { _, new in new },
             ]
         ]
     }
@@ -469,7 +471,9 @@ enum OpenAPIDocument {
             "/system/models/{id}/load": system(
                 "Load a model now, optionally on a device or pool (device=CPU or CPU:high)",
                 extra: [parameter("device", string, "DEVICE or DEVICE:pool; default: the model's placement order")]),
-            "/system/models/{id}/unload": system("Unload a model and give its memory back"),
+            "/system/models/{id}/unload": system(
+                "Unload a model and give its memory back",
+                responses: ["409": json(ref("Error"), "CONFLICT: a pinned (critical or preloaded) model stays loaded")]),
             "/system/memory-profile": get(
                 "Process memory: RSS, peak, per-model bytes, caches, allocator statistics", "MemoryProfile"),
             "/metrics": [

@@ -203,7 +203,12 @@ public actor ModelManager {
     }
 
     /// Unloads `id` and gives its memory back. In-flight inferences finish on their own reference.
-    public func unload(_ id: String) async throws { try await unload(id, reason: .manual) }
+    /// A pinned model is refused: unloading it would take the server out of readiness until the
+    /// next request loaded it again.
+    public func unload(_ id: String) async throws {
+        guard !pinned.contains(id) else { throw ModelRegistryError.pinned(id) }
+        try await unload(id, reason: .manual)
+    }
 
     private func unload(_ id: String, reason: EvictionReason) async throws {
         guard records[id] != nil else { throw ModelRegistryError.unknownModel(id) }

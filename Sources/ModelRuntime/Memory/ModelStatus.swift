@@ -11,6 +11,8 @@ public enum ModelRegistryError: Error, Sendable, CustomStringConvertible {
     /// No pool in the model's placement order can hold it, even after evicting what may be evicted.
     case insufficientMemory(id: String, neededBytes: Int, reasons: [String])
     case unknownTarget(String)
+    /// Critical and preloaded models stay loaded while the server runs; readiness depends on them.
+    case pinned(String)
 
     public var description: String {
         switch self {
@@ -19,6 +21,8 @@ public enum ModelRegistryError: Error, Sendable, CustomStringConvertible {
         case .insufficientMemory(let id, let needed, let reasons):
             "model \(id) (\(needed) bytes) fits in no memory pool: " + reasons.joined(separator: "; ")
         case .unknownTarget(let target): "no device or pool \"\(target)\""
+        case .pinned(let id):
+            "model \(id) is pinned (critical, or listed in FACESOCIAL_PRELOAD_MODELS): it stays loaded while the server runs"
         }
     }
 }
