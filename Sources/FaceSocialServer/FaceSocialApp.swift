@@ -134,29 +134,6 @@ public enum FaceSocialApp {
     }
 }
 
-/// Returns freed heap pages to the kernel every 30 s. A burst of concurrent requests leaves each
-/// glibc arena at its high-water mark (decoded images, tensors), and glibc gives back only the top
-/// of the main heap on its own, so without this RSS steps up after every burst and stays there
-/// (the reliability suite's soak measured +18 %). malloc_trim walks every arena; it costs
-/// milliseconds and runs off the event loops.
-final class HeapTrimmer: LifecycleHandler, Sendable {
-    private let task: Task<Void, Never>
-
-    private init(task: Task<Void, Never>) { self.task = task }
-
-    static func start(every interval: Duration = .seconds(30)) -> HeapTrimmer {
-        HeapTrimmer(
-            task: Task.detached(priority: .background) {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: interval)
-                    _ = ProcessMemory.trim()
-                }
-            })
-    }
-
-    func shutdownAsync(_ application: Application) async { task.cancel() }
-}
-
 /// Stops the gallery's background work (version polling, LISTEN, replica checks) at shutdown.
 struct GalleryLifecycle: LifecycleHandler {
     let gallery: GalleryService

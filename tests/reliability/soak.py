@@ -82,7 +82,9 @@ def heap_note(sc: Scenario, heap: list, warmup: float, win: float, duration: flo
         caches = sum(d.get("caches", {}).values())
         parts.append(f"heap in use {mib(a['in_use_bytes'])}, free in arenas {mib(a['free_bytes'])}, mmapped "
                      f"{mib(a['mmap_bytes'])}, caches {mib(caches)} MiB")
-    sc.notes.append(f"allocator after warm-up: {parts[0]}; at the end: {parts[1]}")
+    trims = [d["last_trim_ms"] for _, d in heap if d.get("last_trim_ms") is not None]
+    trim = f"; periodic malloc_trim took at most {max(trims):.1f} ms" if trims else ""
+    sc.notes.append(f"allocator after warm-up: {parts[0]}; at the end: {parts[1]}{trim}")
 
 
 def run(sc: Scenario, server, duration: float, warmup: float, bursts: list, burst_len: float,

@@ -141,6 +141,7 @@ enum OpenAPIDocument {
                         "arena_bytes": integer, "in_use_bytes": integer, "free_bytes": integer, "mmap_bytes": integer,
                         "releasable_bytes": integer,
                     ]),
+                    "last_trim_ms": number,
                 ], required: ["rss_bytes", "peak_rss_bytes", "model_bytes", "models", "caches"]),
             "Readiness": object([
                 "status": ["type": "string", "enum": ["ready", "degraded", "not_ready"]],

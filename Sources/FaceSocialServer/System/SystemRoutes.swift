@@ -1,3 +1,4 @@
+import FaceKit
 import Foundation
 import ModelRuntime
 import Vapor
@@ -207,9 +208,12 @@ struct SystemRoutes: RouteCollection {
         let models: [String: Int]
         let caches: [String: Int]
         let allocator: ProcessMemory.AllocatorStatistics?
+        /// How long the last periodic malloc_trim took (`HeapTrimmer`); absent before the first.
+        let lastTrimMs: Double?
 
         enum CodingKeys: String, CodingKey {
             case models, caches, allocator
+            case lastTrimMs = "last_trim_ms"
             case rssBytes = "rss_bytes"
             case peakRssBytes = "peak_rss_bytes"
             case modelBytes = "model_bytes"
@@ -286,7 +290,8 @@ struct SystemRoutes: RouteCollection {
             MemoryProfileDTO(
                 rssBytes: ProcessMemory.residentBytes(), peakRssBytes: ProcessMemory.peakResidentBytes(),
                 modelBytes: models.values.reduce(0, +), models: models, caches: MemoryCaches.shared.sizes(),
-                allocator: ProcessMemory.allocatorStatistics()))
+                allocator: ProcessMemory.allocatorStatistics(),
+                lastTrimMs: HeapTrimmer.lastTrim.withLock { $0 }?.milliseconds))
     }
 
     private func modelID(_ req: Request) throws -> String {
