@@ -205,13 +205,6 @@ struct AccountTests {
         }
     }
 
-    /// Rate-limit windows are clock-aligned minutes: a sequence that straddles a boundary starts
-    /// counting again half-way, so sequences start with at least 15 s left in the minute.
-    func awayFromAMinuteBoundary() async throws {
-        let second = Date().timeIntervalSince1970.truncatingRemainder(dividingBy: 60)
-        if second > 45 { try await Task.sleep(for: .milliseconds(Int((60.5 - second) * 1000))) }
-    }
-
     @Test func theRunningServerPurgesAuditRowsPastRetention() async throws {
         let env = securityEnv(["FACESOCIAL_AUDIT_RETENTION_DAYS": "1", "FACESOCIAL_AUDIT_PURGE_INTERVAL_SECONDS": "1"])
         try await withFaceSocial(env) { app in

@@ -7,20 +7,15 @@ import VaporTesting
 
 @Suite("Security with a real Redis: shared limits, outages, cache, privacy", .serialized)
 struct RedisSecurityTests {
-    /// Waits out the end of a rate-limit window so a test's hits fall in one window.
-    func avoidWindowEdge() async throws {
-        let left = 60 - Int(Date().timeIntervalSince1970) % 60
-        // Generous: under the parallel suite a handful of requests can take many seconds.
-        if left < 30 { try await Task.sleep(for: .seconds(left + 1)) }
-    }
-
     @Test func limitHoldsAcrossTwoInstancesSharingRedis() async throws {
         let redis = try RedisTestServer()
         defer { redis.stop() }
         let env = securityEnv(["REDIS_URL": redis.url, "FACESOCIAL_RATE_LIMIT_IP_PER_MINUTE": "5"])
-        try await avoidWindowEdge()
         try await withFaceSocial(env) { first in
             try await withFaceSocial(env) { second in
+                // After both instances are up: starting them took over 30 s in a cold fresh-clone
+                // run, and the sixth request landed in the next window.
+                try await awayFromAMinuteBoundary(leaving: 30)  // generous: the suite runs in parallel
                 var statuses: [HTTPStatus] = []
                 for app in [first, first, first, second, second] {
                     try await app.testing().test(.GET, "/v1/auth/me") { res in statuses.append(res.status) }
@@ -39,9 +34,9 @@ struct RedisSecurityTests {
         }
         // The control: without Redis each instance counts alone, so the same traffic passes.
         let local = securityEnv(["FACESOCIAL_RATE_LIMIT_IP_PER_MINUTE": "5"])
-        try await avoidWindowEdge()
         try await withFaceSocial(local) { first in
             try await withFaceSocial(local) { second in
+                try await awayFromAMinuteBoundary(leaving: 30)  // generous: the suite runs in parallel
                 for app in [first, first, first, second, second, second] {
                     try await app.testing().test(.GET, "/v1/auth/me") { res in
                         #expect(res.status != .tooManyRequests)

@@ -123,3 +123,11 @@ func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
     }
     return ((status >> 8) & 0xFF, String(decoding: output, as: UTF8.self))
 }
+
+/// Rate-limit windows are clock-aligned minutes: a sequence of requests that straddles a boundary
+/// starts counting again half-way. Waits for the next minute unless `seconds` are left in this one;
+/// call it once the servers are up, right before the sequence.
+func awayFromAMinuteBoundary(leaving seconds: Double = 15) async throws {
+    let second = Date().timeIntervalSince1970.truncatingRemainder(dividingBy: 60)
+    if 60 - second < seconds { try await Task.sleep(for: .milliseconds(Int((60.5 - second) * 1000))) }
+}
