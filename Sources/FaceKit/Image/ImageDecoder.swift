@@ -87,9 +87,7 @@ public enum ImageDecoder {
             let image = try decode(bytes, limits: limits)
             return Reduced(image: image, width: image.width, height: image.height)
         }
-        let image = try JPEGDecoder.decode(bytes, limits: limits, minimumLongSide: minimumLongSide)
-        let (width, height) = try JPEGDecoder.uprightSize(bytes)
-        return Reduced(image: image, width: width, height: height)
+        return try JPEGDecoder.decode(bytes, limits: limits, minimumLongSide: minimumLongSide)
     }
 
     static func sniff(_ b: [UInt8]) -> ImageFormat? {

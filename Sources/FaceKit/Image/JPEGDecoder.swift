@@ -53,7 +53,7 @@ enum JPEGDecoder {
     }
 
     static func decode(_ bytes: [UInt8], limits: ImageLimits) throws(ImageError) -> RGBImage {
-        try decode(bytes, limits: limits, minimumLongSide: nil)
+        try decode(bytes, limits: limits, minimumLongSide: nil).image
     }
 
     /// The smallest power-of-two reduction (1/2, 1/4, 1/8) TurboJPEG can apply in its inverse DCT
@@ -69,8 +69,11 @@ enum JPEGDecoder {
     }
 
     /// With `minimumLongSide`, decodes at a reduced size (see `reduction`): the inverse DCT then
-    /// computes fewer pixels, which is most of the decoding time, and averages as it goes.
-    static func decode(_ bytes: [UInt8], limits: ImageLimits, minimumLongSide: Int?) throws(ImageError) -> RGBImage {
+    /// computes fewer pixels, which is most of the decoding time, and averages as it goes. Returns
+    /// the upload's upright size with it, from the header read here.
+    static func decode(
+        _ bytes: [UInt8], limits: ImageLimits, minimumLongSide: Int?
+    ) throws(ImageError) -> ImageDecoder.Reduced {
         let header = try readHeader(bytes)
         // Pre-rotation dimensions: a rotation keeps the pixel count, and these are what get allocated.
         try limits.check(width: header.width, height: header.height)
@@ -112,13 +115,10 @@ enum JPEGDecoder {
         guard status == 0 else { throw failure(handle) }
 
         let pixels = isCMYK ? cmykToRGB(decoded, inverted: header.hasAdobeMarker) : decoded
-        return header.orientation.apply(to: RGBImage(width: width, height: height, pixels: pixels))
-    }
-
-    /// The upright size of the full image, whatever size it was decoded at.
-    static func uprightSize(_ bytes: [UInt8]) throws(ImageError) -> (width: Int, height: Int) {
-        let header = try readHeader(bytes)
-        return header.orientation.swapsAxes ? (header.height, header.width) : (header.width, header.height)
+        let image = header.orientation.apply(to: RGBImage(width: width, height: height, pixels: pixels))
+        let swapped = header.orientation.swapsAxes
+        return ImageDecoder.Reduced(
+            image: image, width: swapped ? header.height : header.width, height: swapped ? header.width : header.height)
     }
 
     /// Adobe CMYK JPEGs (and libjpeg-turbo's own CMYK output) store 255 - ink, so R = C*K/255;
