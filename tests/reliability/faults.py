@@ -235,14 +235,13 @@ def ok_2xx(r, phase):
 
 def redis_fault(sc: Scenario, server, redis, token: str, ledger: Ledger, pg_url: str) -> None:
     port = server.port
-    auth = {"Authorization": f"Bearer {token}"}
     g = Gallery(sc, port, token, ledger, "redis")
     small, group = testimage("obama_small.jpg"), testimage("group6_t1.jpg")
 
     def analysis(ph):
         for m, p, b, h in (("POST", "/v1/detect", small, {"Content-Type": "image/jpeg"}),
                            ("POST", "/v1/analyze", group, {"Content-Type": "image/jpeg"}),
-                           ("GET", "/v1/auth/me", None, auth)):
+                           ("GET", "/v1/auth/me", None, g.auth)):
             r, phase = call(ph, port, m, p, b, h, timeout=30)
             sc.count(r, ok_2xx(r, phase), f"[{phase}] {m} {p}")
 
@@ -263,7 +262,7 @@ def redis_fault(sc: Scenario, server, redis, token: str, ledger: Ledger, pg_url:
     r = request(port, "GET", "/health/ready")
     detail = ((r.json() or {}).get("data", {}).get("checks", {}).get("cache", {}) or {}).get("detail")
     sc.check("the cache uses Redis again", detail == "redis", str(detail))
-    sc.add_lost(ledger.verify(sc, port, auth, pg_url))
+    sc.add_lost(ledger.verify(sc, port, g.auth, pg_url))
 
 
 # --- PostgreSQL replica ---------------------------------------------------------------------------
@@ -272,7 +271,6 @@ def redis_fault(sc: Scenario, server, redis, token: str, ledger: Ledger, pg_url:
 def replica_fault(sc: Scenario, server, pg, token: str, ledger: Ledger) -> None:
     pg_url = pg.primary_url
     port = server.port
-    auth = {"Authorization": f"Bearer {token}"}
     g = Gallery(sc, port, token, ledger, "replica")
     with Traffic([g.reader(ok_2xx), g.reader(ok_2xx), g.writer(ok_2xx)]) as t:
         time.sleep(3)
@@ -286,7 +284,7 @@ def replica_fault(sc: Scenario, server, pg, token: str, ledger: Ledger) -> None:
         pg.start("replica")
         time.sleep(4)
     time.sleep(1.5)  # replication lag bound (FACESOCIAL_REPLICA_MAX_LAG_MS) before reading back
-    sc.add_lost(ledger.verify(sc, port, auth, pg_url))
+    sc.add_lost(ledger.verify(sc, port, g.auth, pg_url))
 
 
 # --- PostgreSQL primary ---------------------------------------------------------------------------
@@ -295,7 +293,6 @@ def replica_fault(sc: Scenario, server, pg, token: str, ledger: Ledger) -> None:
 def primary_fault(sc: Scenario, server, pg, token: str, ledger: Ledger) -> None:
     pg_url = pg.primary_url
     port = server.port
-    auth = {"Authorization": f"Bearer {token}"}
     g = Gallery(sc, port, token, ledger, "primary")
     outage: dict = {}  # answers while the primary was down or restarting, by code
 
@@ -341,7 +338,7 @@ def primary_fault(sc: Scenario, server, pg, token: str, ledger: Ledger) -> None:
     sc.check("requests while the primary is down answer 503 with a clear code (and some did)",
              bool(refused) and refused == outage, json.dumps(outage))
     time.sleep(1.5)
-    sc.add_lost(ledger.verify(sc, port, auth, pg_url))
+    sc.add_lost(ledger.verify(sc, port, g.auth, pg_url))
 
 
 # --- a model file corrupted on disk ---------------------------------------------------------------
