@@ -30,6 +30,8 @@ if [ -z "${FACESOCIAL_BIN:-}" ]; then
   FACESOCIAL_BIN=$root/.build/release/facesocial
   [ -x "$FACESOCIAL_BIN" ] || FACESOCIAL_BIN=$root/.build/debug/facesocial
 fi
+# Servers run in their own folders: a relative path given by the caller would not resolve there.
+FACESOCIAL_BIN=$(realpath -m "$FACESOCIAL_BIN")
 export FACESOCIAL_BIN
 export FACESOCIAL_MODEL_DIR=${FACESOCIAL_MODEL_DIR:-$root/var/models}
 export FACESOCIAL_MODEL_MANIFEST=${FACESOCIAL_MODEL_MANIFEST:-$root/models/manifest.json}
