@@ -150,7 +150,7 @@ enum GalleryScenario {
             template: "/v1/collections/{collection}/subjects/{subject}/export")
         let embedding = try #require((export[path: "data.faces.0.embedding"] as? [Double])?.map { Float($0) })
         #expect(embedding.count == 128)
-        let sql = writer.databaseRouter.primary as! any SQLDatabase
+        let sql = try writer.databaseRouter.primary as! any SQLDatabase
         let rows = try await sql.raw(
             "SELECT embedding, key_id FROM faces WHERE collection_id = \(bind: UUID(uuidString: collection)!)"
         ).all()

@@ -125,7 +125,7 @@ struct GalleryTests {
             let collection = try await c.createCollection("models")
             let subject = try await c.createSubject(collection, "obama")
             _ = try await c.enrol(collection, subject, "obama.jpg")
-            let sql = app.databaseRouter.primary as! any SQLDatabase
+            let sql = try app.databaseRouter.primary as! any SQLDatabase
             try await sql.raw("UPDATE faces SET embedding_model_version = 'older'").run()
             // A new version counter makes the index reload.
             _ = try await app.gallery.bumpVersion(UUID(uuidString: collection)!, on: app.databaseRouter.primary)
@@ -174,7 +174,7 @@ struct GalleryTests {
             _ = try await c.json(
                 .GET, "/v1/collections/\(collection)/subjects/\(subject)/export",
                 template: "/v1/collections/{collection}/subjects/{subject}/export")
-            let sql = app.databaseRouter.primary as! any SQLDatabase
+            let sql = try app.databaseRouter.primary as! any SQLDatabase
             await #expect(throws: (any Error).self) { try await sql.raw("DELETE FROM audit_events").run() }
             await #expect(throws: (any Error).self) { try await sql.raw("UPDATE audit_events SET actor = 'x'").run() }
             // The export's row (sign-ins and collection changes write rows of their own).

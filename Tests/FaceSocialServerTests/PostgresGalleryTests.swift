@@ -24,7 +24,7 @@ enum TestPostgres {
     /// Stops or starts the replica with pg_ctl, as the user that owns its data.
     static func replica(_ action: String) throws { try server("replica", action) }
 
-    /// Stops or starts the primary or the replica with pg_ctl, as the user that owns its data.
+    /// Stops, crashes or starts the primary or the replica with pg_ctl, as the user that owns its data.
     static func server(_ name: String, _ action: String) throws {
         let pgctl = try #require(env["FACESOCIAL_TEST_PG_CTL"])
         let data =
@@ -34,9 +34,12 @@ enum TestPostgres {
         let user = env["FACESOCIAL_TEST_POSTGRES_USER"] ?? "postgres"
         // Start does not wait (-W): the tests wait for the server to answer instead.
         var arguments = [pgctl, "-D", data]
-        arguments +=
-            action == "stop"
-            ? ["-w", "-t", "60", "-m", "fast", "stop"] : ["-W", "-l", data + "/../\(name).log", "start"]
+        // "crash" is an immediate shutdown: no checkpoint, crash recovery at the next start.
+        switch action {
+        case "stop": arguments += ["-w", "-t", "60", "-m", "fast", "stop"]
+        case "crash": arguments += ["-w", "-t", "60", "-m", "immediate", "stop"]
+        default: arguments += ["-W", "-l", data + "/../\(name).log", "start"]
+        }
         let process = Process()
         if getuid() == 0 {
             process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
@@ -52,7 +55,7 @@ enum TestPostgres {
         try process.run()
         // Polled rather than waitUntilExit(): the started server keeps running beside it, and a
         // wait that never returns must not hang the suite.
-        let deadline = Date().addingTimeInterval(action == "stop" ? 60 : 3)
+        let deadline = Date().addingTimeInterval(action == "start" ? 3 : 60)
         while process.isRunning, Date() < deadline { usleep(20_000) }
         if !process.isRunning { #expect(process.terminationStatus == 0, "pg_ctl \(action) failed") }
     }
@@ -116,7 +119,7 @@ struct PostgresGalleryTests {
             #expect(try await TestPostgres.waitFor { router.replicaStates.first?.healthy == true })
             #expect(router.readerID().string == "replica-0")
             // The replica really holds the rows (streamed from the primary).
-            let replicaSQL = router.database(router.replicaIDs[0]) as! any SQLDatabase
+            let replicaSQL = try router.database(router.replicaIDs[0]) as! any SQLDatabase
             #expect(
                 try await TestPostgres.waitFor {
                     let n = try await replicaSQL.raw(
@@ -135,7 +138,7 @@ struct PostgresGalleryTests {
             // ... the health check marks the replica down, and identify loads from the primary.
             #expect(try await TestPostgres.waitFor { router.replicaStates.first?.healthy == false })
             #expect(router.readerID() == router.primaryID)
-            let sql = router.primary as! any SQLDatabase
+            let sql = try router.primary as! any SQLDatabase
             try await sql.raw("UPDATE gallery_versions SET version = version + 1").run()
             await app.gallery.pollVersions()
             let faces = try await c.identify(collection, "obama2.jpg")
@@ -209,7 +212,7 @@ struct PostgresGalleryTests {
             let router = app.databaseRouter
             #expect(try await TestPostgres.waitFor { router.replicaStates.first?.healthy == true })
             // Pause replay on the replica, write on the primary: the replica falls behind.
-            let replicaSQL = router.database(router.replicaIDs[0]) as! any SQLDatabase
+            let replicaSQL = try router.database(router.replicaIDs[0]) as! any SQLDatabase
             try await replicaSQL.raw("SELECT pg_wal_replay_pause()").run()
             defer { Task { try? await replicaSQL.raw("SELECT pg_wal_replay_resume()").run() } }
             _ = try await GalleryClient(app: app).createCollection("lag-\(UUID().uuidString.prefix(8))")

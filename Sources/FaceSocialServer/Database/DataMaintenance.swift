@@ -30,7 +30,7 @@ public enum DataMaintenance {
 
     static func appliedMigrations(_ app: Application) async throws -> [String] {
         // Fluent's own log table; absent before the first run.
-        (try? await MigrationLog.query(on: app.databaseRouter.primary).all().map(\.name)) ?? []
+        (try? await MigrationLog.query(on: try app.databaseRouter.primary).all().map(\.name)) ?? []
     }
 
     public struct RotationReport: Sendable {
@@ -45,7 +45,7 @@ public enum DataMaintenance {
     public static func rotateDataKeys(_ config: AppConfig, batchSize: Int = 500) async throws -> RotationReport {
         let cipher = try DataCipher(config: config)
         return try await withDatabase(config) { app in
-            let db = app.databaseRouter.primary
+            let db = try app.databaseRouter.primary
             var report = RotationReport(keyID: cipher.currentKeyID)
             report.alreadyCurrent = try await EnrolledFace.query(on: db).filter(\.$keyID == cipher.currentKeyID).count()
             while true {

@@ -52,12 +52,17 @@ public final class DatabaseRouter: Sendable {
             (replicaIDs.map { _ in ReplicaState(healthy: false, lagMs: nil, detail: "not checked yet") }, 0, []))
     }
 
-    func database(_ id: DatabaseID) -> any Database {
-        databases.database(id, logger: logger, on: databases.eventLoopGroup.any())!
+    /// Throws once the application has shut its databases down (a background check or a late
+    /// request can still ask then; that is a 503, not a crash).
+    func database(_ id: DatabaseID) throws -> any Database {
+        guard let database = databases.database(id, logger: logger, on: databases.eventLoopGroup.any()) else {
+            throw ConnectionPoolError.shutdown
+        }
+        return database
     }
 
     /// The primary, for writes and read-your-own-writes.
-    public var primary: any Database { database(primaryID) }
+    public var primary: any Database { get throws { try database(primaryID) } }
 
     public var replicaStates: [ReplicaState] { state.withLock { $0.replicas } }
 
@@ -81,12 +86,12 @@ public final class DatabaseRouter: Sendable {
     public func read<T: Sendable>(_ work: @Sendable (any Database) async throws -> T) async throws -> T {
         if let index = nextReplica() {
             do {
-                return try await work(database(replicaIDs[index]))
+                return try await work(try database(replicaIDs[index]))
             } catch {
                 markDown(index, "query failed: \(error)")
             }
         }
-        return try await work(primary)
+        return try await work(try primary)
     }
 
     /// The database a read would use now (for tests and the readiness check).
@@ -118,7 +123,8 @@ public final class DatabaseRouter: Sendable {
         let now = Date()
         var primaryLSN: UInt64?
         do {
-            let row = try await (primary as! any SQLDatabase).raw("SELECT pg_current_wal_lsn()::text AS lsn").first()
+            let row = try await (try primary as! any SQLDatabase).raw("SELECT pg_current_wal_lsn()::text AS lsn")
+                .first()
             primaryLSN = try row.flatMap { Self.lsn(try $0.decode(column: "lsn", as: String.self)) }
         } catch {
             logger.warning("primary WAL position unavailable: \(error)")
@@ -133,7 +139,7 @@ public final class DatabaseRouter: Sendable {
             let result: ReplicaState
             do {
                 let row = try await withTimeout(seconds: 2) {
-                    try await (self.database(id) as! any SQLDatabase).raw(
+                    try await (try self.database(id) as! any SQLDatabase).raw(
                         "SELECT pg_is_in_recovery() AS recovery, pg_last_wal_replay_lsn()::text AS replay"
                     ).first()
                 }

@@ -91,7 +91,7 @@ struct GalleryRoutes: RouteCollection {
     func createCollection(_ req: Request) async throws -> Response {
         let body = try req.content.decode(CreateCollectionBody.self)
         let name = try Self.checkText(body.name, field: "name")
-        let db = router.primary
+        let db = try router.primary
         if try await GalleryCollection.query(on: db).filter(\.$name == name).first() != nil {
             throw Self.conflict("a collection named \"\(name.prefix(60))\" exists")
         }
@@ -142,7 +142,7 @@ struct GalleryRoutes: RouteCollection {
 
     @Sendable
     func deleteCollection(_ req: Request) async throws -> Envelope<DeletedDTO> {
-        let db = router.primary
+        let db = try router.primary
         let collection = try await self.collection(req, on: db)
         let id = try collection.requireID()
         let subjectIDs = try await Subject.query(on: db).filter(\.$collection.$id == id).all(\.$id)
@@ -178,7 +178,7 @@ struct GalleryRoutes: RouteCollection {
         let externalID = try Self.checkText(externalRaw, field: "external_id")
         let name = try body.name.map { try Self.checkText($0, field: "name") } ?? externalID
         let metadata = try Self.metadataText(body.metadata)
-        let db = router.primary
+        let db = try router.primary
         let collection = try await self.collection(req, on: db)
         let subject = try await createSubject(
             collectionID: try collection.requireID(), externalID: externalID, name: name, metadata: metadata, on: db)
@@ -243,7 +243,7 @@ struct GalleryRoutes: RouteCollection {
         guard body.name != nil || body.metadata != nil || body.externalID != nil else {
             throw APIError.validation("send name, external_id or metadata to change")
         }
-        let db = router.primary
+        let db = try router.primary
         let collection = try await self.collection(req, on: db)
         let subject = try await self.subject(req, collectionID: collection.id!, on: db)
         if let name = body.name { subject.name = try Self.checkText(name, field: "name") }
@@ -267,7 +267,7 @@ struct GalleryRoutes: RouteCollection {
     /// audit row; then the in-memory indexes and any cached results forget it.
     @Sendable
     func deleteSubject(_ req: Request) async throws -> Envelope<DeletedDTO> {
-        let db = router.primary
+        let db = try router.primary
         let collection = try await self.collection(req, on: db)
         let collectionID = try collection.requireID()
         let subject = try await self.subject(req, collectionID: collectionID, on: db)
@@ -300,7 +300,7 @@ struct GalleryRoutes: RouteCollection {
     /// is complete, and audited.
     @Sendable
     func exportSubject(_ req: Request) async throws -> Envelope<SubjectExport> {
-        let db = router.primary
+        let db = try router.primary
         let collection = try await self.collection(req, on: db)
         let subject = try await self.subject(req, collectionID: collection.id!, on: db)
         let subjectID = try subject.requireID()
@@ -335,7 +335,7 @@ struct GalleryRoutes: RouteCollection {
     @Sendable
     func enrol(_ req: Request) async throws -> Response {
         let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes)
-        let db = router.primary
+        let db = try router.primary
         let collection = try await self.collection(req, on: db)
         let subject = try await self.subject(req, collectionID: collection.id!, on: db)
         guard let mode = EnrolMode(rawValue: input.fields["mode"] ?? "largest") else {
@@ -356,7 +356,7 @@ struct GalleryRoutes: RouteCollection {
     ) async throws -> EnrolResponse {
         let subjectID = try subject.requireID()
         let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
-        let db = router.primary
+        let db = try router.primary
         @Sendable func duplicate(_ db: any Database) async throws {
             if try await EnrolledFace.query(on: db).filter(\.$subject.$id == subjectID)
                 .filter(\.$imageSHA256 == digest).first() != nil
@@ -418,7 +418,7 @@ struct GalleryRoutes: RouteCollection {
 
     @Sendable
     func deleteFace(_ req: Request) async throws -> Envelope<DeletedDTO> {
-        let db = router.primary
+        let db = try router.primary
         let collection = try await self.collection(req, on: db)
         let collectionID = try collection.requireID()
         let subject = try await self.subject(req, collectionID: collectionID, on: db)
@@ -468,7 +468,7 @@ struct GalleryRoutes: RouteCollection {
             throw APIError.validation(
                 "a batch holds at most \(config.batchMaxImages) items, got \(items.count)", field: "items")
         }
-        let db = router.primary
+        let db = try router.primary
         let collection = try await self.collection(req, on: db)
         let collectionID = try collection.requireID()
         var results: [BatchEnrolResponse.Item] = []

@@ -124,7 +124,7 @@ public final class GalleryService: Sendable {
             loaded = try await router.read { db in try await self.load(key, from: db, atLeast: required) }
         } catch is StaleReplica {
             // The replica has not replayed the change we were told about yet.
-            loaded = try await load(key, from: router.primary, atLeast: required)
+            loaded = try await load(key, from: try router.primary, atLeast: required)
         }
         observe(collectionID, version: loaded.version)
         indexes.withLock { map in
@@ -207,7 +207,7 @@ public final class GalleryService: Sendable {
     /// Reads every collection's version from the primary (a few rows; cheap).
     func pollVersions() async {
         do {
-            let rows = try await GalleryVersion.query(on: router.primary).all()
+            let rows = try await GalleryVersion.query(on: try router.primary).all()
             let present = Set(rows.compactMap(\.id))
             for row in rows { if let id = row.id { observe(id, version: row.version) } }
             let gone = knownVersions.withLock { Set($0.keys).subtracting(present) }

@@ -26,7 +26,7 @@ extension DatabaseRouter {
             var counts = Dictionary(uniqueKeysWithValues: Self.connectionStates.map { ($0, 0) })
             do {
                 let rows = try await withTimeout(seconds: 1) {
-                    try await (self.database(id) as! any SQLDatabase).raw(
+                    try await (try self.database(id) as! any SQLDatabase).raw(
                         """
                         SELECT coalesce(state, 'unknown') AS state, count(*)::int AS n FROM pg_stat_activity \
                         WHERE application_name = \(bind: applicationName) GROUP BY 1
