@@ -34,6 +34,8 @@ extension APIError {
             default:
                 return nil
             }
+        case is PostgresConnectionLost:
+            reason = "the connection to PostgreSQL failed"
         case is ConnectionPoolTimeoutError:
             reason = "no database connection became free in time"
         case ConnectionPoolError.shutdown:

@@ -240,7 +240,9 @@ public enum DatabaseSetup {
                 return configuration
             }
             let primary = named(try SQLPostgresConfiguration(url: url))
-            app.databases.use(.postgres(configuration: primary), as: .psql, isDefault: true)
+            // Checked connections: see ConnectionCheckedDatabase (a lost statement wedged the pool).
+            app.databases.use(
+                ConnectionCheckedConfiguration(.postgres(configuration: primary)), as: .psql, isDefault: true)
             var replicaIDs: [DatabaseID] = []
             for (index, replicaURL) in config.databaseReplicaURLs.enumerated() {
                 guard replicaURL.hasPrefix("postgres://") || replicaURL.hasPrefix("postgresql://") else {
@@ -250,10 +252,11 @@ public enum DatabaseSetup {
                 let id = DatabaseID(string: "replica-\(index)")
                 // A short pool timeout: a dead replica must fail fast so reads move on.
                 app.databases.use(
-                    .postgres(
-                        configuration: named(try SQLPostgresConfiguration(url: replicaURL)),
-                        connectionPoolTimeout: .seconds(2)
-                    ),
+                    ConnectionCheckedConfiguration(
+                        .postgres(
+                            configuration: named(try SQLPostgresConfiguration(url: replicaURL)),
+                            connectionPoolTimeout: .seconds(2)
+                        )),
                     as: id, isDefault: false)
                 replicaIDs.append(id)
             }
