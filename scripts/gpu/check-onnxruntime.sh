@@ -7,9 +7,14 @@
 #   4. the engine tests with a GPU present (the fallback test then asserts the model is on CUDA:0),
 #   5. the server with FACESOCIAL_CUDA_DEVICES=0: /v1/detect, and /system/vram when it exists.
 # Run from the repository root: scripts/gpu/check-onnxruntime.sh [testdata-folder]
+# On a host without network or Swift (scripts/gpu/offline-bundle.sh): FACESOCIAL_SKIP_SETUP=1 skips
+# the setup step, FACESOCIAL_BIN names the binary (.build/release/facesocial) and ORT_LIB_DIR the
+# ONNX Runtime folder (.deps/onnxruntime/lib).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 testdata=${1:-${FACESOCIAL_TESTDATA:-../shared/testdata}}
+bin=${FACESOCIAL_BIN:-.build/release/facesocial}
+ort_lib=${ORT_LIB_DIR:-.deps/onnxruntime/lib}
 checked=()
 unchecked=()
 ok() { checked+=("$*"); printf '\033[1;32m[ok]\033[0m %s\n' "$*"; }
@@ -27,7 +32,9 @@ else
 fi
 
 section "ONNX Runtime GPU build and NVIDIA libraries"
-if FACESOCIAL_GPU=cuda scripts/setup.sh run; then
+if [ "${FACESOCIAL_SKIP_SETUP:-}" = 1 ]; then
+  no "setup with FACESOCIAL_GPU=cuda skipped (FACESOCIAL_SKIP_SETUP=1); using what is on the machine"
+elif FACESOCIAL_GPU=cuda scripts/setup.sh run; then
   ok "setup with FACESOCIAL_GPU=cuda (GPU wheel, NVIDIA libraries, release build, models)"
 else
   no "setup with FACESOCIAL_GPU=cuda failed (no network to PyPI/Debian here?); trying what is on the machine"
@@ -47,10 +54,9 @@ for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 lib
   fi
   if [ -n "$found" ]; then ok "$lib in $found"; else no "$lib not found: the CUDA provider cannot attach"; fi
 done
-providers=.deps/onnxruntime/lib/libonnxruntime_providers_cuda.so
-if [ -f "$providers" ]; then ok "GPU build of libonnxruntime ($(cat .deps/onnxruntime/lib/VERSION))"; else no "no GPU build of libonnxruntime in .deps/onnxruntime/lib"; fi
+providers=$ort_lib/libonnxruntime_providers_cuda.so
+if [ -f "$providers" ]; then ok "GPU build of libonnxruntime ($(cat "$ort_lib/VERSION"))"; else no "no GPU build of libonnxruntime in $ort_lib"; fi
 
-bin=.build/release/facesocial
 section "CUDA inference on the test photos (bench engines)"
 if [ -x "$bin" ]; then
   out=$(mktemp)
