@@ -107,16 +107,7 @@ pack() {
   fi
   case $(basename "$wheel") in onnxruntime_gpu-"$version"-*) ;; *) die "$wheel is not onnxruntime_gpu $version" ;; esac
   say "ONNX Runtime from $wheel"
-  python3 - "$wheel" "$stage/onnxruntime/lib" << 'PY'
-import os, sys, zipfile
-wheel, out = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(wheel) as z:
-    for name in z.namelist():
-        base = os.path.basename(name)
-        if name.startswith("onnxruntime/capi/") and base.startswith("libonnxruntime") and ".so" in base:
-            with z.open(name) as src, open(os.path.join(out, base), "wb") as dst:
-                dst.write(src.read())
-PY
+  python3 "$root/scripts/lib/ort_wheel_libs.py" "$wheel" "$stage/onnxruntime/lib" > /dev/null
   [ -f "$stage/onnxruntime/lib/libonnxruntime_providers_cuda.so" ] || die "$wheel has no CUDA provider"
   (cd "$stage/onnxruntime/lib" && ln -s "libonnxruntime.so.$version" libonnxruntime.so \
     && ln -s "libonnxruntime.so.$version" libonnxruntime.so.1)

@@ -45,29 +45,14 @@ if [ ! -f "$ort/lib/VERSION" ] || [ "$(cat "$ort/lib/VERSION")" != "$stamp" ]; t
   [ "$flavour" = cuda ] && package=onnxruntime-gpu
   say "fetching $package==$version from PyPI"
   wheels="$deps/wheels-onnxruntime"
-  rm -rf "$wheels" "$ort/lib"
+  rm -rf "$wheels" "${ort:?}/lib"
   mkdir -p "$wheels" "$ort/lib"
   # The wheels are tied to a CPython ABI but libonnxruntime.so is not; ask for one explicitly so
   # any local Python can fetch it.
   python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
     --platform manylinux_2_28_x86_64 -d "$wheels" "$package==$version"
-  # The C API library and, in the GPU build, its execution-provider plugins (ORT loads them from
-  # its own folder); plus, for the GPU build, the requirements of its [cuda,cudnn] extras.
-  python3 - "$wheels"/*.whl "$ort/lib" > "$wheels/nvidia-requirements.txt" <<'PY'
-import os, re, sys, zipfile
-wheel, out = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(wheel) as z:
-    for name in z.namelist():
-        base = os.path.basename(name)
-        if name.startswith("onnxruntime/capi/") and base.startswith("libonnxruntime") and ".so" in base:
-            with z.open(name) as src, open(os.path.join(out, base), "wb") as dst:
-                dst.write(src.read())
-        if name.endswith(".dist-info/METADATA"):
-            for line in z.read(name).decode().splitlines():
-                m = re.match(r'Requires-Dist: (.+?);\s*extra == "(cuda|cudnn)"', line)
-                if m:
-                    print(m.group(1))
-PY
+  # The C API library and its provider plugins; for the GPU build also the [cuda,cudnn] extras.
+  python3 "$(dirname "$0")/ort_wheel_libs.py" "$wheels"/*.whl "$ort/lib" > "$wheels/nvidia-requirements.txt"
   real=$(cd "$ort/lib" && ls libonnxruntime.so.* | head -1)
   # The linker wants the plain name; the binary then records the SONAME (libonnxruntime.so.1).
   ln -sf "$real" "$ort/lib/libonnxruntime.so"
@@ -77,7 +62,7 @@ PY
   # 3. GPU opt-in: the NVIDIA CUDA/cuDNN libraries the [cuda,cudnn] extras name, unpacked into a
   #    folder (never into a Python), so the server can put their lib folders on its library path.
   if [ "$flavour" = cuda ]; then
-    say "fetching the NVIDIA libraries of $package[cuda,cudnn]==$version: $(tr '\n' ' ' < "$wheels/nvidia-requirements.txt")"
+    say "fetching the NVIDIA libraries of ${package}[cuda,cudnn]==$version: $(tr '\n' ' ' < "$wheels/nvidia-requirements.txt")"
     rm -rf "$ort/nvidia"
     python3 -m pip install --quiet --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64 \
       --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
