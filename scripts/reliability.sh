@@ -4,8 +4,8 @@
 # parameters, hostile names), libFuzzer on the image decoders, schemathesis against /openapi.json and
 # a privacy scan, then one summary table. Bounded in time:
 #
-#   scripts/reliability.sh smoke   # about 3.5 minutes on 2 cores (part of `make test`)
-#   scripts/reliability.sh full    # about 9 minutes: five minutes of soak, longer fuzz and schemathesis
+#   scripts/reliability.sh smoke   # about 3 minutes on 2 cores (part of `make test`)
+#   scripts/reliability.sh full    # about 10 minutes: five minutes of soak, longer fuzz and schemathesis
 #   scripts/reliability.sh full --only load,primary   # some scenarios (names in tests/reliability/suite.py)
 #
 # Uses the release server (.build/release/facesocial, or FACESOCIAL_BIN) and the installed models;
