@@ -26,9 +26,10 @@ struct ConnectionCheckedDatabase: Database, SQLDatabase {
     var context: DatabaseContext { inner.context }
     var logger: Logger { inner.logger }
     var eventLoop: any EventLoop { inner.eventLoop }
-    var version: (any SQLDatabaseReportedVersion)? { (inner as! any SQLDatabase).version }
-    var dialect: any SQLDialect { (inner as! any SQLDatabase).dialect }
-    var queryLogLevel: Logger.Level? { (inner as! any SQLDatabase).queryLogLevel }
+    private var sql: any SQLDatabase { inner as! any SQLDatabase }
+    var version: (any SQLDatabaseReportedVersion)? { sql.version }
+    var dialect: any SQLDialect { sql.dialect }
+    var queryLogLevel: Logger.Level? { sql.queryLogLevel }
 
     /// Runs `work` on one connection, on its event loop, once the connection is known to be open.
     private func onOpenConnection<T: Sendable>(
@@ -67,10 +68,6 @@ struct ConnectionCheckedDatabase: Database, SQLDatabase {
         onOpenConnection { ($0 as! any SQLDatabase).execute(sql: query, onRow) }
     }
 
-    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) async throws {
-        try await execute(sql: query, onRow).get()
-    }
-
     func withSession<R: Sendable>(_ closure: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R
     {
         try await withConnection { database in
@@ -100,8 +97,7 @@ struct ConnectionCheckedDatabase: Database, SQLDatabase {
                     transaction.raw("COMMIT").run().map { result }
                 }.flatMapError { error in
                     // The work's error is the one to report, whatever the rollback does.
-                    transaction.raw("ROLLBACK").run().flatMapThrowing { throw error }
-                        .flatMapErrorThrowing { _ in throw error }
+                    transaction.raw("ROLLBACK").run().recover { _ in }.flatMapThrowing { throw error }
                 }
             }
         }
