@@ -71,7 +71,7 @@ extension PostgresGalleryTests {
         try await withFaceSocial(TestPostgres.appEnv) { app in
             let router = app.databaseRouter
             let name = "dropped-\(UUID().uuidString.prefix(8))"
-            let outcome: String = try await withTimeout(seconds: 8) {
+            let failure: (any Error)? = try await withTimeout(seconds: 8) {
                 do {
                     try await router.primary.transaction { tx in
                         try await GalleryCollection(id: UUID(), name: name, description: nil).create(on: tx)
@@ -81,12 +81,14 @@ extension PostgresGalleryTests {
                         try await Task.sleep(for: .milliseconds(300))
                         try await GalleryVersion(collectionID: UUID()).create(on: tx)
                     }
-                    return "committed"
+                    return nil
                 } catch {
-                    return "\(error)"
+                    return error
                 }
             }
-            #expect(outcome != "committed")
+            let error = try #require(failure, "the transaction committed on a terminated backend")
+            // Refused as the database being unavailable (503), not an internal error.
+            #expect(APIError.databaseUnavailable(error) != nil, "\(error)")
             try await Self.everyPoolAnswers(app)
             let stored = try await GalleryCollection.query(on: try router.primary).filter(\.$name == name).count()
             #expect(stored == 0, "the interrupted transaction left its row")
