@@ -119,7 +119,11 @@ final class RedisConnection: Sendable {
             channel.close(promise: nil)
         }
         promise.futureResult.whenComplete { _ in timeout.cancel() }
-        channel.writeAndFlush(RESPRequest(arguments: arguments, promise: promise), promise: nil)
+        // A write to a channel that has already closed never reaches the handler that fails pending
+        // commands, so its failure must fail the command here, not after the timeout.
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { promise.fail($0) }
+        channel.writeAndFlush(RESPRequest(arguments: arguments, promise: promise), promise: written)
         return try await promise.futureResult.get()
     }
 
