@@ -83,7 +83,9 @@ struct PostgresGalleryTests {
 
     @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
     func enrolIdentifyAcrossTwoInstances() async throws {
-        try await withTwoInstances(TestPostgres.appEnv) { first, second in
+        // A 600 s safety-net poll (ten times this), so only NOTIFY can carry the writes across.
+        let env = TestPostgres.appEnv.merging(["FACESOCIAL_GALLERY_POLL_MS": "60000"]) { $1 }
+        try await withTwoInstances(env) { first, second in
             // Reads go to the replica once it is seen caught up.
             #expect(try await TestPostgres.waitFor { second.databaseRouter.replicaStates.first?.healthy == true })
             try await GalleryScenario.run(writer: first, reader: second)
