@@ -12,7 +12,12 @@ if [ -z "${FACESOCIAL_TEST_POSTGRES_URL:-}" ]; then
   eval "$services"
   trap '"$root/scripts/test-services/postgres.sh" stop "$FACESOCIAL_TEST_POSTGRES_DIR"' EXIT
 fi
-swift test 2>&1 | tee "$root/.build/test.log"
+# The log is long (request lines); on failure, repeat what failed at the end where CI's tail shows it.
+if ! swift test 2>&1 | tee "$root/.build/test.log"; then
+  echo "---- swift test failed; the failing tests and their issues:" >&2
+  grep -E '✘|recorded an issue|error:|Fatal error|Expectation failed' "$root/.build/test.log" | tail -60 >&2 || true
+  exit 1
+fi
 # Every deployment check (about 2 minutes): hadolint, compose schema, promtool, Kubernetes overlays,
 # metrics used = exported, nginx in front of four instances through blue-green / canary / rollback /
 # rolling restart under load, and backup/restore with measured restore times. The debug binary the
