@@ -35,6 +35,9 @@ public struct AppConfig: Sendable {
     public var retiredDataKeys: [String: String] = [:]
     public var databaseReplicaURLs: [String] = []
     public var replicaMaxLagMs: Int = 1000
+    /// How long a PostgreSQL statement may go without a byte from the server before its connection
+    /// is closed and the request answered 503 (0: wait forever).
+    public var databaseStatementTimeoutMs: Int = 30_000
     /// How often an instance checks for gallery changes made by other instances.
     public var galleryPollMs: Int = 500
     /// Run pending migrations when the server starts (`facesocial migrate` runs them on demand).
@@ -146,6 +149,8 @@ public struct AppConfig: Sendable {
             $0.trimmingCharacters(in: .whitespaces)
         }.filter { !$0.isEmpty }
         withData.replicaMaxLagMs = try integer("FACESOCIAL_REPLICA_MAX_LAG_MS", 1000, 0...3_600_000)
+        withData.databaseStatementTimeoutMs = try integer(
+            "FACESOCIAL_DB_STATEMENT_TIMEOUT_MS", 30_000, 0...3_600_000)
         withData.galleryPollMs = try integer("FACESOCIAL_GALLERY_POLL_MS", 500, 50...60_000)
         if let raw = value("FACESOCIAL_AUTO_MIGRATE")?.lowercased() {
             guard ["true", "false", "1", "0"].contains(raw) else {

@@ -38,6 +38,11 @@ public struct ConfigVariable: Sendable {
                 name: "FACESOCIAL_REPLICA_MAX_LAG_MS", defaultValue: "1000",
                 summary: "a replica further behind the primary than this is skipped"),
             .init(
+                name: "FACESOCIAL_DB_STATEMENT_TIMEOUT_MS", defaultValue: "30000",
+                summary:
+                    "a PostgreSQL statement that hears nothing from the server this long fails with 503 and its connection is closed (0: no limit)"
+            ),
+            .init(
                 name: "FACESOCIAL_GALLERY_POLL_MS", defaultValue: "500",
                 summary:
                     "how often gallery changes by other instances are checked (SQLite; PostgreSQL also uses LISTEN)"),

@@ -2,6 +2,7 @@ import FluentKit
 import FluentPostgresDriver
 import PostgresKit
 import SQLKit
+import Synchronization
 
 /// PostgreSQL work that cannot hang on a connection the server has dropped.
 ///
@@ -18,10 +19,15 @@ import SQLKit
 /// channel is inactive, so an open channel still has its handler, which fails the query properly if
 /// the server goes away later; a closed one fails at once with `PostgresConnectionLost`, the
 /// connection goes back to the pool, and the pool drops it.
+///
+/// A server that is there but silent (frozen, or cut off without a reset) is the other way a
+/// statement never ends: each statement is watched by a `ServerSilenceWatch` as well.
 struct ConnectionCheckedDatabase: Database, SQLDatabase {
     /// Fluent's PostgreSQL database: the pool, or one of its connections.
     let inner: any Database
     let inTransaction: Bool
+    /// The longest a statement may hear nothing from the server (nil: no limit).
+    let silenceLimit: TimeAmount?
 
     var context: DatabaseContext { inner.context }
     var logger: Logger { inner.logger }
@@ -31,18 +37,23 @@ struct ConnectionCheckedDatabase: Database, SQLDatabase {
     var dialect: any SQLDialect { sql.dialect }
     var queryLogLevel: Logger.Level? { sql.queryLogLevel }
 
-    /// Runs `work` on one connection, on its event loop, once the connection is known to be open.
+    /// Runs `work` on one connection, on its event loop, once the connection is known to be open,
+    /// watched for the server's silence unless `watched` is false.
     private func onOpenConnection<T: Sendable>(
-        _ work: @escaping @Sendable (any Database) -> EventLoopFuture<T>
+        watched: Bool = true,
+        _ work: @escaping @Sendable (any Database, ServerSilenceWatch?) -> EventLoopFuture<T>
     ) -> EventLoopFuture<T> {
-        inner.withConnection { bound in
+        let limit = watched ? silenceLimit : nil
+        return inner.withConnection { bound in
             // The same connection as PostgresNIO's type: a connection's withConnection is itself.
             (bound as! any PostgresDatabase).withConnection { connection in
                 connection.eventLoop.flatSubmit {
                     guard !connection.isClosed else {
                         return connection.eventLoop.makeFailedFuture(PostgresConnectionLost())
                     }
-                    return work(bound)
+                    guard let limit else { return work(bound, nil) }
+                    let watch = ServerSilenceWatch(limit: limit)
+                    return watch.guarding(work(bound, watch), on: connection)
                 }
             }
         }
@@ -51,21 +62,33 @@ struct ConnectionCheckedDatabase: Database, SQLDatabase {
     func execute(query: DatabaseQuery, onOutput: @escaping @Sendable (any DatabaseOutput) -> Void)
         -> EventLoopFuture<Void>
     {
-        onOpenConnection { $0.execute(query: query, onOutput: onOutput) }
+        onOpenConnection { database, watch in
+            database.execute(query: query) { output in
+                watch?.heard()
+                onOutput(output)
+            }
+        }
     }
 
+    // Schema changes are not watched: an index build on a large table may rightly compute in
+    // silence for longer than any request should wait, and they run at start or by command.
     func execute(schema: DatabaseSchema) -> EventLoopFuture<Void> {
-        onOpenConnection { $0.execute(schema: schema) }
+        onOpenConnection(watched: false) { database, _ in database.execute(schema: schema) }
     }
 
     func execute(enum: DatabaseEnum) -> EventLoopFuture<Void> {
-        onOpenConnection { $0.execute(enum: `enum`) }
+        onOpenConnection(watched: false) { database, _ in database.execute(enum: `enum`) }
     }
 
     func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void)
         -> EventLoopFuture<Void>
     {
-        onOpenConnection { ($0 as! any SQLDatabase).execute(sql: query, onRow) }
+        onOpenConnection { database, watch in
+            (database as! any SQLDatabase).execute(sql: query) { row in
+                watch?.heard()
+                onRow(row)
+            }
+        }
     }
 
     func withSession<R: Sendable>(_ closure: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R
@@ -80,7 +103,9 @@ struct ConnectionCheckedDatabase: Database, SQLDatabase {
         -> EventLoopFuture<T>
     {
         inner.withConnection { bound in
-            closure(ConnectionCheckedDatabase(inner: bound, inTransaction: bound.inTransaction))
+            closure(
+                ConnectionCheckedDatabase(
+                    inner: bound, inTransaction: bound.inTransaction, silenceLimit: silenceLimit))
         }
     }
 
@@ -91,7 +116,7 @@ struct ConnectionCheckedDatabase: Database, SQLDatabase {
     {
         guard !inTransaction else { return closure(self) }
         return inner.withConnection { bound in
-            let transaction = ConnectionCheckedDatabase(inner: bound, inTransaction: true)
+            let transaction = ConnectionCheckedDatabase(inner: bound, inTransaction: true, silenceLimit: silenceLimit)
             return transaction.raw("BEGIN").run().flatMap {
                 closure(transaction).flatMap { result in
                     transaction.raw("COMMIT").run().map { result }
@@ -109,11 +134,79 @@ struct PostgresConnectionLost: Error, CustomStringConvertible {
     var description: String { "the PostgreSQL connection was closed before the statement was sent" }
 }
 
+/// Fails one statement, and closes its connection, once the server has sent nothing for `limit`.
+///
+/// A frozen server (a stopped process, a stalled disk, a paused VM) or one cut off without a
+/// reset keeps the TCP connection up, so the statement would hold its pooled connection for as
+/// long as that lasts, and requests would queue behind it. Rows reset the clock, so a long load
+/// that streams is not cut; a statement that computes in silence for longer than `limit` is.
+/// Closing the connection fails the query inside postgres-nio too, and the pool drops it.
+final class ServerSilenceWatch: Sendable {
+    let limit: TimeAmount
+    /// When the server was last heard from, in NIODeadline's uptime nanoseconds (rows arrive on
+    /// the connection's event loop; the atomic keeps this free of that assumption).
+    private let lastHeard: Atomic<Int64>
+
+    init(limit: TimeAmount) {
+        self.limit = limit
+        self.lastHeard = Atomic(Int64(NIODeadline.now().uptimeNanoseconds))
+    }
+
+    func heard() { lastHeard.store(Int64(NIODeadline.now().uptimeNanoseconds), ordering: .relaxed) }
+
+    private var quietUntil: NIODeadline {
+        .uptimeNanoseconds(UInt64(lastHeard.load(ordering: .relaxed))) + limit
+    }
+
+    /// `work`'s result, or `PostgresStatementTimedOut` once the server has been silent too long.
+    /// Called on the connection's event loop.
+    func guarding<T: Sendable>(_ work: EventLoopFuture<T>, on connection: PostgresConnection) -> EventLoopFuture<T> {
+        let loop = connection.eventLoop
+        let promise = loop.makePromise(of: T.self)
+        let done = NIOLoopBoundBox(false, eventLoop: loop)
+        let timer = NIOLoopBoundBox<Scheduled<Void>?>(nil, eventLoop: loop)
+        @Sendable func check() {
+            guard !done.value else { return }
+            let until = quietUntil
+            if until > .now() {
+                timer.value = loop.scheduleTask(deadline: until) { check() }
+                return
+            }
+            done.value = true
+            // Closed before the failure is reported, so the pool finds it closed and drops it.
+            connection.close().whenComplete { _ in }
+            promise.fail(PostgresStatementTimedOut(limit: limit))
+        }
+        timer.value = loop.scheduleTask(deadline: quietUntil) { check() }
+        work.hop(to: loop).whenComplete { result in
+            guard !done.value else { return }
+            done.value = true
+            timer.value?.cancel()
+            promise.completeWith(result)
+        }
+        return promise.futureResult
+    }
+}
+
+/// The server sent nothing for `limit` during a statement; its connection was closed.
+struct PostgresStatementTimedOut: Error, CustomStringConvertible {
+    let limit: TimeAmount
+    var milliseconds: Int64 { limit.nanoseconds / 1_000_000 }
+    var description: String {
+        "PostgreSQL sent nothing for \(milliseconds) ms during a statement; its connection was closed"
+    }
+}
+
 /// Registers a PostgreSQL database whose statements go through `ConnectionCheckedDatabase`.
 struct ConnectionCheckedConfiguration: DatabaseConfiguration {
     var inner: any DatabaseConfiguration
+    var silenceLimit: TimeAmount?
 
-    init(_ factory: DatabaseConfigurationFactory) { inner = factory.make() }
+    /// `silenceLimit`: see `ServerSilenceWatch` (nil: statements may wait forever).
+    init(_ factory: DatabaseConfigurationFactory, silenceLimit: TimeAmount?) {
+        inner = factory.make()
+        self.silenceLimit = silenceLimit
+    }
 
     var middleware: [any AnyModelMiddleware] {
         get { inner.middleware }
@@ -121,14 +214,16 @@ struct ConnectionCheckedConfiguration: DatabaseConfiguration {
     }
 
     func makeDriver(for databases: Databases) -> any DatabaseDriver {
-        Driver(inner: inner.makeDriver(for: databases))
+        Driver(inner: inner.makeDriver(for: databases), silenceLimit: silenceLimit)
     }
 
     struct Driver: DatabaseDriver {
         let inner: any DatabaseDriver
+        let silenceLimit: TimeAmount?
 
         func makeDatabase(with context: DatabaseContext) -> any Database {
-            ConnectionCheckedDatabase(inner: inner.makeDatabase(with: context), inTransaction: false)
+            ConnectionCheckedDatabase(
+                inner: inner.makeDatabase(with: context), inTransaction: false, silenceLimit: silenceLimit)
         }
 
         func shutdown() { inner.shutdown() }

@@ -36,6 +36,8 @@ extension APIError {
             }
         case is PostgresConnectionLost:
             reason = "the connection to PostgreSQL failed"
+        case let error as PostgresStatementTimedOut:
+            reason = "PostgreSQL did not answer within \(error.milliseconds) ms"
         case is ConnectionPoolTimeoutError:
             reason = "no database connection became free in time"
         case ConnectionPoolError.shutdown:

@@ -241,8 +241,11 @@ public enum DatabaseSetup {
             }
             let primary = named(try SQLPostgresConfiguration(url: url))
             // Checked connections: see ConnectionCheckedDatabase (a lost statement wedged the pool).
+            let silenceLimit: TimeAmount? =
+                config.databaseStatementTimeoutMs > 0 ? .milliseconds(Int64(config.databaseStatementTimeoutMs)) : nil
             app.databases.use(
-                ConnectionCheckedConfiguration(.postgres(configuration: primary)), as: .psql, isDefault: true)
+                ConnectionCheckedConfiguration(.postgres(configuration: primary), silenceLimit: silenceLimit),
+                as: .psql, isDefault: true)
             var replicaIDs: [DatabaseID] = []
             for (index, replicaURL) in config.databaseReplicaURLs.enumerated() {
                 guard replicaURL.hasPrefix("postgres://") || replicaURL.hasPrefix("postgresql://") else {
@@ -256,7 +259,7 @@ public enum DatabaseSetup {
                         .postgres(
                             configuration: named(try SQLPostgresConfiguration(url: replicaURL)),
                             connectionPoolTimeout: .seconds(2)
-                        )),
+                        ), silenceLimit: silenceLimit),
                     as: id, isDefault: false)
                 replicaIDs.append(id)
             }
