@@ -374,6 +374,31 @@ class Postgres:
     def start(self, node: str) -> None:
         self._ctl("-D", self.data[node], "-l", os.path.join(self.dir, f"{node}.log"), "-w", "-t", "60", "start")
 
+    def processes(self, node: str) -> list:
+        """The postmaster's pid (postmaster.pid's first line) and its children's (from /proc)."""
+        with open(os.path.join(self.data[node], "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        children = []
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == postmaster:
+                        children.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+        return [postmaster, *children]
+
+    def freeze(self, node: str) -> None:
+        """Every process of the node stopped (SIGSTOP), the postmaster first so it forks no more:
+        connections stay up and nothing answers, as with a paused VM or a stalled disk."""
+        for pid in self.processes(node):
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self, node: str) -> None:
+        for pid in self.processes(node):
+            os.kill(pid, signal.SIGCONT)
+
 
 # --- privacy scan ------------------------------------------------------------------------------
 

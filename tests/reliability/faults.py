@@ -291,54 +291,88 @@ def replica_fault(sc: Scenario, server, pg, token: str, ledger: Ledger) -> None:
 
 
 def primary_fault(sc: Scenario, server, pg, token: str, ledger: Ledger) -> None:
-    pg_url = pg.primary_url
+    """The primary crashes (immediate shutdown) for 6 s and is started again."""
+    primary_outage(sc, server, pg, token, ledger, "primary", down=("primary killed", lambda: pg.crash("primary")),
+                   up=("primary restarting", lambda: pg.start("primary")), down_s=6,
+                   words=("the primary is down", "it started"))
+
+
+def frozen_primary_fault(sc: Scenario, server, pg, token: str, ledger: Ledger, statement_limit_s: float) -> None:
+    """Every primary process stopped for 20 s, then continued: the TCP connections stay up and
+    nothing answers. Without the server's silence limit a statement in flight waits the whole 20 s;
+    with it, every answer while frozen comes within the limit plus the pool's 10 s wait for a
+    connection (new connections to a stopped postmaster do not complete either)."""
+    bound_ms = (statement_limit_s + 10 + 4) * 1000
+    slowest = primary_outage(sc, server, pg, token, ledger, "frozen",
+                             down=("primary frozen", lambda: pg.freeze("primary")),
+                             up=("primary continued", lambda: pg.thaw("primary")), down_s=20,
+                             words=("the primary is frozen", "SIGCONT"), always=lambda: pg.thaw("primary"))
+    sc.check(f"every answer while frozen within {bound_ms / 1000:.0f} s (statement limit {statement_limit_s:g} s "
+             f"+ pool wait 10 s + 4 s)", slowest <= bound_ms, f"slowest {slowest:.0f} ms")
+
+
+def primary_outage(sc: Scenario, server, pg, token: str, ledger: Ledger, tag: str, down, up, down_s: float,
+                   words, always=None) -> float:
+    """Two writers, a reader and failed sign-ins through an outage of the primary (`down` starts it,
+    `up` ends it; `words` name the outage and its end in the report; `always` runs however the
+    scenario ends). Returns the slowest answer, in ms, of a
+    request that met the outage (sent or answered between `down` and "back")."""
     port = server.port
-    g = Gallery(sc, port, token, ledger, "primary")
-    outage: dict = {}  # answers while the primary was down or restarting, by code
+    g = Gallery(sc, port, token, ledger, tag)
+    outage: dict = {}  # answers while the primary was out or coming back, by code
+    slowest = [0.0]
 
     def judge(r, phase):
         if phase in ("before", "back"):
             return 200 <= r.status < 300
-        # While the primary is down or just back: a success, or 503 with a clear code.
+        slowest[0] = max(slowest[0], r.ms)
+        # While the primary is out or just back: a success, or 503 with a clear code.
         if not 200 <= r.status < 300:
             outage[r.key] = outage.get(r.key, 0) + 1
         return (200 <= r.status < 300) or (r.status == 503 and r.code in CLEAR_503)
 
     def login(ph):
         body, h = json_body({"email": ADMIN_EMAIL, "password": "not-the-password-123"})
-        # A failed sign-in still writes an audit row: 401 normally, 503 while the database is gone.
+        # A failed sign-in still writes an audit row: 401 normally, 503 while the database is out.
         r, phase = call(ph, port, "POST", "/v1/auth/login", body, h, timeout=30)
+        if phase not in ("before", "back"):
+            slowest[0] = max(slowest[0], r.ms)
         sc.count(r, r.status in (400, 401) or (phase not in ("before", "back") and r.status == 503
                                                 and r.code in CLEAR_503), f"[{phase}] POST /v1/auth/login")
         time.sleep(0.3)
 
     acked_before = ledger.size()
-    with Traffic([g.writer(judge), g.writer(judge), g.reader(judge), login]) as t:
-        time.sleep(3)
-        t.phase = "primary killed"
-        pg.crash("primary")
-        time.sleep(6)
-        t.phase = "primary restarting"
-        pg.start("primary")
+    try:
+        with Traffic([g.writer(judge), g.writer(judge), g.reader(judge), login]) as t:
+            time.sleep(3)
+            t.phase = down[0]
+            down[1]()
+            time.sleep(down_s)
+            t.phase = up[0]
+            up[1]()
 
-        def write_ok():
-            r = request(port, "POST", f"/v1/collections/{g.coll}/subjects",
-                        *g._json({"name": "probe", "external_id": f"probe-{uuid.uuid4().hex}"}), timeout=10)
-            if r.status == 201:
-                ledger.subject(g.coll, r.json()["data"]["id"], "probe")
-            return r.status == 201
-        s = wait_for(write_ok, 30, step=0.5)
-        sc.check("writes succeed again after the primary is back", s is not None,
-                 f"{s:.1f} s after it started" if s is not None else "not within 30 s")
-        t.phase = "back"
-        time.sleep(3)
-    sc.notes.append(f"while the primary was down: {outage or 'no failed answer'}; "
-                    f"{ledger.size() - acked_before} writes acknowledged in this scenario")
+            def write_ok():
+                r = request(port, "POST", f"/v1/collections/{g.coll}/subjects",
+                            *g._json({"name": "probe", "external_id": f"probe-{uuid.uuid4().hex}"}), timeout=10)
+                if r.status == 201:
+                    ledger.subject(g.coll, r.json()["data"]["id"], "probe")
+                return r.status == 201
+            s = wait_for(write_ok, 30, step=0.5)
+            sc.check("writes succeed again after the primary is back", s is not None,
+                     f"{s:.1f} s after {words[1]}" if s is not None else "not within 30 s")
+            t.phase = "back"
+            time.sleep(3)
+    finally:
+        if always:
+            always()
+    sc.notes.append(f"while {words[0]}: {outage or 'no failed answer'}; slowest answer "
+                    f"{slowest[0]:.0f} ms; {ledger.size() - acked_before} writes acknowledged in this scenario")
     refused = {k: v for k, v in outage.items() if k.split(" ")[-1] in CLEAR_503 and k.startswith("503")}
-    sc.check("requests while the primary is down answer 503 with a clear code (and some did)",
+    sc.check(f"requests while {words[0]} answer 503 with a clear code (and some did)",
              bool(refused) and refused == outage, json.dumps(outage))
     time.sleep(1.5)
-    sc.add_lost(ledger.verify(sc, port, g.auth, pg_url))
+    sc.add_lost(ledger.verify(sc, port, g.auth, pg.primary_url))
+    return slowest[0]
 
 
 # --- a model file corrupted on disk ---------------------------------------------------------------

@@ -243,8 +243,10 @@ def main() -> int:
         # The main server: PostgreSQL primary + replica, Redis, debug logs (more to scan for privacy).
         pg = wait_postgres()
         redis.start()
+        # A 2 s statement limit (default 30 s) keeps the frozen-primary scenario short.
         main_srv = make_server("main", {"DATABASE_URL": pg.primary_url, "DATABASE_REPLICA_URLS": pg.replica_url,
-                                        "REDIS_URL": redis.url, "FACESOCIAL_LOG_LEVEL": "debug"})
+                                        "REDIS_URL": redis.url, "FACESOCIAL_LOG_LEVEL": "debug",
+                                        "FACESOCIAL_DB_STATEMENT_TIMEOUT_MS": "2000"})
         main_srv.start()
         token = login(main_srv.port)
 
@@ -254,6 +256,7 @@ def main() -> int:
                  pg.primary_url)
         scenario("replica", "fault: PG replica killed", faults.replica_fault, main_srv, pg, token, ledger)
         scenario("primary", "fault: PG primary killed", faults.primary_fault, main_srv, pg, token, ledger)
+        scenario("frozen", "fault: PG primary frozen", faults.frozen_primary_fault, main_srv, pg, token, ledger, 2.0)
         scenario("model", "fault: model file corrupted", faults.model_fault, make_server, a.work)
 
         def sigterm(sc):
