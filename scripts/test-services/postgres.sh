@@ -82,11 +82,26 @@ CONF
   log "primary on 127.0.0.1:$primary_port, replica on 127.0.0.1:$replica_port ($dir)"
 }
 
+# A node a test froze (SIGSTOP) acts on no signal of pg_ctl's: continue the postmaster and its
+# children first (an interrupted frozen-primary scenario would leave them stopped for good).
+continue_node() {
+  local pid stat line rest
+  pid=$(head -1 "$1/postmaster.pid" 2>/dev/null) || return 0
+  kill -CONT "$pid" 2>/dev/null || true
+  for stat in /proc/[0-9]*/stat; do
+    read -r line < "$stat" 2>/dev/null || continue
+    rest=${line##*) }  # after "pid (comm) ": state, ppid, ...
+    read -r _ ppid _ <<< "$rest"
+    if [ "$ppid" = "$pid" ]; then kill -CONT "${stat//[!0-9]/}" 2>/dev/null || true; fi
+  done
+}
+
 stop() {
   local dir=${1:-${FACESOCIAL_TEST_POSTGRES_DIR:-}}
   [ -n "$dir" ] && [ -d "$dir" ] || return 0
   for node in replica primary; do
     if [ -f "$dir/$node/postmaster.pid" ]; then
+      continue_node "$dir/$node"
       as_owner "$bin/pg_ctl" -D "$dir/$node" -m immediate -w stop >/dev/null 2>&1 || true
     fi
   done
