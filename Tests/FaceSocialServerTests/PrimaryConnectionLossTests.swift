@@ -32,27 +32,65 @@ extension PostgresGalleryTests {
         }
     }
 
+    /// Takes a pooled connection, hands its backend's pid to `interrupt`, then runs `SELECT 1` on
+    /// it; `resume` runs after that, however it ended. The statement's outcome, within `seconds`.
+    static func interruptedStatement(
+        _ router: DatabaseRouter, within seconds: Double,
+        interrupt: @escaping @Sendable (Int32) async throws -> Void,
+        resume: @escaping @Sendable (Int32) -> Void = { _ in }
+    ) async throws -> Result<Int, any Error> {
+        try await withTimeout(seconds: seconds) {
+            try await router.primary.withConnection { db in
+                let sql = db as! any SQLDatabase
+                let row = try await sql.raw("SELECT pg_backend_pid() AS pid").first()
+                let pid = try #require(try row?.decode(column: "pid", as: Int32.self))
+                try await interrupt(pid)
+                defer { resume(pid) }
+                do {
+                    return .success(
+                        try await sql.raw("SELECT 1 AS one").first()?.decode(column: "one", as: Int.self) ?? 0)
+                } catch {
+                    return .failure(error)
+                }
+            }
+        }
+    }
+
+    /// A transaction that creates a collection named `name`, hands its backend's pid to
+    /// `interrupt`, then writes once more; `resume` runs after that write, however it ended.
+    /// Returns the error the transaction failed with (nil: it committed), within `seconds`.
+    static func interruptedTransaction(
+        _ router: DatabaseRouter, name: String, within seconds: Double,
+        interrupt: @escaping @Sendable (Int32) async throws -> Void,
+        resume: @escaping @Sendable (Int32) -> Void = { _ in }
+    ) async throws -> (any Error)? {
+        try await withTimeout(seconds: seconds) {
+            do {
+                try await router.primary.transaction { tx in
+                    try await GalleryCollection(id: UUID(), name: name, description: nil).create(on: tx)
+                    let row = try await (tx as! any SQLDatabase).raw("SELECT pg_backend_pid() AS pid").first()
+                    let pid = try #require(try row?.decode(column: "pid", as: Int32.self))
+                    try await interrupt(pid)
+                    defer { resume(pid) }
+                    try await GalleryVersion(collectionID: UUID()).create(on: tx)
+                }
+                return nil
+            } catch {
+                return error
+            }
+        }
+    }
+
     /// postgres-nio loses a statement written to a connection that has finished closing, and the
     /// pool never gets that connection back; ConnectionCheckedDatabase fails the statement instead.
     @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
     func aStatementOnAConnectionTheServerDroppedFailsAndThePoolRecovers() async throws {
         try await withFaceSocial(TestPostgres.appEnv) { app in
             let router = app.databaseRouter
-            let outcome: Result<Int, any Error> = try await withTimeout(seconds: 8) {
-                try await router.primary.withConnection { db in
-                    let sql = db as! any SQLDatabase
-                    let row = try await sql.raw("SELECT pg_backend_pid() AS pid").first()
-                    let pid = try #require(try row?.decode(column: "pid", as: Int32.self))
-                    try await Self.terminate(backend: pid, router: router)
-                    // Long enough for NIO to close the channel and tear its pipeline down.
-                    try await Task.sleep(for: .milliseconds(300))
-                    do {
-                        return .success(
-                            try await sql.raw("SELECT 1 AS one").first()?.decode(column: "one", as: Int.self) ?? 0)
-                    } catch {
-                        return .failure(error)
-                    }
-                }
+            let outcome = try await Self.interruptedStatement(router, within: 8) { pid in
+                try await Self.terminate(backend: pid, router: router)
+                // Long enough for NIO to close the channel and tear its pipeline down.
+                try await Task.sleep(for: .milliseconds(300))
             }
             guard case .failure(let error) = outcome else {
                 Issue.record("a statement on a terminated backend answered: \(outcome)")
@@ -71,20 +109,9 @@ extension PostgresGalleryTests {
         try await withFaceSocial(TestPostgres.appEnv) { app in
             let router = app.databaseRouter
             let name = "dropped-\(UUID().uuidString.prefix(8))"
-            let failure: (any Error)? = try await withTimeout(seconds: 8) {
-                do {
-                    try await router.primary.transaction { tx in
-                        try await GalleryCollection(id: UUID(), name: name, description: nil).create(on: tx)
-                        let row = try await (tx as! any SQLDatabase).raw("SELECT pg_backend_pid() AS pid").first()
-                        let pid = try #require(try row?.decode(column: "pid", as: Int32.self))
-                        try await Self.terminate(backend: pid, router: router)
-                        try await Task.sleep(for: .milliseconds(300))
-                        try await GalleryVersion(collectionID: UUID()).create(on: tx)
-                    }
-                    return nil
-                } catch {
-                    return error
-                }
+            let failure = try await Self.interruptedTransaction(router, name: name, within: 8) { pid in
+                try await Self.terminate(backend: pid, router: router)
+                try await Task.sleep(for: .milliseconds(300))
             }
             let error = try #require(failure, "the transaction committed on a terminated backend")
             // Refused as the database being unavailable (503), not an internal error.

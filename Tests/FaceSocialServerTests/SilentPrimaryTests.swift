@@ -13,31 +13,14 @@ extension PostgresGalleryTests {
     /// One second without a byte from the server fails a statement.
     static let silentEnv = TestPostgres.appEnv.merging(["FACESOCIAL_DB_STATEMENT_TIMEOUT_MS": "1000"]) { $1 }
 
-    static func backendPID(_ sql: any SQLDatabase) async throws -> Int32 {
-        let row = try await sql.raw("SELECT pg_backend_pid() AS pid").first()
-        return try #require(try row?.decode(column: "pid", as: Int32.self))
-    }
-
     /// The statement fails as the database being unavailable once the server has been silent for
     /// the limit (without the watch it waits as long as the backend is stopped: the outer 20 s
     /// bound fails the test instead of hanging it), and every event loop's pool answers after.
     @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
     func aStatementTheServerNeverAnswersFailsAndThePoolRecovers() async throws {
         try await withFaceSocial(Self.silentEnv) { app in
-            let outcome: Result<Int, any Error> = try await withTimeout(seconds: 20) {
-                try await app.databaseRouter.primary.withConnection { db in
-                    let sql = db as! any SQLDatabase
-                    let pid = try await Self.backendPID(sql)
-                    kill(pid, SIGSTOP)
-                    defer { kill(pid, SIGCONT) }
-                    do {
-                        return .success(
-                            try await sql.raw("SELECT 1 AS one").first()?.decode(column: "one", as: Int.self) ?? 0)
-                    } catch {
-                        return .failure(error)
-                    }
-                }
-            }
+            let outcome = try await Self.interruptedStatement(
+                app.databaseRouter, within: 20, interrupt: { kill($0, SIGSTOP) }, resume: { kill($0, SIGCONT) })
             guard case .failure(let error) = outcome else {
                 Issue.record("a stopped backend answered: \(outcome)")
                 return
@@ -56,20 +39,8 @@ extension PostgresGalleryTests {
         try await withFaceSocial(Self.silentEnv) { app in
             let router = app.databaseRouter
             let name = "silent-\(UUID().uuidString.prefix(8))"
-            let failure: (any Error)? = try await withTimeout(seconds: 20) {
-                do {
-                    try await router.primary.transaction { tx in
-                        try await GalleryCollection(id: UUID(), name: name, description: nil).create(on: tx)
-                        let pid = try await Self.backendPID(tx as! any SQLDatabase)
-                        kill(pid, SIGSTOP)
-                        defer { kill(pid, SIGCONT) }
-                        try await GalleryVersion(collectionID: UUID()).create(on: tx)
-                    }
-                    return nil
-                } catch {
-                    return error
-                }
-            }
+            let failure = try await Self.interruptedTransaction(
+                router, name: name, within: 20, interrupt: { kill($0, SIGSTOP) }, resume: { kill($0, SIGCONT) })
             let error = try #require(failure, "the transaction committed on a stopped backend")
             #expect(error is PostgresStatementTimedOut, "\(error)")
             try await Self.everyPoolAnswers(app)
