@@ -66,7 +66,7 @@ test-deploy-static:
 
 # Load and soak, faults (Redis, PostgreSQL replica and primary, a corrupted model, SIGTERM), bad
 # input, libFuzzer, schemathesis and a privacy scan, with a summary table (docs/reliability.md).
-# About 10 minutes; `scripts/reliability.sh smoke` (part of `make test`) is the 3-minute version.
+# About 11 minutes; `scripts/reliability.sh smoke` (part of `make test`) is the 4-minute version.
 test-reliability:
 	@scripts/setup.sh run
 	@scripts/reliability.sh full

@@ -24,5 +24,5 @@ fi
 # tests just built serves; `make test-deploy` runs the same with the release build.
 FACESOCIAL_BIN="$root/.build/debug/facesocial" tests/deploy/run.sh all
 # Reliability smoke (docs/reliability.md): load with bursts, faults, bad input, fuzz, schemathesis,
-# privacy scan, about 3.5 minutes, on the same debug binary.
+# privacy scan, about 4 minutes, on the same debug binary.
 FACESOCIAL_BIN="$root/.build/debug/facesocial" scripts/reliability.sh smoke
