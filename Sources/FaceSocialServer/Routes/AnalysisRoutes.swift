@@ -186,21 +186,26 @@ struct AnalysisRoutes: RouteCollection {
         let bytes = try input.image("image")
         // Embeddings are biometric templates: results that carry them are never cached.
         let cache = kinds.contains(.embedding) ? nil : self.cache
-        let key = ResultCache.key(
-            route: "analyze", image: bytes, models: faces.modelFingerprint,
-            parameters: [
-                "detector": p.detector.rawValue, "options": "\(p.detection)", "min_quality": "\(p.minQuality)",
-                "liveness_threshold": "\(p.livenessThreshold)",
-                "analyses": kinds.map(\.rawValue).sorted().joined(separator: ","),
-            ])
-        if let cached = await cache?.lookup(key, route: "analyze", as: AnalyzeResponse.self, context: req.context) {
+        // The key hashes the whole image: only worth it while the cache is on.
+        let key =
+            cache?.isEnabled == true
+            ? ResultCache.key(
+                route: "analyze", image: bytes, models: faces.modelFingerprint,
+                parameters: [
+                    "detector": p.detector.rawValue, "options": "\(p.detection)", "min_quality": "\(p.minQuality)",
+                    "liveness_threshold": "\(p.livenessThreshold)",
+                    "analyses": kinds.map(\.rawValue).sorted().joined(separator: ","),
+                ]) : nil
+        if let key,
+            let cached = await cache?.lookup(key, route: "analyze", as: AnalyzeResponse.self, context: req.context)
+        {
             return req.envelope(cached)
         }
         let (image, reports) = try await run(bytes, p, kinds: kinds, context: req.context)
         let result = AnalyzeResponse(
             faces: reports.map { FaceReportDTO($0, kinds: kinds) }, faceCount: reports.count,
             image: ImageSizeDTO(width: image.width, height: image.height))
-        await cache?.store(key, result, context: req.context)
+        if let key { await cache?.store(key, result, context: req.context) }
         return req.envelope(result)
     }
 

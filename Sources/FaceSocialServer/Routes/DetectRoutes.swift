@@ -17,10 +17,15 @@ struct DetectRoutes: RouteCollection {
         let options = try input.detectionOptions(maxFacesLimit: config.maxFaces)
         let detector = try input.detector()
         let bytes = try input.image("image")
-        let key = ResultCache.key(
-            route: "detect", image: bytes, models: faces.modelFingerprint,
-            parameters: ["detector": detector.rawValue, "options": "\(options)"])
-        if let cached = await cache?.lookup(key, route: "detect", as: DetectResponse.self, context: req.context) {
+        // The key hashes the whole image: only worth it while the cache is on.
+        let key =
+            cache?.isEnabled == true
+            ? ResultCache.key(
+                route: "detect", image: bytes, models: faces.modelFingerprint,
+                parameters: ["detector": detector.rawValue, "options": "\(options)"]) : nil
+        if let key,
+            let cached = await cache?.lookup(key, route: "detect", as: DetectResponse.self, context: req.context)
+        {
             return req.envelope(cached)
         }
         let (detection, width, height) = try await faces.detectOnly(bytes, detector: detector, options: options)
@@ -28,7 +33,7 @@ struct DetectRoutes: RouteCollection {
         let result = DetectResponse(
             faces: detection.faces.map(DetectedFaceDTO.init), faceCount: detection.faces.count,
             image: ImageSizeDTO(width: width, height: height))
-        await cache?.store(key, result, context: req.context)
+        if let key { await cache?.store(key, result, context: req.context) }
         return req.envelope(result)
     }
 }
