@@ -110,6 +110,48 @@ struct PostgresGalleryTests {
         }
     }
 
+    /// FACESOCIAL_DB_POOL_PER_LOOP and FACESOCIAL_DB_POOL_TIMEOUT_MS reach Fluent's pools: four
+    /// statements at once on one event loop with three connections per loop run on three backends,
+    /// and the fourth gives up waiting after 0.5 s (the others hold theirs for 1.5 s) as a 503.
+    @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
+    func poolSizeAndWaitAreConfigurable() async throws {
+        #expect(throws: ConfigError.self) { try testConfig(["FACESOCIAL_DB_POOL_PER_LOOP": "0"]) }
+        #expect(throws: ConfigError.self) { try testConfig(["FACESOCIAL_DB_POOL_TIMEOUT_MS": "ten"]) }
+        let env = TestPostgres.appEnv.merging(
+            ["FACESOCIAL_DB_POOL_PER_LOOP": "3", "FACESOCIAL_DB_POOL_TIMEOUT_MS": "500"]) { $1 }
+        try await withFaceSocial(env) { app in
+            let loops = Array(app.eventLoopGroup.makeIterator()).count
+            #expect(app.databaseRouter.poolCapacity == 3 * loops)
+            let database = try #require(
+                app.databases.database(.psql, logger: app.logger, on: app.eventLoopGroup.next()))
+            let sql = try #require(database as? any SQLDatabase)
+            let outcomes = try await withThrowingTaskGroup(of: Result<Int32, any Error>.self) { group in
+                for _ in 0..<4 {
+                    group.addTask {
+                        do {
+                            let row = try await sql.raw("SELECT pg_backend_pid() AS pid, pg_sleep(1.5)::text AS slept")
+                                .first()
+                            return .success(try #require(try row?.decode(column: "pid", as: Int32.self)))
+                        } catch {
+                            return .failure(error)
+                        }
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let pids = outcomes.compactMap { try? $0.get() }
+            #expect(Set(pids).count == 3, "three statements on three backends: \(outcomes)")
+            let failures = outcomes.compactMap { outcome -> (any Error)? in
+                if case .failure(let error) = outcome { return error }
+                return nil
+            }
+            #expect(failures.count == 1, "\(outcomes)")
+            if let failure = failures.first {
+                #expect(APIError.databaseUnavailable(failure)?.code == "DATABASE_UNAVAILABLE", "\(failure)")
+            }
+        }
+    }
+
     @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
     func readsUseTheReplicaAndSurviveItsLoss() async throws {
         try await withFaceSocial(TestPostgres.appEnv) { app in

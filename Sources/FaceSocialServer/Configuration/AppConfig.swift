@@ -38,6 +38,11 @@ public struct AppConfig: Sendable {
     /// How long a PostgreSQL statement may go without a byte from the server before its connection
     /// is closed and the request answered 503 (0: wait forever).
     public var databaseStatementTimeoutMs: Int = 30_000
+    /// PostgreSQL connections per event loop (Fluent's pools are per loop), for the primary and
+    /// each replica.
+    public var databasePoolPerLoop: Int = 1
+    /// How long a request waits for a free PostgreSQL primary connection before 503.
+    public var databasePoolTimeoutMs: Int = 10_000
     /// How often an instance checks for gallery changes made by other instances.
     public var galleryPollMs: Int = 500
     /// Run pending migrations when the server starts (`facesocial migrate` runs them on demand).
@@ -151,6 +156,8 @@ public struct AppConfig: Sendable {
         withData.replicaMaxLagMs = try integer("FACESOCIAL_REPLICA_MAX_LAG_MS", 1000, 0...3_600_000)
         withData.databaseStatementTimeoutMs = try integer(
             "FACESOCIAL_DB_STATEMENT_TIMEOUT_MS", 30_000, 0...3_600_000)
+        withData.databasePoolPerLoop = try integer("FACESOCIAL_DB_POOL_PER_LOOP", 1, 1...64)
+        withData.databasePoolTimeoutMs = try integer("FACESOCIAL_DB_POOL_TIMEOUT_MS", 10_000, 100...600_000)
         withData.galleryPollMs = try integer("FACESOCIAL_GALLERY_POLL_MS", 500, 50...60_000)
         if let raw = value("FACESOCIAL_AUTO_MIGRATE")?.lowercased() {
             guard ["true", "false", "1", "0"].contains(raw) else {

@@ -43,6 +43,13 @@ public struct ConfigVariable: Sendable {
                     "a PostgreSQL statement that hears nothing from the server this long fails with 503 and its connection is closed (0: no limit)"
             ),
             .init(
+                name: "FACESOCIAL_DB_POOL_PER_LOOP", defaultValue: "1",
+                summary:
+                    "PostgreSQL connections per event loop (one loop per core), for the primary and each replica"),
+            .init(
+                name: "FACESOCIAL_DB_POOL_TIMEOUT_MS", defaultValue: "10000",
+                summary: "how long a request waits for a free PostgreSQL primary connection before 503"),
+            .init(
                 name: "FACESOCIAL_GALLERY_POLL_MS", defaultValue: "500",
                 summary:
                     "how often gallery changes by other instances are checked (SQLite; PostgreSQL also uses LISTEN)"),

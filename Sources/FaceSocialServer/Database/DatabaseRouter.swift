@@ -228,8 +228,9 @@ public enum DatabaseSetup {
     public static func configure(_ app: Application, config: AppConfig) throws {
         let url = config.databaseURL
         let router: DatabaseRouter
-        // Fluent opens at most one connection per event loop (its default), for each database.
-        let poolCapacity = Array(app.eventLoopGroup.makeIterator()).count
+        // Fluent's pools are per event loop: FACESOCIAL_DB_POOL_PER_LOOP connections on each, for
+        // each PostgreSQL database (SQLite: one per loop).
+        let loops = Array(app.eventLoopGroup.makeIterator()).count
         if let url, url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
             // Named per process so /metrics can count this instance's connections on the server.
             let applicationName = String("facesocial-\(ProcessInfo.processInfo.hostName)".prefix(48)) + "-\(getpid())"
@@ -244,7 +245,11 @@ public enum DatabaseSetup {
             let silenceLimit: TimeAmount? =
                 config.databaseStatementTimeoutMs > 0 ? .milliseconds(Int64(config.databaseStatementTimeoutMs)) : nil
             app.databases.use(
-                ConnectionCheckedConfiguration(.postgres(configuration: primary), silenceLimit: silenceLimit),
+                ConnectionCheckedConfiguration(
+                    .postgres(
+                        configuration: primary, maxConnectionsPerEventLoop: config.databasePoolPerLoop,
+                        connectionPoolTimeout: .milliseconds(Int64(config.databasePoolTimeoutMs))),
+                    silenceLimit: silenceLimit),
                 as: .psql, isDefault: true)
             var replicaIDs: [DatabaseID] = []
             for (index, replicaURL) in config.databaseReplicaURLs.enumerated() {
@@ -258,6 +263,7 @@ public enum DatabaseSetup {
                     ConnectionCheckedConfiguration(
                         .postgres(
                             configuration: named(try SQLPostgresConfiguration(url: replicaURL)),
+                            maxConnectionsPerEventLoop: config.databasePoolPerLoop,
                             connectionPoolTimeout: .seconds(2)
                         ), silenceLimit: silenceLimit),
                     as: id, isDefault: false)
@@ -266,7 +272,7 @@ public enum DatabaseSetup {
             router = DatabaseRouter(
                 kind: .postgres, primaryID: .psql, replicaIDs: replicaIDs, postgresPrimary: primary,
                 maxLagMs: config.replicaMaxLagMs, databases: app.databases, logger: app.logger,
-                poolCapacity: poolCapacity, applicationName: applicationName)
+                poolCapacity: loops * config.databasePoolPerLoop, applicationName: applicationName)
         } else {
             guard config.databaseReplicaURLs.isEmpty else {
                 throw ConfigError.invalid(
@@ -287,7 +293,7 @@ public enum DatabaseSetup {
             router = DatabaseRouter(
                 kind: .sqlite, primaryID: .sqlite, replicaIDs: [], postgresPrimary: nil,
                 maxLagMs: config.replicaMaxLagMs,
-                databases: app.databases, logger: app.logger, poolCapacity: poolCapacity)
+                databases: app.databases, logger: app.logger, poolCapacity: loops)
         }
         app.storage[DatabaseRouterKey.self] = router
         for migration in GalleryMigrations.all { app.migrations.add(migration, to: router.primaryID) }
