@@ -178,10 +178,33 @@ struct GalleryTests {
             await #expect(throws: (any Error).self) { try await sql.raw("DELETE FROM audit_events").run() }
             await #expect(throws: (any Error).self) { try await sql.raw("UPDATE audit_events SET actor = 'x'").run() }
             // The export's row (sign-ins and collection changes write rows of their own).
+            // The id the API answered is the audit row's resource id, as it stands (both lower-case).
             let count = try await sql.raw(
-                "SELECT COUNT(*) AS n FROM audit_events WHERE resource_id = \(bind: subject.lowercased())"
+                "SELECT COUNT(*) AS n FROM audit_events WHERE resource_id = \(bind: subject)"
             ).first()?.decode(column: "n", as: Int.self)
             #expect(count == 1)
+        }
+    }
+
+    /// Every id in gallery answers is a lower-case UUID, the form of audit resource ids, user
+    /// collection scopes, API key and user ids and request ids (JSONEncoder alone writes upper-case).
+    @Test func galleryIDsAreLowerCaseLikeEveryOtherID() async throws {
+        try await withFaceSocial { app in
+            let c = GalleryClient(app: app)
+            let collection = try await c.createCollection("ids")
+            let subject = try await c.createSubject(collection, "obama")
+            let enrolled = try await c.enrol(collection, subject, "obama.jpg")
+            let read = try await c.json(
+                .GET, "/v1/collections/\(collection)/subjects/\(subject)",
+                template: "/v1/collections/{collection}/subjects/{subject}")
+            let ids: [Any?] = [
+                collection, subject, enrolled[path: "data.subject_id"], enrolled[path: "data.faces.0.id"],
+                enrolled[path: "data.faces.0.subject_id"], read[path: "data.id"], read[path: "data.collection_id"],
+            ]
+            for id in ids {
+                let text = try #require(id as? String)
+                #expect(UUID(uuidString: text) != nil && text == text.lowercased(), "\(text)")
+            }
         }
     }
 }

@@ -7,9 +7,31 @@ func iso8601(_ date: Date?) -> String? {
     date.map { $0.formatted(.iso8601) }
 }
 
+/// A UUID written lower-case, like every other id the API hands out (users, API keys, audit
+/// resource ids, request ids, token subjects); JSONEncoder writes UUIDs upper-case. Read in either.
+@propertyWrapper
+struct LowercaseUUID: Codable, Sendable, Hashable {
+    var wrappedValue: UUID
+
+    init(wrappedValue: UUID) { self.wrappedValue = wrappedValue }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        guard let id = UUID(uuidString: try container.decode(String.self)) else {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "not a UUID")
+        }
+        wrappedValue = id
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(wrappedValue.uuidString.lowercased())
+    }
+}
+
 /// JSON shapes of the gallery routes.
 struct CollectionDTO: Content {
-    let id: UUID
+    @LowercaseUUID var id: UUID
     let name: String
     let description: String?
     let createdAt: String?
@@ -38,8 +60,8 @@ struct CollectionList: Content {
 }
 
 struct StoredFaceDTO: Content {
-    let id: UUID
-    let subjectID: UUID
+    @LowercaseUUID var id: UUID
+    @LowercaseUUID var subjectID: UUID
     let embeddingModel: String
     let quality: Float
     let bbox: BoxDTO
@@ -63,8 +85,8 @@ struct StoredFaceDTO: Content {
 }
 
 struct SubjectDTO: Content {
-    let id: UUID
-    let collectionID: UUID
+    @LowercaseUUID var id: UUID
+    @LowercaseUUID var collectionID: UUID
     let externalID: String
     let name: String
     let metadata: [String: JSONValue]
@@ -103,7 +125,7 @@ struct SubjectPage: Content {
 }
 
 struct EnrolResponse: Content {
-    let subjectID: UUID
+    @LowercaseUUID var subjectID: UUID
     let faces: [StoredFaceDTO]
     let facesDetected: Int
 
@@ -132,7 +154,7 @@ struct BatchEnrolResponse: Content {
 }
 
 struct DeletedDTO: Content {
-    let id: UUID
+    @LowercaseUUID var id: UUID
     let deleted: Bool
     let facesErased: Int
 
@@ -144,12 +166,12 @@ struct DeletedDTO: Content {
 
 struct IdentifyResponse: Content {
     struct Candidate: Content {
-        let subjectID: UUID
+        @LowercaseUUID var subjectID: UUID
         let externalID: String
         let name: String
         let similarity: Float
         let isMatch: Bool
-        let faceID: UUID
+        @LowercaseUUID var faceID: UUID
 
         enum CodingKeys: String, CodingKey {
             case name, similarity
