@@ -9,13 +9,22 @@ import VaporTesting
 
 @Suite("Galleries on SQLite")
 struct GalleryTests {
-    static func sharedSQLite() -> [String: String] {
+    /// A database file that outlives one app (two instances, or a restart), and its removal: it
+    /// holds sealed embeddings, which a test must not leave behind.
+    static func sharedSQLite() -> (env: [String: String], remove: @Sendable () -> Void) {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("facesocial-gallery-\(UUID()).sqlite")
-        return ["DATABASE_URL": "sqlite://\(path.path)", "FACESOCIAL_GALLERY_POLL_MS": "200"]
+        let remove: @Sendable () -> Void = {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                try? FileManager.default.removeItem(atPath: path.path + suffix)
+            }
+        }
+        return (["DATABASE_URL": "sqlite://\(path.path)", "FACESOCIAL_GALLERY_POLL_MS": "200"], remove)
     }
 
     @Test func enrolIdentifyAcrossTwoInstances() async throws {
-        try await withTwoInstances(Self.sharedSQLite()) { first, second in
+        let database = Self.sharedSQLite()
+        defer { database.remove() }
+        try await withTwoInstances(database.env) { first, second in
             try await GalleryScenario.run(writer: first, reader: second)
         }
     }
@@ -138,7 +147,9 @@ struct GalleryTests {
     @Test func keyRotationReencryptsEveryRow() async throws {
         let oldKey = SymmetricKey(size: .bits256).base64
         let newKey = SymmetricKey(size: .bits256).base64
-        let env = Self.sharedSQLite().merging(["FACESOCIAL_DATA_KEY": oldKey, "FACESOCIAL_DATA_KEY_ID": "old"]) { $1 }
+        let database = Self.sharedSQLite()
+        defer { database.remove() }
+        let env = database.env.merging(["FACESOCIAL_DATA_KEY": oldKey, "FACESOCIAL_DATA_KEY_ID": "old"]) { $1 }
         var collection = ""
         try await withFaceSocial(env) { app in
             let c = GalleryClient(app: app)
