@@ -97,6 +97,11 @@ struct RedisSecurityTests {
         #expect(base != ResultCache.key(route: "detect", image: image, models: "m@2", parameters: ["a": "1"]))
         #expect(base != ResultCache.key(route: "detect", image: image, models: "m@1", parameters: ["a": "2"]))
         #expect(base != ResultCache.key(route: "analyze", image: image, models: "m@1", parameters: ["a": "1"]))
+        // A request's key is that key while the cache is on, and none (no hashing) while it is off.
+        let on = ResultCache(ttl: 60, maxEntries: 10, redis: nil)
+        let off = ResultCache(ttl: 0, maxEntries: 10, redis: nil)
+        #expect(on.requestKey(route: "detect", image: image, models: "m@1", parameters: ["a": "1"]) == base)
+        #expect(off.requestKey(route: "detect", image: image, models: "m@1", parameters: ["a": "1"]) == nil)
     }
 
     /// Runs the image-bearing flows with Redis and a kept SQLite file, then scans the database, a

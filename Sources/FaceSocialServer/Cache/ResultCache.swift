@@ -59,6 +59,12 @@ public final class ResultCache: Sendable {
         return "fs:result:\(route):\(Secrets.sha256Hex(material))"
     }
 
+    /// The request's key, or nil while the cache is off: the key hashes the whole image, which is
+    /// only worth it when something is looked up.
+    public func requestKey(route: String, image: [UInt8], models: String, parameters: [String: String]) -> String? {
+        isEnabled ? Self.key(route: route, image: image, models: models, parameters: parameters) : nil
+    }
+
     public func get(_ key: String, route: String) async -> Data? {
         guard isEnabled else { return nil }
         var value: Data?

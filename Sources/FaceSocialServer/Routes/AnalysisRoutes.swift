@@ -186,16 +186,13 @@ struct AnalysisRoutes: RouteCollection {
         let bytes = try input.image("image")
         // Embeddings are biometric templates: results that carry them are never cached.
         let cache = kinds.contains(.embedding) ? nil : self.cache
-        // The key hashes the whole image: only worth it while the cache is on.
-        let key =
-            cache?.isEnabled == true
-            ? ResultCache.key(
-                route: "analyze", image: bytes, models: faces.modelFingerprint,
-                parameters: [
-                    "detector": p.detector.rawValue, "options": "\(p.detection)", "min_quality": "\(p.minQuality)",
-                    "liveness_threshold": "\(p.livenessThreshold)",
-                    "analyses": kinds.map(\.rawValue).sorted().joined(separator: ","),
-                ]) : nil
+        let key = cache?.requestKey(
+            route: "analyze", image: bytes, models: faces.modelFingerprint,
+            parameters: [
+                "detector": p.detector.rawValue, "options": "\(p.detection)", "min_quality": "\(p.minQuality)",
+                "liveness_threshold": "\(p.livenessThreshold)",
+                "analyses": kinds.map(\.rawValue).sorted().joined(separator: ","),
+            ])
         if let key,
             let cached = await cache?.lookup(key, route: "analyze", as: AnalyzeResponse.self, context: req.context)
         {

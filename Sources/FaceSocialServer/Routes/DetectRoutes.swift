@@ -17,12 +17,9 @@ struct DetectRoutes: RouteCollection {
         let options = try input.detectionOptions(maxFacesLimit: config.maxFaces)
         let detector = try input.detector()
         let bytes = try input.image("image")
-        // The key hashes the whole image: only worth it while the cache is on.
-        let key =
-            cache?.isEnabled == true
-            ? ResultCache.key(
-                route: "detect", image: bytes, models: faces.modelFingerprint,
-                parameters: ["detector": detector.rawValue, "options": "\(options)"]) : nil
+        let key = cache?.requestKey(
+            route: "detect", image: bytes, models: faces.modelFingerprint,
+            parameters: ["detector": detector.rawValue, "options": "\(options)"])
         if let key,
             let cached = await cache?.lookup(key, route: "detect", as: DetectResponse.self, context: req.context)
         {
