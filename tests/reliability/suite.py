@@ -25,6 +25,9 @@ import soak  # noqa: E402
 from common import (ROOT, Postgres, Redis, Scenario, Server, free_port, image_signatures, log, login,  # noqa: E402
                     request, testimage)
 
+# The main server's PostgreSQL statement silence limit and pool wait, which bound the answers in
+# the frozen-primary scenario (the server's defaults are 30 s and 10 s; 2 s keeps it short).
+STATEMENT_LIMIT_S, POOL_WAIT_S = 2, 10
 PORTS = {"redis": 18301, "load": 18310, "main": 18311, "models": 18312, "sigterm": 18313}
 PLANS = {
     #          load s, warm-up, bursts at, burst s, schemathesis s, fuzz s
@@ -243,10 +246,10 @@ def main() -> int:
         # The main server: PostgreSQL primary + replica, Redis, debug logs (more to scan for privacy).
         pg = wait_postgres()
         redis.start()
-        # A 2 s statement limit (default 30 s) keeps the frozen-primary scenario short.
         main_srv = make_server("main", {"DATABASE_URL": pg.primary_url, "DATABASE_REPLICA_URLS": pg.replica_url,
                                         "REDIS_URL": redis.url, "FACESOCIAL_LOG_LEVEL": "debug",
-                                        "FACESOCIAL_DB_STATEMENT_TIMEOUT_MS": "2000"})
+                                        "FACESOCIAL_DB_STATEMENT_TIMEOUT_MS": str(STATEMENT_LIMIT_S * 1000),
+                                        "FACESOCIAL_DB_POOL_TIMEOUT_MS": str(POOL_WAIT_S * 1000)})
         main_srv.start()
         token = login(main_srv.port)
 
@@ -256,7 +259,8 @@ def main() -> int:
                  pg.primary_url)
         scenario("replica", "fault: PG replica killed", faults.replica_fault, main_srv, pg, token, ledger)
         scenario("primary", "fault: PG primary killed", faults.primary_fault, main_srv, pg, token, ledger)
-        scenario("frozen", "fault: PG primary frozen", faults.frozen_primary_fault, main_srv, pg, token, ledger, 2.0)
+        scenario("frozen", "fault: PG primary frozen", faults.frozen_primary_fault, main_srv, pg, token, ledger,
+                 STATEMENT_LIMIT_S, POOL_WAIT_S)
         scenario("model", "fault: model file corrupted", faults.model_fault, make_server, a.work)
 
         def sigterm(sc):
