@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 
 .PHONY: run test lint format setup bench-detect run-gpu bench-engines bench-micro bench-http bench-thresholds \
-	test-deploy test-deploy-static test-reliability
+	bench-routes tune test-deploy test-deploy-static test-reliability
 
 # FACESOCIAL_GPU=cuda (or `make run-gpu`) also installs ONNX Runtime's GPU build (docs/gpu.md).
 export FACESOCIAL_GPU
@@ -50,7 +50,19 @@ bench-thresholds:
 	@scripts/setup.sh run
 	@.build/release/facesocial bench thresholds --testdata ../shared/testdata
 
-# HTTP load with wrk against FaceSocial and the FastAPI/onnxruntime peer (docs/benchmarks.md).
+# Measure each model's CPU precision and OpenVINO hint on this machine now, and cache the choice
+# (the server otherwise does it at a model's first load on a CPU it has not seen).
+tune:
+	@scripts/setup.sh run
+	@.build/release/facesocial tune
+
+# CPU time per request of each route's pipeline, and the throughput ceiling it implies.
+bench-routes:
+	@scripts/setup.sh run
+	@.build/release/facesocial bench routes --testdata ../shared/testdata
+
+# HTTP load with wrk against FaceSocial and the FastAPI/onnxruntime peer, with the route ceilings
+# and the tuning of the same run (docs/benchmarks.md).
 bench-http:
 	@scripts/bench-http.sh
 

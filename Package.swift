@@ -57,6 +57,10 @@ let package = Package(
         .target(name: "CAllocator"),
         // The identify search's dot products, with AVX-512 / AVX2 kernels chosen at run time.
         .target(name: "CVectorKernels"),
+        // The identify search's indexes (exact, and the 8-bit inverted file for large galleries).
+        .target(name: "FaceSearch", dependencies: ["CVectorKernels"]),
+        // Its benchmark and self-check (`facesocial-search-bench`, scripts/bench-search.sh).
+        .executableTarget(name: "facesocial-search-bench", dependencies: ["FaceSearch"]),
         // Layer 2: pure computation on images, tensors and faces.
         .target(
             name: "FaceKit",
@@ -76,7 +80,7 @@ let package = Package(
         .target(
             name: "FaceSocialServer",
             dependencies: [
-                "FaceKit", "ModelRuntime", "CVectorKernels",
+                "FaceKit", "ModelRuntime", "FaceSearch",
                 .product(name: "Vapor", package: "vapor"),
                 .product(name: "Fluent", package: "fluent"),
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
@@ -93,16 +97,18 @@ let package = Package(
         .executableTarget(
             name: "facesocial",
             dependencies: [
-                "FaceSocialServer", "ModelRuntime",
+                "FaceSocialServer", "ModelRuntime", "FaceSearch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: openVINOHeaders
         ),
         .testTarget(name: "FaceKitTests", dependencies: ["FaceKit"]),
+        .testTarget(name: "FaceSearchTests", dependencies: ["FaceSearch"]),
         .testTarget(name: "ModelRuntimeTests", dependencies: ["ModelRuntime"], swiftSettings: openVINOHeaders),
         .testTarget(
             name: "FaceSocialServerTests",
-            dependencies: ["FaceSocialServer", .product(name: "VaporTesting", package: "vapor")],
+            dependencies: ["FaceSocialServer", "FaceSearch", .product(name: "VaporTesting", package: "vapor")],
             swiftSettings: openVINOHeaders
         ),
         .testTarget(name: "facesocialTests", dependencies: ["facesocial"], swiftSettings: openVINOHeaders),

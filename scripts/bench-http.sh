@@ -39,12 +39,12 @@ start_facesocial() {
   FACESOCIAL_CACHE_TTL_SECONDS=0 FACESOCIAL_RATE_LIMIT_IP_PER_MINUTE=1000000 FACESOCIAL_RATE_LIMIT_PER_MINUTE=1000000 \
   FACESOCIAL_ADMIN_EMAIL=bench@example.com FACESOCIAL_ADMIN_PASSWORD=$admin_password FACESOCIAL_BCRYPT_COST=4 \
   FACESOCIAL_PORT=$1 FACESOCIAL_MODEL_DIR=$models FACESOCIAL_DATA_DIR=$work/data-$1 FACESOCIAL_LOG_LEVEL=warning \
-    FACESOCIAL_PRELOAD_MODELS=sface FACESOCIAL_OV_PERFORMANCE_HINT=${FACESOCIAL_OV_PERFORMANCE_HINT:-LATENCY} \
+    FACESOCIAL_PRELOAD_MODELS=sface FACESOCIAL_TUNING_FILE=$tuning_file \
     .build/release/facesocial serve >"$work/facesocial-$1.log" 2>&1 &
   pids+=($!)
   wait_ready "http://127.0.0.1:$1/health/ready"
 }
-start_peer() {
+start_peer() { # port workers [threads per worker]
   if [ "$2" -eq 1 ]; then
     MODEL_DIR=$models .venv-peer/bin/uvicorn --app-dir bench/peer server:app --host 127.0.0.1 --port "$1" \
       --log-level warning >"$work/peer-$1.log" 2>&1 &
@@ -52,7 +52,7 @@ start_peer() {
     # Several workers run under gunicorn's process manager, as FastAPI deployments commonly do:
     # `uvicorn --workers 2` answered every keep-alive request about 40 ms late here (even
     # /health: 44 ms p50 against 0.14 ms under gunicorn), a socket-level stall, not the peer's work.
-    MODEL_DIR=$models .venv-peer/bin/gunicorn --chdir bench/peer -k uvicorn.workers.UvicornWorker -w "$2" \
+    MODEL_DIR=$models PEER_THREADS=${3:-} .venv-peer/bin/gunicorn --chdir bench/peer -k uvicorn.workers.UvicornWorker -w "$2" \
       -b "127.0.0.1:$1" --log-level warning server:app >"$work/peer-$1.log" 2>&1 &
   fi
   pids+=($!)
@@ -105,7 +105,20 @@ run() { # name url body concurrency
   echo "  $1 $3 c=$4: $line" >&2
 }
 
-echo "FaceSocial (hint ${FACESOCIAL_OV_PERFORMANCE_HINT:-LATENCY})" >&2
+# Precision and hint per model, measured now on this CPU (the server reads the same file), then
+# each route's CPU time per request and the ceiling it implies, in process, before any HTTP load.
+tuning_file=$work/tuning.json
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores," \
+  "flags: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_bf16|avx512_vnni|amx_bf16|amx_tile)$' | xargs)" >&2
+FACESOCIAL_TUNING_FILE=$tuning_file FACESOCIAL_MODEL_DIR=$models FACESOCIAL_DATA_DIR=$work/data-tune \
+  .build/release/facesocial tune --models yunet,sface,age,gender,minifas >&2
+choices=$(python3 bench/http/tuning.py "$tuning_file")
+echo "{\"tuning\": \"$choices\"}" >>"$results"
+FACESOCIAL_TUNING_FILE=$tuning_file FACESOCIAL_MODEL_DIR=$models FACESOCIAL_DATA_DIR=$work/data-tune \
+  FACESOCIAL_LOG_LEVEL=warning .build/release/facesocial bench routes --testdata "$testdata" --json "$work/ceilings.jsonl" >&2
+cat "$work/ceilings.jsonl" >>"$results"
+
+echo "FaceSocial (tuned: $choices)" >&2
 start_facesocial 8101
 fs_pid=${pids[-1]}
 read -r collection token < <(make_gallery http://127.0.0.1:8101)
@@ -119,16 +132,20 @@ done
 fs_rss=$(rss_mb "$fs_pid")
 kill "$fs_pid"; wait "$fs_pid" 2>/dev/null || true
 
-for workers in 1 2; do
-  echo "peer, $workers uvicorn worker(s)" >&2
-  start_peer 8102 "$workers"
+# The peer with one worker, with two workers at the libraries' default threads, and with two
+# workers of one onnxruntime and one OpenCV thread each (no oversubscription of the two cores).
+for config in w1 w2 w2t1; do
+  workers=${config:1:1}
+  threads=; [ "$config" = w2t1 ] && threads=1
+  echo "peer $config: $workers worker(s)${threads:+, $threads thread each}" >&2
+  start_peer 8102 "$workers" "$threads"
   for c in $concurrency; do
-    run "peer-w$workers" http://127.0.0.1:8102/v1/detect detect "$c"
-    run "peer-w$workers" http://127.0.0.1:8102/v1/verify verify "$c"
+    run "peer-$config" http://127.0.0.1:8102/v1/detect detect "$c"
+    run "peer-$config" http://127.0.0.1:8102/v1/verify verify "$c"
   done
   peer_rss=$( (ps -o rss= --pid "${pids[-1]}" --ppid "${pids[-1]}" || true) | awk '{s += $1} END {printf "%.0f", s / 1024}')
   kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
-  echo "{\"server\": \"peer-w$workers\", \"rss_mb\": $peer_rss}" >>"$results"
+  echo "{\"server\": \"peer-$config\", \"rss_mb\": $peer_rss}" >>"$results"
 done
 echo "{\"server\": \"facesocial\", \"rss_mb\": $fs_rss}" >>"$results"
 

@@ -1,4 +1,5 @@
 import FaceKit
+import FaceSearch
 import Fluent
 import FluentSQLiteDriver
 import Foundation
@@ -30,14 +31,17 @@ public enum FaceSocialApp {
         let engine = try makeEngine(config.engines)
         let device = config.engines.placementDevice
         engine.probe([device])
-        let hint = config.performanceHint
+        let tuning = config.tuning
         do {
             // The memory manager decides the device of every load (it overrides `device`); the
-            // CUDA device is probed above so an unavailable GPU is reported with its reason.
-            return try ModelRegistry(store: store, engine: engine, policy: config.memory) { entry in
+            // CUDA device is probed above so an unavailable GPU is reported with its reason. On
+            // the CPU the tuner replaces precision and hint with what it measured.
+            return try ModelRegistry(
+                store: store, engine: engine, policy: config.memory, tuner: SessionTuner(settings: tuning)
+            ) { entry in
                 SessionOptions(
-                    device: "CPU", precision: entry.precision, performanceHint: hint,
-                    inputShapes: [entry.input.name: entry.input.shape])
+                    device: "CPU", precision: tuning.precision ?? entry.precision,
+                    performanceHint: tuning.hint ?? .latency, inputShapes: [entry.input.name: entry.input.shape])
             }
         } catch {
             throw ConfigError.invalid(variable: error.variable, reason: error.reason)
@@ -85,7 +89,8 @@ public enum FaceSocialApp {
         security.cache.statistics.export(to: metrics.registry, routes: ["detect", "analyze"])
         let gallery = GalleryService(
             router: app.databaseRouter, cipher: try DataCipher(config: config), logger: app.logger,
-            pollMs: config.galleryPollMs)
+            pollMs: config.galleryPollMs,
+            searchPolicy: FaceIndex.Policy(approximateFrom: config.galleryApproximateFrom))
         app.storage[GalleryServiceKey.self] = gallery
         app.lifecycle.use(GalleryLifecycle(gallery: gallery))
         app.lifecycle.use(HeapTrimmer.start())

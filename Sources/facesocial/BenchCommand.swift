@@ -8,7 +8,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Micro benchmarks of the face pipelines (build with -c release for real numbers).",
-        subcommands: [Detect.self, Micro.self, Thresholds.self, Engines.self, Batching.self, Search.self]
+        subcommands: [Detect.self, Micro.self, Thresholds.self, Engines.self, Batching.self, Search.self, Routes.self]
     )
 
     struct Detect: AsyncParsableCommand {
@@ -48,7 +48,7 @@ struct BenchCommand: AsyncParsableCommand {
                     decodeMs + timings.preprocessMs + timings.inferenceMs + timings.postprocessMs)
             }
             print(
-                "detect on \(image): \(faceCount) faces, \(iterations) iterations, hint \(config.performanceHint.rawValue), "
+                "detect on \(image): \(faceCount) faces, \(iterations) iterations, yunet \(await tuned(registry, "yunet")), "
                     + (fullDecode ? "full-size decode" : "decoded as /v1/detect does"))
             let rows = samples.keys.sorted().map { key -> [String] in
                 let values = samples[key]!.sorted()
@@ -198,7 +198,11 @@ extension BenchCommand {
             try await time("embed one face (align + SFace)") {
                 _ = try await SFace().embed(chip: chip, runner: try await registry.session(for: "sface"))
             }
-            print("micro benchmarks, \(iterations) iterations, hint \(config.performanceHint.rawValue)")
+            var choices: [String] = []
+            for entry in registry.store.manifest.models {
+                choices.append("\(entry.id) \(await tuned(registry, entry.id))")
+            }
+            print("micro benchmarks, \(iterations) iterations; precision/hint: \(choices.joined(separator: ", "))")
             printTable(header: ["item", "mean ms", "p50 ms", "p95 ms"], rows: rows)
         }
     }
@@ -210,6 +214,12 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
 }
 
 func format(_ value: Double) -> String { String(format: "%.2f", value) }
+
+/// A loaded model's CPU precision and hint, and whether they were measured, cached or set.
+func tuned(_ registry: ModelRegistry, _ id: String) async -> String {
+    guard let tuning = await registry.status(id)?.tuning else { return "untuned" }
+    return "\(tuning.chosen) (\(tuning.source.rawValue))"
+}
 
 extension BenchCommand {
     /// Throughput and latency of a per-face model with and without cross-request batching: the

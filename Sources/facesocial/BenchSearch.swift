@@ -1,5 +1,6 @@
 import ArgumentParser
 import FaceKit
+import FaceSearch
 import FaceSocialServer
 import Foundation
 
@@ -49,25 +50,5 @@ extension BenchCommand {
             }
             printTable(header: ["rows", "p50 ms", "p99 ms", "mean ms", "mean top-1"], rows: table)
         }
-    }
-}
-
-/// A small, fast, seeded generator: the benchmark must not depend on the system's randomness.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func unitVector(_ dimension: Int) -> [Float] {
-        var v = (0..<dimension).map { _ in Float(Int64(bitPattern: next() >> 1) % 2_000_001 - 1_000_000) / 1_000_000 }
-        let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
-        for i in v.indices { v[i] /= norm }
-        return v
     }
 }

@@ -9,7 +9,7 @@ struct FaceSocialCommand: AsyncParsableCommand {
         abstract: "FaceSocial: a self-hosted face-analysis API server.",
         subcommands: [
             ServeCommand.self, MigrateCommand.self, ModelsCommand.self, BenchCommand.self, UsersCommand.self,
-            KeysCommand.self,
+            KeysCommand.self, TuneCommand.self,
         ],
         defaultSubcommand: ServeCommand.self
     )

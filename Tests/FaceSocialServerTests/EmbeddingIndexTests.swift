@@ -4,6 +4,7 @@ import Foundation
 import Testing
 import Vapor
 
+@testable import FaceSearch
 @testable import FaceSocialServer
 
 @Suite("Embedding index and data cipher")

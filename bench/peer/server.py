@@ -7,6 +7,7 @@ similarity transform and compares L2-normalised SFace embeddings by cosine. Imag
 OpenCV (EXIF orientation applied), inference runs on onnxruntime's CPU provider.
 
 Run: MODEL_DIR=var/models uvicorn --app-dir bench/peer server:app --workers 1
+(PEER_THREADS=1 limits onnxruntime and OpenCV to one thread each per worker.)
 """
 
 import os
@@ -26,6 +27,13 @@ TEMPLATE = np.array(
 )
 
 options = ort.SessionOptions()
+# PEER_THREADS=1 gives each worker one onnxruntime and one OpenCV thread, so two workers on two
+# cores do not fight over them (the benchmark runs the peer both ways). Unset: the libraries' defaults.
+if os.environ.get("PEER_THREADS"):
+    threads = int(os.environ["PEER_THREADS"])
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    cv2.setNumThreads(threads)
 detector = ort.InferenceSession(
     os.path.join(MODEL_DIR, "detection/yunet_2023mar.onnx"), options, providers=["CPUExecutionProvider"]
 )

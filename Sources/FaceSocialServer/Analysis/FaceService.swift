@@ -13,6 +13,12 @@ public struct FaceService: Sendable {
 
     public static let detectorModel = "yunet"
 
+    public init(registry: ModelRegistry, limits: ImageLimits, threadPool: NIOThreadPool) {
+        self.registry = registry
+        self.limits = limits
+        self.threadPool = threadPool
+    }
+
     /// Decodes image bytes on the blocking-work pool (decoding a 40 MP JPEG takes a while).
     public func decode(_ bytes: [UInt8]) async throws -> (RGBImage, Double) {
         let limits = self.limits

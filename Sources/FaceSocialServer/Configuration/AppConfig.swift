@@ -1,4 +1,5 @@
 import FaceKit
+import FaceSearch
 import Foundation
 import Logging
 import ModelRuntime
@@ -45,13 +46,17 @@ public struct AppConfig: Sendable {
     public var databasePoolTimeoutMs: Int = 10_000
     /// How often an instance checks for gallery changes made by other instances.
     public var galleryPollMs: Int = 500
+    /// From this many faces of one model in a collection, identify searches the 8-bit inverted
+    /// file instead of every row (docs/galleries.md).
+    public var galleryApproximateFrom: Int = FaceIndex.Policy.standard.approximateFrom
     /// Run pending migrations when the server starts (`facesocial migrate` runs them on demand).
     public var autoMigrate: Bool = true
     public var modelDirectory: URL
     public var manifestURL: URL
     public var modelMirror: URL?
     public var preloadModels: [String]
-    public var performanceHint: PerformanceHint
+    /// Precision and OpenVINO hint per model: measured on this CPU (and cached), or fixed by settings.
+    public var tuning: TuningSettings
     public var imageLimits: ImageLimits
     public var maxFaces: Int
     public var verifyThreshold: Float
@@ -93,11 +98,28 @@ public struct AppConfig: Sendable {
         guard let profile = Profile(rawValue: value("FACESOCIAL_PROFILE") ?? "development") else {
             throw ConfigError.invalid(variable: "FACESOCIAL_PROFILE", reason: "expected development or production")
         }
-        guard let hint = PerformanceHint(rawValue: (value("FACESOCIAL_OV_PERFORMANCE_HINT") ?? "LATENCY").uppercased())
-        else {
-            throw ConfigError.invalid(
-                variable: "FACESOCIAL_OV_PERFORMANCE_HINT", reason: "expected LATENCY or THROUGHPUT")
+        var hint: PerformanceHint?
+        if let raw = value("FACESOCIAL_OV_PERFORMANCE_HINT") {
+            guard let parsed = PerformanceHint(rawValue: raw.uppercased()) else {
+                throw ConfigError.invalid(
+                    variable: "FACESOCIAL_OV_PERFORMANCE_HINT", reason: "expected LATENCY or THROUGHPUT")
+            }
+            hint = parsed
         }
+        var precision: InferencePrecision?
+        if let raw = value("FACESOCIAL_OV_PRECISION")?.lowercased() {
+            guard let parsed = InferencePrecision(rawValue: raw), parsed != .auto else {
+                throw ConfigError.invalid(
+                    variable: "FACESOCIAL_OV_PRECISION",
+                    reason: "expected f32 or bf16 (bf16 only where the manifest allows it)")
+            }
+            precision = parsed
+        }
+        guard let tuneMode = TuningSettings.Mode(rawValue: (value("FACESOCIAL_TUNE") ?? "auto").lowercased()) else {
+            throw ConfigError.invalid(variable: "FACESOCIAL_TUNE", reason: "expected auto or off")
+        }
+        let dataDirectory = URL(fileURLWithPath: value("FACESOCIAL_DATA_DIR") ?? "var/data")
+        let tuningFile = value("FACESOCIAL_TUNING_FILE").map { URL(fileURLWithPath: $0) }
         let levelName = value("FACESOCIAL_LOG_LEVEL") ?? "info"
         guard let level = Logger.Level(rawValue: levelName.lowercased()) else {
             throw ConfigError.invalid(variable: "FACESOCIAL_LOG_LEVEL", reason: "unknown level \"\(levelName)\"")
@@ -116,7 +138,7 @@ public struct AppConfig: Sendable {
             profile: profile,
             host: value("FACESOCIAL_HOST") ?? "0.0.0.0",
             port: try integer("FACESOCIAL_PORT", 8000, 1...65535),
-            dataDirectory: URL(fileURLWithPath: value("FACESOCIAL_DATA_DIR") ?? "var/data"),
+            dataDirectory: dataDirectory,
             databaseURL: value("DATABASE_URL"),
             jwtSecret: value("JWT_SECRET_KEY") ?? developmentJWTSecret,
             dataKey: value("FACESOCIAL_DATA_KEY") ?? developmentDataKey,
@@ -126,7 +148,9 @@ public struct AppConfig: Sendable {
             preloadModels: (value("FACESOCIAL_PRELOAD_MODELS") ?? "").split(separator: ",").map {
                 $0.trimmingCharacters(in: .whitespaces)
             }.filter { !$0.isEmpty },
-            performanceHint: hint,
+            tuning: TuningSettings(
+                mode: tuneMode, cacheFile: tuningFile ?? dataDirectory.appendingPathComponent("tuning.json"),
+                hint: hint, precision: precision),
             imageLimits: ImageLimits(
                 maxBytes: try integer("FACESOCIAL_MAX_BODY_BYTES", 10 * 1024 * 1024, 1024...(512 * 1024 * 1024)),
                 maxSide: try integer("FACESOCIAL_MAX_IMAGE_SIDE", 8000, 16...65535),
@@ -159,6 +183,8 @@ public struct AppConfig: Sendable {
         withData.databasePoolPerLoop = try integer("FACESOCIAL_DB_POOL_PER_LOOP", 1, 1...64)
         withData.databasePoolTimeoutMs = try integer("FACESOCIAL_DB_POOL_TIMEOUT_MS", 10_000, 100...600_000)
         withData.galleryPollMs = try integer("FACESOCIAL_GALLERY_POLL_MS", 500, 50...60_000)
+        withData.galleryApproximateFrom = try integer(
+            "FACESOCIAL_GALLERY_APPROXIMATE_FROM", FaceIndex.Policy.standard.approximateFrom, 1_000...Int(Int32.max))
         if let raw = value("FACESOCIAL_AUTO_MIGRATE")?.lowercased() {
             guard ["true", "false", "1", "0"].contains(raw) else {
                 throw ConfigError.invalid(variable: "FACESOCIAL_AUTO_MIGRATE", reason: "expected true or false")

@@ -54,6 +54,11 @@ public struct ConfigVariable: Sendable {
                 summary:
                     "how often gallery changes by other instances are checked (SQLite; PostgreSQL also uses LISTEN)"),
             .init(
+                name: "FACESOCIAL_GALLERY_APPROXIMATE_FROM", defaultValue: "500000",
+                summary:
+                    "from this many faces of one model in a collection, identify searches an 8-bit inverted-file index (recall@10 about 0.99) instead of every row"
+            ),
+            .init(
                 name: "FACESOCIAL_AUTO_MIGRATE", defaultValue: "true",
                 summary: "apply pending database migrations at start; false leaves it to `facesocial migrate`"),
             .init(name: "FACESOCIAL_MODEL_DIR", defaultValue: "var/models", summary: "installed model files"),
@@ -67,8 +72,23 @@ public struct ConfigVariable: Sendable {
                 name: "FACESOCIAL_PRELOAD_MODELS", defaultValue: "(critical models)",
                 summary: "comma-separated model ids loaded at start besides the critical ones"),
             .init(
-                name: "FACESOCIAL_OV_PERFORMANCE_HINT", defaultValue: "LATENCY",
-                summary: "OpenVINO performance hint for every model: LATENCY or THROUGHPUT"),
+                name: "FACESOCIAL_TUNE", defaultValue: "auto",
+                summary:
+                    "auto: choose each model's CPU precision and OpenVINO hint by a short measurement at its first load on a CPU not seen before (cached); off: manifest precision and LATENCY"
+            ),
+            .init(
+                name: "FACESOCIAL_TUNING_FILE", defaultValue: "(tuning.json in FACESOCIAL_DATA_DIR)",
+                summary: "where measured tuning choices are kept, keyed by CPU model, cores, engine and model hash"),
+            .init(
+                name: "FACESOCIAL_OV_PERFORMANCE_HINT", defaultValue: "(tuned)",
+                summary:
+                    "fix OpenVINO's performance hint for every model: LATENCY or THROUGHPUT (tuning then picks only the precision)"
+            ),
+            .init(
+                name: "FACESOCIAL_OV_PRECISION", defaultValue: "(tuned)",
+                summary:
+                    "fix the CPU precision: f32, or bf16 for the models whose manifest entry allows it (tuning then picks only the hint)"
+            ),
             .init(
                 name: "FACESOCIAL_MAX_BODY_BYTES", defaultValue: "10485760", summary: "largest request body accepted"),
             .init(

@@ -1,4 +1,5 @@
 import FaceKit
+import FaceSearch
 import Fluent
 import FluentPostgresDriver
 import Foundation
@@ -35,8 +36,10 @@ public final class GalleryService: Sendable {
         let collectionID: UUID
         let model: EmbeddingModelKey
     }
+    /// The index is shared by reference: searches read it under its read lock while a write
+    /// applies under its write lock, in place (no copy of a multi-gigabyte index per enrolment).
     struct Loaded {
-        var index: EmbeddingIndex
+        let index: FaceIndex
         var version: Int64
     }
 
@@ -44,6 +47,8 @@ public final class GalleryService: Sendable {
     public let cipher: DataCipher
     let logger: Logger
     let pollInterval: Duration
+    /// When a collection's index turns from exact to the 8-bit inverted file, and how it searches.
+    let searchPolicy: FaceIndex.Policy
     private let indexes = Mutex<[Key: Loaded]>([:])
     /// The newest version of each collection this instance knows of.
     private let knownVersions = Mutex<[UUID: Int64]>([:])
@@ -52,11 +57,15 @@ public final class GalleryService: Sendable {
     private let loads = Mutex<Int>(0)
     private let listenConnection = Mutex<PostgresConnection?>(nil)
 
-    init(router: DatabaseRouter, cipher: DataCipher, logger: Logger, pollMs: Int) {
+    init(
+        router: DatabaseRouter, cipher: DataCipher, logger: Logger, pollMs: Int,
+        searchPolicy: FaceIndex.Policy = .standard
+    ) {
         self.router = router
         self.cipher = cipher
         self.logger = logger
         self.pollInterval = .milliseconds(pollMs)
+        self.searchPolicy = searchPolicy
     }
 
     public func addErasureHook(_ hook: any SubjectErasureHook) { hooks.withLock { $0.append(hook) } }
@@ -95,13 +104,14 @@ public final class GalleryService: Sendable {
     }
 
     /// After this instance committed `version`: applies the change to loaded indexes that were
-    /// exactly one version behind, and drops any other (it reloads on its next search).
-    func committed(_ collectionID: UUID, version: Int64, apply: (EmbeddingModelKey, inout EmbeddingIndex) -> Void) {
+    /// exactly one version behind, and drops any other (it reloads on its next search). The change
+    /// applies in place under the index's write lock; searches already running finish first.
+    func committed(_ collectionID: UUID, version: Int64, apply: (EmbeddingModelKey, FaceIndex) -> Void) {
         observe(collectionID, version: version)
         indexes.withLock { map in
             for key in map.keys where key.collectionID == collectionID {
                 if map[key]!.version == version - 1 {
-                    apply(key.model, &map[key]!.index)
+                    apply(key.model, map[key]!.index)
                     map[key]!.version = version
                 } else {
                     map[key] = nil
@@ -115,7 +125,7 @@ public final class GalleryService: Sendable {
     struct StaleReplica: Error {}
 
     /// The current index of a collection for one embedding model.
-    func index(_ collectionID: UUID, model: EmbeddingModelKey) async throws -> EmbeddingIndex {
+    func index(_ collectionID: UUID, model: EmbeddingModelKey) async throws -> FaceIndex {
         let key = Key(collectionID: collectionID, model: model)
         let required = knownVersions.withLock { $0[collectionID] ?? 0 }
         if let loaded = indexes.withLock({ $0[key] }), loaded.version >= required { return loaded.index }
@@ -155,7 +165,8 @@ public final class GalleryService: Sendable {
             index.add(faceID: id, subjectID: row.$subject.id, vector: vector)
         }
         loads.withLock { $0 += 1 }
-        return Loaded(index: index, version: version)
+        // At or above the policy's threshold this builds the inverted file before anyone searches.
+        return Loaded(index: FaceIndex(index, policy: searchPolicy), version: version)
     }
 
     // MARK: - Watching other instances

@@ -131,7 +131,21 @@ enum OpenAPIDocument {
                 "fallbacks": integer, "evictions": integer, "load_ms": nullable(number), "p50_ms": nullable(number),
                 "p95_ms": nullable(number), "concurrency": nullable(integer), "max_batch": nullable(integer),
                 "running": integer, "queued": integer, "failure": nullable(string),
+                "tuning": nullable(ref("ModelTuning")),
             ]),
+            "ModelTuning": object(
+                [
+                    "precision": ["type": "string", "enum": ["f32", "bf16", "auto"]],
+                    "hint": ["type": "string", "enum": ["LATENCY", "THROUGHPUT"]],
+                    "source": ["type": "string", "enum": ["measured", "cached", "settings"]],
+                    "cpu": string, "callers": integer, "measured_at": nullable(string),
+                    "candidates": array(
+                        object(
+                            [
+                                "precision": string, "hint": string, "latency_ms": number, "throughput_per_s": number,
+                                "requests": integer,
+                            ], required: ["precision", "hint", "latency_ms", "throughput_per_s", "requests"])),
+                ], required: ["precision", "hint", "source", "cpu", "callers", "candidates"]),
             "Models": object(["models": array(ref("ModelInfo"))]),
             "MemoryProfile": object(
                 [

@@ -124,10 +124,11 @@ struct SystemRoutes: RouteCollection {
         let running: Int
         let queued: Int
         let failure: String?
+        let tuning: TuningDTO?
 
         enum CodingKeys: String, CodingKey {
             case id, service, version, state, device, pool, bytes, priority, placement, uses, loads, fallbacks
-            case evictions, concurrency, running, queued, failure
+            case evictions, concurrency, running, queued, failure, tuning
             case bytesSource = "bytes_source"
             case estimatedBytes = "estimated_bytes"
             case freedBytes = "freed_bytes"
@@ -164,6 +165,7 @@ struct SystemRoutes: RouteCollection {
             running = s.running
             queued = s.queued
             failure = s.failure
+            tuning = s.tuning.map(TuningDTO.init)
         }
 
         // Optional fields are written as null so clients see every field on every model.
@@ -194,6 +196,60 @@ struct SystemRoutes: RouteCollection {
             try c.encode(running, forKey: .running)
             try c.encode(queued, forKey: .queued)
             try c.encode(failure, forKey: .failure)
+            try c.encode(tuning, forKey: .tuning)
+        }
+    }
+
+    /// How a model's CPU precision and hint were chosen, with every candidate's numbers.
+    struct TuningDTO: Content {
+        struct Candidate: Content {
+            let precision: String
+            let hint: String
+            let latencyMs: Double
+            let throughputPerS: Double
+            let requests: Int
+            enum CodingKeys: String, CodingKey {
+                case precision, hint, requests
+                case latencyMs = "latency_ms"
+                case throughputPerS = "throughput_per_s"
+            }
+        }
+        let precision: String
+        let hint: String
+        let source: String
+        let cpu: String
+        let callers: Int
+        let measuredAt: String?
+        let candidates: [Candidate]
+        enum CodingKeys: String, CodingKey {
+            case precision, hint, source, cpu, callers, candidates
+            case measuredAt = "measured_at"
+        }
+
+        init(_ record: TuningRecord) {
+            precision = record.chosen.precision.rawValue
+            hint = record.chosen.hint.rawValue
+            source = record.source.rawValue
+            cpu = record.cpu
+            callers = record.callers
+            measuredAt = record.measuredAt.map { ISO8601DateFormatter().string(from: $0) }
+            candidates = record.measurements.map {
+                Candidate(
+                    precision: $0.choice.precision.rawValue, hint: $0.choice.hint.rawValue,
+                    latencyMs: ($0.latencyMilliseconds * 1000).rounded() / 1000,
+                    throughputPerS: ($0.throughputPerSecond * 10).rounded() / 10, requests: $0.requests)
+            }
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(precision, forKey: .precision)
+            try c.encode(hint, forKey: .hint)
+            try c.encode(source, forKey: .source)
+            try c.encode(cpu, forKey: .cpu)
+            try c.encode(callers, forKey: .callers)
+            try c.encode(measuredAt, forKey: .measuredAt)
+            try c.encode(candidates, forKey: .candidates)
         }
     }
 

@@ -39,6 +39,7 @@ public actor ModelManager {
         var bytes: Int?
         var bytesSource: String?
         var freedBytes: Int?
+        var tuning: TuningRecord?
         var uses = 0
         var loads = 0
         var fallbacks = 0
@@ -56,6 +57,7 @@ public actor ModelManager {
         var source: String
         var seconds: Double
         var note: String?
+        var tuning: TuningRecord?
     }
 
     public nonisolated let store: ModelStore
@@ -63,6 +65,8 @@ public actor ModelManager {
     public nonisolated let inventory: DeviceInventory
     public nonisolated let engine: any InferenceEngine
     private let sessionOptions: @Sendable (ModelManifest.Entry) -> SessionOptions
+    /// Chooses precision and hint per model on the CPU by measurement (nil: the options as given).
+    public nonisolated let tuner: SessionTuner?
     private var records: [String: Record]
     private var pools: [PoolKey: Pool] = [:]
     private var poolOrder: [PoolKey] = []
@@ -82,9 +86,11 @@ public actor ModelManager {
 
     public init(
         store: ModelStore, engine: any InferenceEngine, policy: MemoryPolicy = MemoryPolicy(),
+        tuner: SessionTuner? = nil,
         sessionOptions: @escaping @Sendable (ModelManifest.Entry) -> SessionOptions
     ) throws(MemoryPolicy.Invalid) {
         self.store = store
+        self.tuner = tuner
         self.engine = engine
         self.policy = policy
         self.sessionOptions = sessionOptions
@@ -388,6 +394,7 @@ public actor ModelManager {
             record.failure = loaded.note
             record.bytes = loaded.bytes
             record.bytesSource = loaded.source
+            record.tuning = loaded.tuning
             record.loadMilliseconds = loaded.seconds * 1000
             record.loads += 1
             record.lastActive = .now
@@ -450,7 +457,11 @@ public actor ModelManager {
         options.device = inventory.engineDevice(device)
         // Per-face models batch across requests; detectors see whole images one at a time.
         options.maxBatch = entry.service != "detection" && policy.maxBatch > 1 ? policy.maxBatch : 1
-        let batchOptions = options
+        let untuned = options
+        let tuner = self.tuner
+        // Tuning applies where the hint and precision mean something: OpenVINO on the CPU.
+        let cpuEngine = (engine as? EngineRouter)?.engine(for: "CPU")?.name ?? engine.name
+        let tunes = tuner != nil && DeviceName(options.device).kind == "CPU" && cpuEngine == "openvino"
         // The first compile on a device also starts the plugin and its thread pools; that one-time
         // cost must not be charged to whichever model happens to load first.
         let measure = policy.measureFootprints
@@ -464,6 +475,12 @@ public actor ModelManager {
                         id: entry.id, reason: "model file \(status.summary); run `facesocial models pull`"))
             }
             let path = store.url(for: entry).path
+            var batchOptions = untuned
+            var tuning: TuningRecord?
+            if tunes, let tuner {
+                (batchOptions, tuning) = await tuner.tune(
+                    entry, base: untuned, path: path, engine: engine, engineName: cpuEngine)
+            }
             if warmUp {
                 var single = batchOptions
                 single.maxBatch = 1
@@ -521,7 +538,8 @@ public actor ModelManager {
             } else {
                 (bytes, source) = (prior, "estimate")
             }
-            return .success(Loaded(session: session, bytes: bytes, source: source, seconds: seconds, note: note))
+            return .success(
+                Loaded(session: session, bytes: bytes, source: source, seconds: seconds, note: note, tuning: tuning))
         }.value
     }
 
@@ -640,7 +658,7 @@ public actor ModelManager {
             placement: placement(for: record.entry).map(\.description), concurrency: record.session?.concurrency,
             maxBatch: record.session.map { _ in record.batcher?.maxBatch ?? 1 }, running: record.queue.running,
             queued: record.queue.queued, p50Milliseconds: record.latency.percentile(0.5),
-            p95Milliseconds: record.latency.percentile(0.95))
+            p95Milliseconds: record.latency.percentile(0.95), tuning: record.tuning)
     }
 
     /// Every device with its budget, pools and a live reading.

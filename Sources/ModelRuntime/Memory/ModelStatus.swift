@@ -75,6 +75,8 @@ public struct ModelStatus: Sendable, Codable, Equatable {
     public var queued: Int
     public var p50Milliseconds: Double?
     public var p95Milliseconds: Double?
+    /// How the CPU compile options were chosen (OpenVINO on CPU only; nil elsewhere or before a load).
+    public var tuning: TuningRecord? = nil
 }
 
 /// One pool as the manager accounts it.

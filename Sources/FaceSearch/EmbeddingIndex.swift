@@ -11,14 +11,20 @@ public struct EmbeddingIndex: Sendable {
         public let subjectID: UUID
         public let faceID: UUID
         public let similarity: Float
+
+        public init(subjectID: UUID, faceID: UUID, similarity: Float) {
+            self.subjectID = subjectID
+            self.faceID = faceID
+            self.similarity = similarity
+        }
     }
 
     public let dimension: Int
     private(set) var vectors: [Float] = []
     private(set) var faceIDs: [UUID] = []
-    private var rowSubjects: [Int32] = []
+    private(set) var rowSubjects: [Int32] = []
     private var rowOfFace: [UUID: Int] = [:]
-    private var subjectIDs: [UUID] = []
+    private(set) var subjectIDs: [UUID] = []
     private var subjectOrdinal: [UUID: Int32] = [:]
 
     public init(dimension: Int) {
@@ -92,7 +98,18 @@ public struct EmbeddingIndex: Sendable {
     /// One pass over the rows: each block of rows is scored by the SIMD kernel, and only scores
     /// above the weakest of the best `k` subjects so far touch the heap. Large galleries are
     /// split across cores, each part keeps its own best `k`, and the parts are merged.
-    public func search(_ query: [Float], k: Int) -> [Match] {
+    public func search(_ query: [Float], k: Int) -> [Match] { search(query, k: k, perFace: false) }
+
+    /// The `k` best faces, best first, whatever their subjects (benchmarks measure face recall with it).
+    public func searchFaces(_ query: [Float], k: Int) -> [Match] { search(query, k: k, perFace: true) }
+
+    /// The bytes the index holds for its rows (vectors, ids and maps, by capacity; an estimate for the maps).
+    public var memoryBytes: Int {
+        vectors.capacity * 4 + faceIDs.capacity * 16 + rowSubjects.capacity * 4 + rowOfFace.capacity * 24
+            + subjectIDs.capacity * 16 + subjectOrdinal.capacity * 20
+    }
+
+    func search(_ query: [Float], k: Int, perFace: Bool) -> [Match] {
         precondition(query.count == dimension)
         guard k > 0, count > 0 else { return [] }
         let rows = count
@@ -122,7 +139,8 @@ public struct EmbeddingIndex: Sendable {
                                         scores.baseAddress!)
                                     var floor = top.floor
                                     for i in 0..<n where scores[i] > floor {
-                                        top.offer(scores[i], row: block + i, subject: subjects[block + i])
+                                        let row = block + i
+                                        top.offer(scores[i], row: row, subject: perFace ? Int32(row) : subjects[row])
                                         floor = top.floor
                                     }
                                     block += n
@@ -143,7 +161,7 @@ public struct EmbeddingIndex: Sendable {
             }
         }
         return best.sortedDescending().map {
-            Match(subjectID: subjectIDs[Int($0.subject)], faceID: faceIDs[$0.row], similarity: $0.score)
+            Match(subjectID: subjectIDs[Int(rowSubjects[$0.row])], faceID: faceIDs[$0.row], similarity: $0.score)
         }
     }
 }
