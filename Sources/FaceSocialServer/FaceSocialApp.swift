@@ -39,9 +39,10 @@ public enum FaceSocialApp {
             return try ModelRegistry(
                 store: store, engine: engine, policy: config.memory, tuner: SessionTuner(settings: tuning)
             ) { entry in
-                SessionOptions(
-                    device: "CPU", precision: tuning.precision ?? entry.precision,
-                    performanceHint: tuning.hint ?? .latency, inputShapes: [entry.input.name: entry.input.shape])
+                let choice = tuning.untuned(entry)
+                return SessionOptions(
+                    device: "CPU", precision: choice.precision, performanceHint: choice.hint,
+                    inputShapes: [entry.input.name: entry.input.shape])
             }
         } catch {
             throw ConfigError.invalid(variable: error.variable, reason: error.reason)

@@ -127,6 +127,12 @@ public struct TuningSettings: Sendable, Equatable {
     /// A precision fixed by settings; nil lets tuning choose within what the manifest allows.
     public var precision: InferencePrecision?
 
+    /// What a model compiles with when nothing is measured: the settings, else the manifest's
+    /// precision with `LATENCY` (also the options for devices tuning does not apply to).
+    public func untuned(_ entry: ModelManifest.Entry) -> TuningChoice {
+        TuningChoice(precision: precision ?? entry.precision, hint: hint ?? .latency)
+    }
+
     public init(
         mode: Mode = .auto, cacheFile: URL? = nil, hint: PerformanceHint? = nil, precision: InferencePrecision? = nil
     ) {
@@ -181,11 +187,7 @@ public final class SessionTuner: Sendable {
         }
         let callers = max(1, cpu.cores)
         if settings.mode == .off || candidates.count == 1 {
-            let choice =
-                settings.mode == .off
-                ? TuningChoice(
-                    precision: settings.precision ?? entry.precision, hint: settings.hint ?? .latency)
-                : candidates[0]
+            let choice = settings.mode == .off ? settings.untuned(entry) : candidates[0]
             let record = TuningRecord(
                 key: key, cpu: cpu.description, chosen: choice, source: .settings, measurements: [],
                 callers: callers, measuredAt: nil)
