@@ -35,8 +35,14 @@ struct AccountTests {
                 expectConforms("PATCH", "/v1/users/{user_id}", res)
                 #expect(body(res)[path: "data.role"] as? String == "user")
             }
+            // The token issued before the change has ended; a new sign-in has the new role's rights.
             try await app.testing().test(
                 .POST, "/v1/collections", headers: bearer(devToken), body: try jsonBody(["name": "after-demotion"])
+            ) { res in #expect(res.status == .unauthorized) }
+            let (demotedToken, _) = try await login(app, "dev@c.example", "password-dev@c.example")
+            try await app.testing().test(
+                .POST, "/v1/collections", headers: bearer(demotedToken),
+                body: try jsonBody(["name": "after-demotion"])
             ) { res in #expect(res.status == .forbidden) }
 
             // Disabled: its access token, its refresh token and its password all stop working.
@@ -46,7 +52,7 @@ struct AccountTests {
                 #expect(res.status == .ok)
                 #expect(body(res)[path: "data.is_active"] as? Bool == false)
             }
-            try await app.testing().test(.GET, "/v1/auth/me", headers: bearer(devToken)) { res in
+            try await app.testing().test(.GET, "/v1/auth/me", headers: bearer(demotedToken)) { res in
                 #expect(res.status == .unauthorized)
             }
             try await app.testing().test(

@@ -60,6 +60,81 @@ struct SecurityTests {
         }
     }
 
+    /// Logout, a new password, a role change, disabling and a reused refresh token each end every
+    /// access token issued before, on its next request; a fresh sign-in works again.
+    @Test func accessTokensEndWithTheSession() async throws {
+        try await withFaceSocial(securityEnv()) { app in
+            try await makeUser(app, "ends@c.example", role: .developer)
+            let (adminToken, _) = try await login(app, adminEmail, adminPassword)
+            var password = "password-ends@c.example"
+            var id = ""
+            try await app.testing().test(.GET, "/v1/users", headers: bearer(adminToken)) { res in
+                let users = body(res)[path: "data"] as? [[String: Any]] ?? []
+                id = users.first { $0["email"] as? String == "ends@c.example" }?["id"] as? String ?? ""
+            }
+            func me(_ token: String) async throws -> HTTPStatus {
+                var status = HTTPStatus.ok
+                try await app.testing().test(.GET, "/v1/auth/me", headers: bearer(token)) { res in status = res.status }
+                return status
+            }
+            func patch(_ change: [String: Any]) async throws {
+                try await app.testing().test(
+                    .PATCH, "/v1/users/\(id)", headers: bearer(adminToken), body: try jsonBody(change)
+                ) { res in #expect(res.status == .ok, "\(change): \(res.body.string)") }
+            }
+
+            // Logout.
+            var (access, refresh) = try await login(app, "ends@c.example", password)
+            let (otherSession, _) = try await login(app, "ends@c.example", password)
+            #expect(try await me(access) == .ok)
+            try await app.testing().test(
+                .POST, "/v1/auth/logout", headers: jsonHeaders, body: try jsonBody(["refresh_token": refresh])
+            ) { res in #expect(res.status == .ok) }
+            #expect(try await me(access) == .unauthorized, "access token alive after logout")
+            #expect(try await me(otherSession) == .unauthorized, "tokens issued before the logout end too")
+
+            // A new password.
+            (access, _) = try await login(app, "ends@c.example", password)
+            password = "a-different-long-password"
+            try await patch(["password": password])
+            #expect(try await me(access) == .unauthorized, "access token alive after a password change")
+
+            // A role change.
+            (access, _) = try await login(app, "ends@c.example", password)
+            try await patch(["role": "user"])
+            #expect(try await me(access) == .unauthorized, "access token alive after a role change")
+
+            // A reused refresh token ends the tokens of the family and every earlier one.
+            (access, refresh) = try await login(app, "ends@c.example", password)
+            var rotated = ""
+            try await app.testing().test(
+                .POST, "/v1/auth/refresh", headers: jsonHeaders, body: try jsonBody(["refresh_token": refresh])
+            ) { res in
+                #expect(res.status == .ok)
+                rotated = body(res)[path: "data.access_token"] as? String ?? ""
+            }
+            #expect(try await me(rotated) == .ok)
+            try await app.testing().test(
+                .POST, "/v1/auth/refresh", headers: jsonHeaders, body: try jsonBody(["refresh_token": refresh])
+            ) { res in #expect(res.status == .unauthorized) }
+            #expect(try await me(access) == .unauthorized, "access token alive after refresh reuse")
+            #expect(try await me(rotated) == .unauthorized, "rotated access token alive after refresh reuse")
+
+            // Disabling, then enabling again: the token from before stays ended.
+            (access, _) = try await login(app, "ends@c.example", password)
+            try await patch(["is_active": false])
+            try await patch(["is_active": true])
+            #expect(try await me(access) == .unauthorized, "access token alive after disabling")
+
+            // The control: a fresh sign-in works, and the admin's own token was never touched.
+            (access, _) = try await login(app, "ends@c.example", password)
+            #expect(try await me(access) == .ok)
+            #expect(try await me(adminToken) == .ok)
+            let ended = try await auditRows(app, action: "auth.token", outcome: "denied")
+            #expect(ended.count >= 6)
+        }
+    }
+
     @Test func forgedAndExpiredTokensAreRefused() async throws {
         let keyDir = FileManager.default.temporaryDirectory.appendingPathComponent("jwt-keys-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: keyDir, withIntermediateDirectories: true)

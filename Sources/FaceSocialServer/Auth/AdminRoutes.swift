@@ -195,6 +195,8 @@ struct AdminRoutes: RouteCollection {
                 user.passwordHash = hash
                 changed.append("password")
             }
+            // Access tokens issued before a new role, password or disabling end on their next request.
+            if !Set(changed).isDisjoint(with: ["role", "is_active", "password"]) { user.tokenVersion += 1 }
             if wasActiveAdmin, !(user.isActive && user.role == Role.admin.rawValue) {
                 let admins = try await User.query(on: db).filter(\.$role == Role.admin.rawValue)
                     .filter(\.$isActive == true).count()

@@ -12,6 +12,10 @@ public final class User: Model, @unchecked Sendable {
     /// Collection ids this user may reach (admins and operators reach all): a JSON array as text.
     @Field(key: "collections") public var collectionsJSON: String
     @Field(key: "is_active") public var isActive: Bool
+    /// Stamped into every access token as `ver`; a token whose `ver` differs is refused. Raised by
+    /// logout, a password, role or active change and a reused refresh token, so every access
+    /// token issued before ends on its next request.
+    @Field(key: "token_version") public var tokenVersion: Int
     @Timestamp(key: "created_at", on: .create) public var createdAt: Date?
 
     public init() {}
@@ -22,6 +26,19 @@ public final class User: Model, @unchecked Sendable {
         self.role = role.rawValue
         self.collectionsJSON = Self.encode(collections)
         self.isActive = true
+        self.tokenVersion = 0
+    }
+
+    /// Ends every access token of the user issued so far: one atomic increment of its version.
+    static func endAccessTokens(of id: UUID, on db: any Database) async throws {
+        guard let sql = db as? any SQLDatabase else {
+            guard let user = try await User.find(id, on: db) else { return }
+            user.tokenVersion += 1
+            try await user.save(on: db)
+            return
+        }
+        try await sql.update(User.schema).set(SQLIdentifier("token_version"), to: SQLRaw("token_version + 1"))
+            .where(SQLIdentifier("id"), .equal, SQLBind(id)).run()
     }
 
     public var collections: [String] {
@@ -90,6 +107,19 @@ public final class APIKey: Model, @unchecked Sendable {
             kind: .apiKey, id: id?.uuidString.lowercased() ?? "", role: nil,
             permissions: scopeSet.intersection(Permission.apiKeyScopes),
             collections: .only([collectionID.lowercased()]), email: nil)
+    }
+}
+
+/// The per-user access-token version (`users.token_version`, 0 for existing rows).
+struct AddUserTokenVersion: AsyncMigration {
+    func prepare(on database: any Database) async throws {
+        try await database.schema(User.schema)
+            .field("token_version", .int, .required, .sql(.default(0)))
+            .update()
+    }
+
+    func revert(on database: any Database) async throws {
+        try await database.schema(User.schema).deleteField("token_version").update()
     }
 }
 

@@ -99,7 +99,7 @@ struct AuthRoutes: RouteCollection {
             exp: ExpirationClaim(value: now.addingTimeInterval(Double(security.config.accessTokenTTL))),
             iat: IssuedAtClaim(value: now), jti: IDClaim(value: UUID().uuidString),
             iss: IssuerClaim(value: AccessClaims.issuer),
-            role: user.role, typ: "access")
+            role: user.role, typ: "access", ver: user.tokenVersion)
         let access = try await security.keyRing.sign(claims)
         let refresh = Secrets.random()
         try await RefreshToken(
@@ -125,6 +125,7 @@ struct AuthRoutes: RouteCollection {
         if token.usedAt != nil || token.revokedAt != nil {
             // A used token coming back means it was copied: end every session of this sign-in.
             let revoked = try await revokeFamily(token.familyID, on: req.db)
+            try await User.endAccessTokens(of: token.userID, on: req.db)
             await req.audit(
                 action: "auth.refresh_reuse", resourceType: "token_family", resourceID: family, outcome: .denied,
                 details: ["user": token.userID.uuidString.lowercased(), "revoked": String(revoked)])
@@ -146,6 +147,7 @@ struct AuthRoutes: RouteCollection {
         }
         guard claimed else {
             try await revokeFamily(token.familyID, on: req.db)
+            try await User.endAccessTokens(of: token.userID, on: req.db)
             throw APIError(
                 .unauthorized, "UNAUTHORIZED", "the refresh token was already used; its sessions are revoked")
         }
@@ -176,6 +178,8 @@ struct AuthRoutes: RouteCollection {
             throw APIError(.unauthorized, "UNAUTHORIZED", "the refresh token is unknown")
         }
         let revoked = try await revokeFamily(token.familyID, on: req.db)
+        // The access tokens end too: those of the user's other sign-ins refresh once to continue.
+        try await User.endAccessTokens(of: token.userID, on: req.db)
         await req.audit(
             action: "auth.logout", resourceType: "token_family", resourceID: token.familyID.uuidString.lowercased(),
             details: ["user": token.userID.uuidString.lowercased()])

@@ -12,6 +12,8 @@ public struct AccessClaims: JWTPayload, Sendable {
     public var iss: IssuerClaim
     public var role: String
     public var typ: String
+    /// The user's token version when the token was issued (absent counts as 0).
+    public var ver: Int?
 
     public func verify(using algorithm: some JWTAlgorithm) async throws {
         try exp.verifyNotExpired()

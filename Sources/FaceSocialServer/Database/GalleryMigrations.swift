@@ -4,7 +4,9 @@ import SQLKit
 /// Every migration, in order. `facesocial migrate` runs them; `serve` runs them at start too
 /// (FACESOCIAL_AUTO_MIGRATE=false leaves that to the operator).
 public enum GalleryMigrations {
-    public static let all: [any Migration] = [CreateGallerySchema(), CreateAuthTables(), CreateAuditEvents()]
+    public static let all: [any Migration] = [
+        CreateGallerySchema(), CreateAuthTables(), CreateAuditEvents(), AddUserTokenVersion(),
+    ]
 }
 
 struct CreateGallerySchema: AsyncMigration {

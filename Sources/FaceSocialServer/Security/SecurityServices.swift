@@ -218,7 +218,8 @@ struct AuthenticationMiddleware: AsyncMiddleware {
             throw APIError(.unauthorized, "UNAUTHORIZED", reason)
         }
         // The user is read on every request, so a disabled account or a changed role takes effect
-        // without waiting for its tokens to expire.
+        // without waiting for its tokens to expire, and a token issued before the user's last
+        // logout, password, role or active change (an older `ver`) is refused.
         guard let id = UUID(uuidString: claims.sub.value), let user = try await User.find(id, on: request.db),
             user.isActive
         else {
@@ -226,6 +227,12 @@ struct AuthenticationMiddleware: AsyncMiddleware {
                 action: "auth.token", resourceType: "user", resourceID: claims.sub.value, outcome: .denied,
                 details: ["reason": "unknown or disabled user"])
             throw APIError(.unauthorized, "UNAUTHORIZED", "the token's user is unknown or disabled")
+        }
+        guard (claims.ver ?? 0) == user.tokenVersion else {
+            await request.audit(
+                action: "auth.token", resourceType: "user", resourceID: claims.sub.value, outcome: .denied,
+                details: ["reason": "token ended by logout or an account change"])
+            throw APIError(.unauthorized, "UNAUTHORIZED", "the token was ended by a logout or an account change")
         }
         return user.principal
     }
