@@ -154,6 +154,76 @@ struct AccountTests {
         }
     }
 
+    /// A key acts for its creator: it stops when the creator is disabled or loses the collection,
+    /// and when it expires.
+    @Test func apiKeysEndWithTheirCreatorsAccessAndExpire() async throws {
+        try await withFaceSocial(securityEnv()) { app in
+            try await makeUser(app, "keys@c.example", role: .developer, collections: ["c1", "c2"])
+            let (adminToken, _) = try await login(app, adminEmail, adminPassword)
+            let (devToken, _) = try await login(app, "keys@c.example", "password-keys@c.example")
+            let id = try await userID(app, adminToken, "keys@c.example")
+            func mint(_ collection: String, expiresAt: String? = nil) async throws -> String {
+                var key = ""
+                var fields: [String: Any] = ["name": "ci", "scopes": ["collections:read"]]
+                if let expiresAt { fields["expires_at"] = expiresAt }
+                try await app.testing().test(
+                    .POST, "/v1/collections/\(collection)/api-keys", headers: bearer(devToken),
+                    body: try jsonBody(fields)
+                ) { res in
+                    #expect(res.status == .created, "\(res.body.string)")
+                    expectConforms("POST", "/v1/collections/{collection}/api-keys", res)
+                    key = body(res)[path: "data.key"] as? String ?? ""
+                }
+                return key
+            }
+            func status(_ key: String, _ collection: String) async throws -> HTTPStatus {
+                var status = HTTPStatus.ok
+                try await app.testing().test(
+                    .GET, "/v1/collections/\(collection)/api-keys", headers: ["x-api-key": key]
+                ) { res in status = res.status }
+                return status
+            }
+            func patch(_ change: [String: Any]) async throws {
+                try await app.testing().test(
+                    .PATCH, "/v1/users/\(id)", headers: bearer(adminToken), body: try jsonBody(change)
+                ) { res in #expect(res.status == .ok) }
+            }
+            let keyC1 = try await mint("c1")
+            let keyC2 = try await mint("c2")
+            let soon = Date().addingTimeInterval(2).formatted(.iso8601)
+            let expiring = try await mint("c2", expiresAt: soon)
+            #expect(try await status(keyC1, "c1") == .ok)
+            #expect(try await status(expiring, "c2") == .ok)
+
+            // The admin takes c1 away from the developer: the c1 key stops, the c2 key goes on.
+            try await patch(["collections": ["c2"]])
+            #expect(try await status(keyC1, "c1") == .unauthorized, "key outlived its creator's access")
+            #expect(try await status(keyC2, "c2") == .ok)
+            // Disabled: every key of the developer stops; enabled again, the c2 key works again.
+            try await patch(["is_active": false])
+            #expect(try await status(keyC2, "c2") == .unauthorized, "key outlived its disabled creator")
+            try await patch(["is_active": true])
+            #expect(try await status(keyC2, "c2") == .ok)
+            // Expiry.
+            try await Task.sleep(for: .milliseconds(2500))
+            #expect(try await status(expiring, "c2") == .unauthorized, "expired key still answers")
+            // A past or malformed expiry is refused with its field.
+            for bad in ["2020-01-01T00:00:00Z", "tomorrow"] {
+                let (devToken2, _) = try await login(app, "keys@c.example", "password-keys@c.example")
+                try await app.testing().test(
+                    .POST, "/v1/collections/c2/api-keys", headers: bearer(devToken2),
+                    body: try jsonBody(["name": "ci", "scopes": ["collections:read"], "expires_at": bad])
+                ) { res in
+                    #expect(res.status == .badRequest, "\(bad)")
+                    #expect(errorCode(res) == "VALIDATION_FAILED")
+                    #expect(body(res)[path: "error.details.field"] as? String == "expires_at")
+                }
+            }
+            let denied = try await auditRows(app, action: "auth.api_key", outcome: "denied")
+            #expect(denied.count == 3)
+        }
+    }
+
     @Test func networksMatchAddresses() throws {
         let v4 = try #require(IPNetwork("10.1.0.0/16"))
         #expect(v4.contains("10.1.200.3") && !v4.contains("10.2.0.1") && !v4.contains("::1"))

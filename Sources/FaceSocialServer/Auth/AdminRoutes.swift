@@ -34,6 +34,7 @@ struct APIKeyDTO: Content {
     let prefix: String
     let createdAt: String?
     let revokedAt: String?
+    let expiresAt: String?
     /// Present only in the response that creates the key.
     let key: String?
 
@@ -45,6 +46,7 @@ struct APIKeyDTO: Content {
         prefix = k.prefix
         createdAt = iso8601(k.createdAt)
         revokedAt = iso8601(k.revokedAt)
+        expiresAt = iso8601(k.expiresAt)
         self.key = key
     }
 
@@ -53,6 +55,7 @@ struct APIKeyDTO: Content {
         case collectionID = "collection_id"
         case createdAt = "created_at"
         case revokedAt = "revoked_at"
+        case expiresAt = "expires_at"
     }
 }
 
@@ -236,6 +239,13 @@ struct AdminRoutes: RouteCollection {
     struct CreateKeyBody: Content {
         let name: String
         let scopes: [String]
+        /// ISO 8601; the key is refused from then on. Absent: no end.
+        let expiresAt: String?
+
+        enum CodingKeys: String, CodingKey {
+            case name, scopes
+            case expiresAt = "expires_at"
+        }
     }
 
     @Sendable
@@ -266,6 +276,14 @@ struct AdminRoutes: RouteCollection {
             scopes.insert(scope)
         }
         guard !scopes.isEmpty else { throw APIError.validation("scopes is empty", field: "scopes") }
+        var expiresAt: Date?
+        if let text = body.expiresAt {
+            guard let date = try? Date(text, strategy: .iso8601), date > Date() else {
+                throw APIError.validation(
+                    "expires_at must be a future ISO 8601 time, e.g. 2027-01-31T12:00:00Z", field: "expires_at")
+            }
+            expiresAt = date
+        }
         let secret = "fsk_" + Secrets.random()
         let key = APIKey()
         key.collectionID = collection
@@ -274,6 +292,7 @@ struct AdminRoutes: RouteCollection {
         key.prefix = String(secret.prefix(12))
         key.keyHash = Secrets.sha256Hex(secret)
         key.createdBy = principal.id
+        key.expiresAt = expiresAt
         try await key.create(on: req.db)
         await req.audit(
             action: "api_key.create", resourceType: "api_key", resourceID: try key.requireID().uuidString.lowercased(),

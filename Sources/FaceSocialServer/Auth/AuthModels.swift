@@ -94,6 +94,8 @@ public final class APIKey: Model, @unchecked Sendable {
     @Field(key: "created_by") public var createdBy: String
     @OptionalField(key: "revoked_at") public var revokedAt: Date?
     @OptionalField(key: "last_used_at") public var lastUsedAt: Date?
+    /// After this the key is refused; nil for a key without an end.
+    @OptionalField(key: "expires_at") public var expiresAt: Date?
     @Timestamp(key: "created_at", on: .create) public var createdAt: Date?
 
     public init() {}
@@ -102,11 +104,29 @@ public final class APIKey: Model, @unchecked Sendable {
         Set(scopes.split(separator: " ").compactMap { Permission(rawValue: String($0)) })
     }
 
-    var principal: Principal {
-        Principal(
+    /// A key acts for the user who created it, never beyond that user's access now: it answers
+    /// only while unexpired and while its creator is active and still reaches the collection, and
+    /// with its scopes cut down to what the creator holds today. Nil when it must be refused.
+    func principal(creator: User?, now: Date = Date()) -> Principal? {
+        if let expiresAt, expiresAt <= now { return nil }
+        guard let creator, creator.isActive else { return nil }
+        let owner = creator.principal
+        guard owner.canAccess(collection: collectionID) else { return nil }
+        return Principal(
             kind: .apiKey, id: id?.uuidString.lowercased() ?? "", role: nil,
-            permissions: scopeSet.intersection(Permission.apiKeyScopes),
+            permissions: scopeSet.intersection(Permission.apiKeyScopes).intersection(owner.permissions),
             collections: .only([collectionID.lowercased()]), email: nil)
+    }
+}
+
+/// `api_keys.expires_at` (nil for keys made before: they have no end).
+struct AddAPIKeyExpiry: AsyncMigration {
+    func prepare(on database: any Database) async throws {
+        try await database.schema(APIKey.schema).field("expires_at", .datetime).update()
+    }
+
+    func revert(on database: any Database) async throws {
+        try await database.schema(APIKey.schema).deleteField("expires_at").update()
     }
 }
 

@@ -5,7 +5,7 @@ import SQLKit
 /// (FACESOCIAL_AUTO_MIGRATE=false leaves that to the operator).
 public enum GalleryMigrations {
     public static let all: [any Migration] = [
-        CreateGallerySchema(), CreateAuthTables(), CreateAuditEvents(), AddUserTokenVersion(),
+        CreateGallerySchema(), CreateAuthTables(), CreateAuditEvents(), AddUserTokenVersion(), AddAPIKeyExpiry(),
     ]
 }
 

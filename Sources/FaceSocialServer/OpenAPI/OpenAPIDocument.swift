@@ -187,7 +187,7 @@ enum OpenAPIDocument {
             "APIKey": object(
                 [
                     "id": string, "collection_id": string, "name": string, "scopes": array(string), "prefix": string,
-                    "created_at": string, "revoked_at": nullableString, "key": string,
+                    "created_at": string, "revoked_at": nullableString, "expires_at": nullableString, "key": string,
                 ], required: ["id", "collection_id", "name", "scopes", "prefix"]),
             "APIKeys": array(ref("APIKey")),
             "AuditEvent": object(
@@ -286,7 +286,8 @@ enum OpenAPIDocument {
                     parameters: [collection]),
                 "post": operation(
                     "Create an API key for the collection; the key is shown once (collections:write)", "201",
-                    "APIKey", body: object(["name": string, "scopes": array(string)]), parameters: [collection]),
+                    "APIKey", body: object(["name": string, "scopes": array(string), "expires_at": string]),
+                    parameters: [collection]),
             ],
             "/v1/collections/{collection}/api-keys/{key_id}": [
                 "delete": operation(

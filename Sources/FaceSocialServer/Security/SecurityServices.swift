@@ -199,7 +199,17 @@ struct AuthenticationMiddleware: AsyncMiddleware {
                 details: ["reason": "unknown or revoked key"])
             throw APIError(.unauthorized, "UNAUTHORIZED", "the API key is unknown or revoked")
         }
-        return row.principal
+        var creator: User?
+        if let creatorID = UUID(uuidString: row.createdBy) { creator = try await User.find(creatorID, on: request.db) }
+        guard let principal = row.principal(creator: creator) else {
+            await request.audit(
+                action: "auth.api_key", resourceType: "api_key", resourceID: row.id?.uuidString.lowercased() ?? "",
+                outcome: .denied, details: ["reason": "expired, or its creator is disabled or lost the collection"])
+            throw APIError(
+                .unauthorized, "UNAUTHORIZED",
+                "the API key has expired, or its creator no longer reaches the collection")
+        }
+        return principal
     }
 
     func tokenPrincipal(_ authorization: String, _ request: Request) async throws -> Principal {
