@@ -135,6 +135,36 @@ struct SecurityTests {
         }
     }
 
+    /// A wrong password for an existing email and any password for an unknown one take the same
+    /// time: the decoy is hashed at the configured cost. Interleaved attempts, medians compared
+    /// with a tolerance a busy machine keeps (before the fix the ratio was the cost difference,
+    /// 2^(8-4) = 16).
+    @Test func unknownAndKnownEmailsTakeTheSameTimeToFail() async throws {
+        try await withFaceSocial(securityEnv(["FACESOCIAL_BCRYPT_COST": "8"])) { app in
+            func attempt(_ email: String) async throws -> Double {
+                let start = ContinuousClock.now
+                try await app.testing().test(
+                    .POST, "/v1/auth/login", headers: jsonHeaders,
+                    body: try jsonBody(["email": email, "password": "wrong-password-here"])
+                ) { res in #expect(res.status == .unauthorized) }
+                let elapsed = ContinuousClock.now - start
+                return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+            }
+            var known: [Double] = []
+            var unknown: [Double] = []
+            for n in 0..<15 {
+                known.append(try await attempt(adminEmail))
+                unknown.append(try await attempt("nobody-\(n)@c.example"))
+            }
+            func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+            let ratio = median(known) / median(unknown)
+            print("login timing: median known \(median(known)) ms, unknown \(median(unknown)) ms, ratio \(ratio)")
+            #expect(
+                ratio > 0.5 && ratio < 2,
+                "median known \(median(known)) ms, unknown \(median(unknown)) ms, ratio \(ratio)")
+        }
+    }
+
     @Test func forgedAndExpiredTokensAreRefused() async throws {
         let keyDir = FileManager.default.temporaryDirectory.appendingPathComponent("jwt-keys-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: keyDir, withIntermediateDirectories: true)

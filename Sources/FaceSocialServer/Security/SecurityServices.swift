@@ -12,11 +12,15 @@ public final class SecurityServices: Sendable {
     public let redis: RedisGate?
     public let limiter: RateLimiter
     public let cache: ResultCache
+    /// What a login with an unknown email is verified against: a bcrypt hash of a random secret
+    /// at the configured cost, made once at start, so unknown and known emails take as long.
+    let decoyHash: String
     /// The periodic audit purge, cancelled at shutdown.
     private let purgeTask = Mutex<Task<Void, Never>?>(nil)
 
-    init(config: SecurityConfig, profile: Profile, keyRing: KeyRing, redis: RedisGate?) {
+    init(config: SecurityConfig, profile: Profile, keyRing: KeyRing, redis: RedisGate?, decoyHash: String) {
         self.config = config
+        self.decoyHash = decoyHash
         self.profile = profile
         self.keyRing = keyRing
         self.redis = redis
@@ -41,7 +45,11 @@ public final class SecurityServices: Sendable {
                 app.logger.warning("Redis is not reachable at start; using local rate limits and cache until it is")
             }
         }
-        let services = SecurityServices(config: security, profile: config.profile, keyRing: keyRing, redis: gate)
+        let decoyHash = try await app.threadPool.runIfActive { [cost = security.bcryptCost] in
+            try Bcrypt.hash(Secrets.random(), cost: cost)
+        }
+        let services = SecurityServices(
+            config: security, profile: config.profile, keyRing: keyRing, redis: gate, decoyHash: decoyHash)
         app.storage[Key.self] = services
         app.lifecycle.use(Shutdown(services: services))
 
