@@ -140,7 +140,11 @@ struct SecurityTests {
     /// with a tolerance a busy machine keeps (before the fix the ratio was the cost difference,
     /// 2^(8-4) = 16).
     @Test func unknownAndKnownEmailsTakeTheSameTimeToFail() async throws {
-        try await withFaceSocial(securityEnv(["FACESOCIAL_BCRYPT_COST": "8"])) { app in
+        let env = [
+            "FACESOCIAL_BCRYPT_COST": "8", "FACESOCIAL_LOGIN_FAILURES_PER_ACCOUNT": "1000",
+            "FACESOCIAL_LOGIN_FAILURES_PER_ADDRESS": "1000",
+        ]
+        try await withFaceSocial(securityEnv(env)) { app in
             func attempt(_ email: String) async throws -> Double {
                 let start = ContinuousClock.now
                 try await app.testing().test(
@@ -162,6 +166,89 @@ struct SecurityTests {
             #expect(
                 ratio > 0.5 && ratio < 2,
                 "median known \(median(known)) ms, unknown \(median(unknown)) ms, ratio \(ratio)")
+        }
+    }
+
+    /// Failed sign-ins per account and per address: past the free ones each attempt must wait
+    /// (429 with Retry-After, the right password too); other accounts and addresses go on.
+    @Test func failedSignInsAreThrottledPerAccountAndAddress() async throws {
+        let env = ["FACESOCIAL_LOGIN_FAILURES_PER_ACCOUNT": "3", "FACESOCIAL_LOGIN_FAILURES_PER_ADDRESS": "6"]
+        try await withFaceSocial(securityEnv(env.merging(["FACESOCIAL_TRUSTED_PROXIES": "127.0.0.1"]) { $1 })) {
+            app in
+            try await makeUser(app, "victim@c.example", role: .user)
+            let tester = try app.testing(method: .running(port: 0))
+            func attempt(_ email: String, _ password: String, from address: String) async throws -> (
+                HTTPStatus, String?
+            ) {
+                var result: (HTTPStatus, String?) = (.ok, nil)
+                try await tester.test(
+                    .POST, "/v1/auth/login",
+                    headers: ["Content-Type": "application/json", "X-Forwarded-For": address],
+                    body: try jsonBody(["email": email, "password": password])
+                ) { res in
+                    result = (res.status, res.headers.first(name: "Retry-After"))
+                    if res.status == .tooManyRequests { #expect(errorCode(res) == "RATE_LIMIT_EXCEEDED") }
+                }
+                return result
+            }
+            // Per account: three wrong passwords from three addresses, then even the right one waits.
+            for n in 1...3 {
+                #expect(
+                    try await attempt("victim@c.example", "wrong-password-\(n)", from: "203.0.113.\(n)").0
+                        == .unauthorized)
+            }
+            let locked = try await attempt("victim@c.example", "password-victim@c.example", from: "203.0.113.9")
+            #expect(locked.0 == .tooManyRequests, "the account was not throttled")
+            #expect(Int(locked.1 ?? "") ?? 0 >= 1)
+            // Another account from the same addresses is unaffected.
+            #expect(try await attempt(adminEmail, adminPassword, from: "203.0.113.1").0 == .ok)
+            // The delay passes (1 s after the first failure past the free ones), then the right one works.
+            try await Task.sleep(for: .milliseconds(1500))
+            #expect(try await attempt("victim@c.example", "password-victim@c.example", from: "203.0.113.9").0 == .ok)
+
+            // Per address: six failures over six emails, then that address waits, another does not.
+            for n in 1...6 {
+                #expect(
+                    try await attempt("guess\(n)@c.example", "wrong-password", from: "198.51.100.7").0 == .unauthorized)
+            }
+            let blocked = try await attempt("guess7@c.example", "wrong-password", from: "198.51.100.7")
+            #expect(blocked.0 == .tooManyRequests, "the address was not throttled")
+            #expect(blocked.1 != nil)
+            #expect(try await attempt("guess7@c.example", "wrong-password", from: "198.51.100.8").0 == .unauthorized)
+            let throttled = try await auditRows(app, action: "auth.login", outcome: "denied")
+            #expect(throttled.filter { $0.detail?.contains("too many") == true }.count == 2)
+        }
+    }
+
+    /// At most FACESOCIAL_PASSWORD_HASH_CONCURRENCY hashes run at once and four times that wait;
+    /// a flood beyond answers 429 with Retry-After instead of queueing on every core.
+    @Test func concurrentPasswordHashingIsCapped() async throws {
+        let env = [
+            "FACESOCIAL_BCRYPT_COST": "10", "FACESOCIAL_PASSWORD_HASH_CONCURRENCY": "1",
+            "FACESOCIAL_LOGIN_FAILURES_PER_ACCOUNT": "1000", "FACESOCIAL_LOGIN_FAILURES_PER_ADDRESS": "1000",
+        ]
+        try await withFaceSocial(securityEnv(env)) { app in
+            let statuses = try await withThrowingTaskGroup(of: (HTTPStatus, String?).self) { group in
+                for n in 0..<20 {
+                    group.addTask {
+                        var result: (HTTPStatus, String?) = (.ok, nil)
+                        try await app.testing().test(
+                            .POST, "/v1/auth/login", headers: jsonHeaders,
+                            body: try jsonBody(["email": "flood\(n)@c.example", "password": "wrong-password"])
+                        ) { res in result = (res.status, res.headers.first(name: "Retry-After")) }
+                        return result
+                    }
+                }
+                var all: [(HTTPStatus, String?)] = []
+                for try await status in group { all.append(status) }
+                return all
+            }
+            let codes = statuses.map(\.0.code)
+            let refused = statuses.filter { $0.0.code == 429 }
+            #expect(codes.allSatisfy { $0 == 401 || $0 == 429 }, "\(codes)")
+            #expect(codes.filter { $0 == 401 }.count >= 5, "\(codes)")
+            #expect(!refused.isEmpty, "20 concurrent hashes with room for 5: \(codes)")
+            #expect(refused.allSatisfy { $0.1 == "1" })
         }
     }
 

@@ -70,19 +70,35 @@ struct AuthRoutes: RouteCollection {
             throw APIError.validation("email and password are required", field: "email")
         }
         let email = body.email.lowercased()
+        let security = req.security
+        let address = req.clientAddress ?? "unknown"
+        // Too many failures of this email or from this address: wait, before any hashing.
+        if let wait = security.loginThrottle.retryAfter(email: email, address: address) {
+            await req.audit(
+                action: "auth.login", resourceType: "user", resourceID: email, outcome: .denied,
+                details: ["reason": "too many failed sign-ins"])
+            throw APIError.tooManyAttempts("too many failed sign-ins; retry in \(wait) s", retryAfter: wait)
+        }
         let user = try await User.query(on: req.db).filter(\.$email == email).first()
         // An unknown email is checked against the decoy, hashed at the configured cost, so both
         // paths cost the same bcrypt verification and the time tells nothing.
-        let hash = user?.passwordHash ?? req.security.decoyHash
-        let matches = try await req.application.threadPool.runIfActive {
-            try Bcrypt.verify(body.password, created: hash)
+        let hash = user?.passwordHash ?? security.decoyHash
+        let threadPool = req.application.threadPool
+        guard
+            let matches = try await security.hashingGate.run({
+                try await threadPool.runIfActive { try Bcrypt.verify(body.password, created: hash) }
+            })
+        else {
+            throw APIError.tooManyAttempts("too many sign-ins at once; retry in 1 s", retryAfter: 1)
         }
         guard let user, matches, user.isActive else {
+            security.loginThrottle.failed(email: email, address: address)
             await req.audit(
                 action: "auth.login", resourceType: "user", resourceID: email, outcome: .denied,
                 details: ["reason": "bad credentials"])
             throw APIError(.unauthorized, "UNAUTHORIZED", "wrong email or password")
         }
+        security.loginThrottle.succeeded(email: email)
         let tokens = try await issue(req, user: user, family: UUID())
         await req.audit(
             action: "auth.login", resourceType: "user", resourceID: try user.requireID().uuidString.lowercased(),

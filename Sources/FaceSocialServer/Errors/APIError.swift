@@ -22,6 +22,13 @@ public struct APIError: Error, Sendable {
         self.headers = headers
     }
 
+    /// 429 `RATE_LIMIT_EXCEEDED` with Retry-After, for sign-in throttling.
+    static func tooManyAttempts(_ message: String, retryAfter seconds: Int) -> APIError {
+        APIError(
+            .tooManyRequests, "RATE_LIMIT_EXCEEDED", message,
+            details: ["scope": "login", "retry_after_seconds": String(seconds)],
+            headers: ["Retry-After": String(seconds)])
+    }
     public static func validation(_ message: String, field: String? = nil) -> APIError {
         APIError(.badRequest, "VALIDATION_FAILED", message, details: field.map { ["field": $0] } ?? [:])
     }

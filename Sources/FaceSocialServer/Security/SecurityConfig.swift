@@ -22,6 +22,14 @@ public struct SecurityConfig: Sendable {
     public var trustedProxies: [IPNetwork] = []
     /// How often audit rows past retention are purged while the server runs.
     public var auditPurgeIntervalSeconds: Int = 3600
+    /// Failed sign-ins of one email before each further one waits (1 s, doubling, at most 15 min).
+    public var loginFailuresPerAccount: Int = 5
+    /// The same for one client address, whatever the emails.
+    public var loginFailuresPerAddress: Int = 20
+    /// Password hashes computed at once (sign-in); more wait, and past four times this answer 429.
+    public var passwordHashConcurrency: Int = SecurityConfig.defaultHashConcurrency
+
+    static var defaultHashConcurrency: Int { max(1, ProcessInfo.processInfo.activeProcessorCount / 2) }
 
     /// The development-only admin password `make run` uses; production refuses it.
     static let developmentAdminPassword = "facesocial-dev-admin"
@@ -64,6 +72,10 @@ public struct SecurityConfig: Sendable {
             $0.trimmingCharacters(in: .whitespaces)
         }.filter { !$0.isEmpty }
         config.auditPurgeIntervalSeconds = try integer("FACESOCIAL_AUDIT_PURGE_INTERVAL_SECONDS", 3600, 1...86_400)
+        config.loginFailuresPerAccount = try integer("FACESOCIAL_LOGIN_FAILURES_PER_ACCOUNT", 5, 1...100_000)
+        config.loginFailuresPerAddress = try integer("FACESOCIAL_LOGIN_FAILURES_PER_ADDRESS", 20, 1...100_000)
+        config.passwordHashConcurrency = try integer(
+            "FACESOCIAL_PASSWORD_HASH_CONCURRENCY", defaultHashConcurrency, 1...1024)
         config.trustedProxies = try (value("FACESOCIAL_TRUSTED_PROXIES") ?? "").split(separator: ",").map {
             let text = $0.trimmingCharacters(in: .whitespaces)
             guard let network = IPNetwork(text) else {
@@ -156,5 +168,16 @@ public struct SecurityConfig: Sendable {
             name: "FACESOCIAL_TLS_CERT_PATH", defaultValue: "(none)",
             summary: "PEM certificate chain for native TLS (with FACESOCIAL_TLS_KEY_PATH)"),
         .init(name: "FACESOCIAL_TLS_KEY_PATH", defaultValue: "(none)", summary: "PEM private key for native TLS"),
+        .init(
+            name: "FACESOCIAL_LOGIN_FAILURES_PER_ACCOUNT", defaultValue: "5",
+            summary:
+                "failed sign-ins of one email before each further one must wait (1 s, doubling, at most 15 min; 429 with Retry-After)"
+        ),
+        .init(
+            name: "FACESOCIAL_LOGIN_FAILURES_PER_ADDRESS", defaultValue: "20",
+            summary: "the same for one client address, whatever the emails"),
+        .init(
+            name: "FACESOCIAL_PASSWORD_HASH_CONCURRENCY", defaultValue: "(half the cores, at least 1)",
+            summary: "password hashes computed at once; up to four times as many wait, more get 429"),
     ]
 }

@@ -12,6 +12,8 @@ public final class SecurityServices: Sendable {
     public let redis: RedisGate?
     public let limiter: RateLimiter
     public let cache: ResultCache
+    public let loginThrottle: LoginThrottle
+    public let hashingGate: HashingGate
     /// What a login with an unknown email is verified against: a bcrypt hash of a random secret
     /// at the configured cost, made once at start, so unknown and known emails take as long.
     let decoyHash: String
@@ -26,6 +28,10 @@ public final class SecurityServices: Sendable {
         self.redis = redis
         self.limiter = RateLimiter(redis: redis)
         self.cache = ResultCache(ttl: config.cacheTTL, maxEntries: config.cacheMaxEntries, redis: redis)
+        self.loginThrottle = LoginThrottle(
+            account: .init(freeFailures: config.loginFailuresPerAccount),
+            address: .init(freeFailures: config.loginFailuresPerAddress))
+        self.hashingGate = HashingGate(limit: config.passwordHashConcurrency)
     }
 
     struct Key: StorageKey {
