@@ -99,7 +99,7 @@ func hmacSHA256(_ secret: Data) -> (Data) -> Data {
 func validPayload(sub: String, exp: Date = Date().addingTimeInterval(600)) -> [String: Any] {
     [
         "sub": sub, "exp": exp.timeIntervalSince1970, "iat": Date().timeIntervalSince1970, "jti": UUID().uuidString,
-        "iss": "facesocial", "role": "admin", "typ": "access",
+        "iss": "facesocial", "role": "admin", "typ": "access", "aud": "facesocial-api",
     ]
 }
 

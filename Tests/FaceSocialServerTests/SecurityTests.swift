@@ -317,6 +317,28 @@ struct SecurityTests {
             tokens["expired"] = try forgeToken(
                 header: ["alg": "HS256", "kid": hsKid, "typ": "JWT"],
                 payload: validPayload(sub: sub, exp: Date().addingTimeInterval(-60)), sign: hmacSHA256(secret))
+            // Times and audience: not yet valid, issued in the future, a foreign or missing
+            // audience, and a lifetime beyond the configured one (ten years).
+            var early = validPayload(sub: sub)
+            early["nbf"] = Date().addingTimeInterval(3600).timeIntervalSince1970
+            tokens["nbf an hour ahead"] = try forgeToken(
+                header: ["alg": "HS256", "kid": hsKid, "typ": "JWT"], payload: early, sign: hmacSHA256(secret))
+            var future = validPayload(sub: sub, exp: Date().addingTimeInterval(7200))
+            future["iat"] = Date().addingTimeInterval(3600).timeIntervalSince1970
+            tokens["iat an hour ahead"] = try forgeToken(
+                header: ["alg": "HS256", "kid": hsKid, "typ": "JWT"], payload: future, sign: hmacSHA256(secret))
+            var foreign = validPayload(sub: sub)
+            foreign["aud"] = "another-service"
+            tokens["foreign aud"] = try forgeToken(
+                header: ["alg": "HS256", "kid": hsKid, "typ": "JWT"], payload: foreign, sign: hmacSHA256(secret))
+            var noAudience = validPayload(sub: sub)
+            noAudience["aud"] = nil
+            tokens["no aud"] = try forgeToken(
+                header: ["alg": "HS256", "kid": hsKid, "typ": "JWT"], payload: noAudience, sign: hmacSHA256(secret))
+            tokens["exp ten years ahead"] = try forgeToken(
+                header: ["alg": "HS256", "kid": hsKid, "typ": "JWT"],
+                payload: validPayload(sub: sub, exp: Date().addingTimeInterval(10 * 365 * 86_400)),
+                sign: hmacSHA256(secret))
             var parts = access.split(separator: ".").map(String.init)
             parts[1] = try JSONSerialization.data(withJSONObject: validPayload(sub: UUID().uuidString)).base64URLEncoded
             tokens["tampered payload"] = parts.joined(separator: ".")
@@ -506,7 +528,8 @@ struct SecurityTests {
         #expect(ringA.signingKid == first.kid)
         let claims = AccessClaims(
             sub: .init(value: "u"), exp: .init(value: Date().addingTimeInterval(60)), iat: .init(value: Date()),
-            jti: .init(value: "j"), iss: .init(value: "facesocial"), role: "user", typ: "access")
+            jti: .init(value: "j"), iss: .init(value: "facesocial"), role: "user", typ: "access",
+            aud: .init(value: "facesocial-api"))
         let old = try await ringA.sign(claims)
         let second = try KeyRing.rotate(directory: dir, keep: 2, now: Date().addingTimeInterval(1))
         let ringB = try await KeyRing.load(secret: String(repeating: "s", count: 32), keyDirectory: dir)

@@ -115,7 +115,7 @@ struct AuthRoutes: RouteCollection {
             exp: ExpirationClaim(value: now.addingTimeInterval(Double(security.config.accessTokenTTL))),
             iat: IssuedAtClaim(value: now), jti: IDClaim(value: UUID().uuidString),
             iss: IssuerClaim(value: AccessClaims.issuer),
-            role: user.role, typ: "access", ver: user.tokenVersion)
+            role: user.role, typ: "access", ver: user.tokenVersion, aud: AudienceClaim(value: AccessClaims.audience))
         let access = try await security.keyRing.sign(claims)
         let refresh = Secrets.random()
         try await RefreshToken(

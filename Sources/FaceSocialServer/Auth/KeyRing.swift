@@ -5,6 +5,10 @@ import JWTKit
 /// The claims of an access token.
 public struct AccessClaims: JWTPayload, Sendable {
     static let issuer = "facesocial"
+    /// The audience every access token names; a token for anything else is refused.
+    static let audience = "facesocial-api"
+    /// Clock difference between instances that is tolerated on `iat` and `nbf`.
+    static let leeway: TimeInterval = 5
     public var sub: SubjectClaim
     public var exp: ExpirationClaim
     public var iat: IssuedAtClaim
@@ -14,11 +18,33 @@ public struct AccessClaims: JWTPayload, Sendable {
     public var typ: String
     /// The user's token version when the token was issued (absent counts as 0).
     public var ver: Int?
+    /// Required on verification: it must include `audience`.
+    public var aud: AudienceClaim?
+    /// Optional; when present the token is refused before it.
+    public var nbf: NotBeforeClaim?
 
     public func verify(using algorithm: some JWTAlgorithm) async throws {
         try exp.verifyNotExpired()
         guard iss.value == Self.issuer, typ == "access" else {
             throw JWTError.claimVerificationFailure(failedClaim: iss, reason: "not a FaceSocial access token")
+        }
+    }
+
+    /// The checks that need the configured lifetime: the audience, `nbf` and `iat` not in the
+    /// future, and `exp - iat` no longer than `maxLifetime` (so a stolen key cannot mint a token
+    /// that outlives the policy). Plain code: `KeyRing.verify` calls it after the signature.
+    func validate(now: Date, maxLifetime: TimeInterval) throws(TokenError) {
+        guard let aud, aud.value.contains(Self.audience) else {
+            throw .invalid("the token is not meant for this API (aud)")
+        }
+        if let nbf, nbf.value > now.addingTimeInterval(Self.leeway) {
+            throw .invalid("the token is not valid yet (nbf)")
+        }
+        guard iat.value <= now.addingTimeInterval(Self.leeway) else {
+            throw .invalid("the token was issued in the future (iat)")
+        }
+        guard exp.value.timeIntervalSince(iat.value) <= maxLifetime + 1 else {
+            throw .invalid("the token lives longer than the configured access-token lifetime")
         }
     }
 }
@@ -56,17 +82,22 @@ public final class KeyRing: Sendable {
 
     public let keys: [String: Key]
     public let signingKid: String
+    /// The longest `exp - iat` accepted: FACESOCIAL_ACCESS_TOKEN_TTL_SECONDS.
+    public let maxLifetime: TimeInterval
 
     public static let supportedAlgorithms: Set<String> = ["HS256", "ES256", "RS256"]
 
-    public init(keys: [Key], signingKid: String) {
+    public init(keys: [Key], signingKid: String, maxLifetime: TimeInterval = 900) {
         self.keys = Dictionary(keys.map { ($0.kid, $0) }, uniquingKeysWith: { first, _ in first })
         self.signingKid = signingKid
+        self.maxLifetime = maxLifetime
     }
 
     /// HS256 over the secret, plus every PEM private key in the key directory. The directory's
     /// `current` file (or else the last kid by name) signs when present; otherwise the secret does.
-    public static func load(secret: String, keyDirectory: URL?) async throws -> KeyRing {
+    public static func load(secret: String, keyDirectory: URL?, maxLifetime: TimeInterval = 900) async throws
+        -> KeyRing
+    {
         guard secret.utf8.count >= 32 else {
             throw ConfigError.invalid(variable: "JWT_SECRET_KEY", reason: "must be at least 32 characters (HS256)")
         }
@@ -97,7 +128,7 @@ public final class KeyRing: Sendable {
                 signing = current
             }
         }
-        return KeyRing(keys: keys, signingKid: signing)
+        return KeyRing(keys: keys, signingKid: signing, maxLifetime: maxLifetime)
     }
 
     /// An ES256 (P-256) or RS256 private key from PEM.
@@ -141,13 +172,16 @@ public final class KeyRing: Sendable {
         }
         guard let kid = header["kid"] as? String, let key = keys[kid] else { throw TokenError.unknownKey }
         guard key.algorithm == alg else { throw TokenError.algorithmMismatch }
+        let claims: AccessClaims
         do {
-            return try await key.keys.verify(token, as: AccessClaims.self)
+            claims = try await key.keys.verify(token, as: AccessClaims.self)
         } catch let error as JWTError {
             throw TokenError.invalid(
                 error.errorType == .claimVerificationFailure
                     ? "the token has expired or is not an access token" : "the token's signature does not verify")
         }
+        try claims.validate(now: Date(), maxLifetime: maxLifetime)
+        return claims
     }
 
     /// The public keys as a JWKS document.

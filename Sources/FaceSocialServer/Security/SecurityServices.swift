@@ -42,7 +42,9 @@ public final class SecurityServices: Sendable {
     /// middleware that authenticates and rate-limits; call before registering routes.
     static func configure(_ app: Application, config: AppConfig) async throws -> SecurityServices {
         let security = config.security
-        let keyRing = try await KeyRing.load(secret: config.jwtSecret, keyDirectory: security.jwtKeyDirectory)
+        let keyRing = try await KeyRing.load(
+            secret: config.jwtSecret, keyDirectory: security.jwtKeyDirectory,
+            maxLifetime: TimeInterval(security.accessTokenTTL))
         var gate: RedisGate?
         if let url = security.redisURL {
             let client = try RedisClient(url: url, group: app.eventLoopGroup, logger: app.logger)
