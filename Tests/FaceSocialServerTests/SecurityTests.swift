@@ -252,6 +252,45 @@ struct SecurityTests {
         }
     }
 
+    /// Eight parallel refreshes of one token over real connections: exactly one 200, the rest 401,
+    /// never 500, and every loser audited. Three rounds, as the race showed in two of three.
+    @Test func concurrentRefreshesOfOneTokenHaveOneWinner() async throws {
+        try await withFaceSocial(securityEnv()) { app in
+            try await app.server.start(address: .hostname("127.0.0.1", port: 0))
+            let port = try #require(app.http.server.shared.localAddress?.port)
+            let client = HTTPClient(eventLoopGroupProvider: .singleton)
+            do {
+                for round in 0..<3 {
+                    let (_, refresh) = try await login(app, adminEmail, adminPassword)
+                    let before = try await auditRows(app, action: "auth.refresh_reuse", outcome: "denied").count
+                    let payload = String(
+                        decoding: try JSONSerialization.data(withJSONObject: ["refresh_token": refresh]), as: UTF8.self)
+                    let statuses = try await withThrowingTaskGroup(of: UInt.self) { group in
+                        for _ in 0..<8 {
+                            group.addTask {
+                                let request = try HTTPClient.Request(
+                                    url: "http://127.0.0.1:\(port)/v1/auth/refresh", method: .POST,
+                                    headers: ["Content-Type": "application/json"], body: .string(payload))
+                                let response = try await client.execute(request: request).get()
+                                return response.status.code
+                            }
+                        }
+                        var all: [UInt] = []
+                        for try await code in group { all.append(code) }
+                        return all.sorted()
+                    }
+                    #expect(statuses == [200] + Array(repeating: 401, count: 7), "round \(round): \(statuses)")
+                    let after = try await auditRows(app, action: "auth.refresh_reuse", outcome: "denied").count
+                    #expect(after - before == 7, "round \(round): \(after - before) losers audited")
+                }
+            } catch {
+                Issue.record("refresh race failed: \(error)")
+            }
+            try await client.shutdown()
+            await app.server.shutdown()
+        }
+    }
+
     @Test func forgedAndExpiredTokensAreRefused() async throws {
         let keyDir = FileManager.default.temporaryDirectory.appendingPathComponent("jwt-keys-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: keyDir, withIntermediateDirectories: true)

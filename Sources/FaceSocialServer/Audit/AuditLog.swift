@@ -33,11 +33,14 @@ public enum AuditLog {
             ? nil
             : (try? JSONEncoder.sorted.encode(details)).map { String(decoding: $0, as: UTF8.self) }
         do {
-            try await AuditEvent(
-                actor: actor, actorType: actorType, action: action, resourceType: resourceType,
-                resourceID: String(resourceID.prefix(200)), outcome: outcome.rawValue, ip: ip, requestID: requestID,
-                detail: detail
-            ).create(on: db)
+            // A busy SQLite is waited out: a denied request must still leave its row.
+            try await SQLiteBusy.retrying {
+                try await AuditEvent(
+                    actor: actor, actorType: actorType, action: action, resourceType: resourceType,
+                    resourceID: String(resourceID.prefix(200)), outcome: outcome.rawValue, ip: ip,
+                    requestID: requestID, detail: detail
+                ).create(on: db)
+            }
         } catch {
             logger.error("audit write failed", metadata: ["action": .string(action), "error": .string("\(error)")])
         }

@@ -1,6 +1,7 @@
 import Fluent
 import Foundation
 import JWTKit
+import SQLKit
 import Vapor
 
 struct TokenResponse: Content {
@@ -154,23 +155,37 @@ struct AuthRoutes: RouteCollection {
                 details: ["reason": "expired token or disabled user"])
             throw APIError(.unauthorized, "UNAUTHORIZED", "the refresh token has expired")
         }
-        // Claimed with a conditional update, so two concurrent uses cannot both succeed.
-        let claimed = try await req.db.transaction { tx -> Bool in
-            guard let fresh = try await RefreshToken.find(token.id, on: tx), fresh.usedAt == nil else { return false }
-            fresh.usedAt = Date()
-            try await fresh.save(on: tx)
-            return true
-        }
+        // Claimed with one conditional UPDATE … WHERE used_at IS NULL RETURNING id, so of two
+        // concurrent uses exactly one gets the row; the other is a reuse.
+        let claimed = try await SQLiteBusy.retrying { try await claim(token, on: req.db) }
         guard claimed else {
-            try await revokeFamily(token.familyID, on: req.db)
-            try await User.endAccessTokens(of: token.userID, on: req.db)
+            let revoked = try await SQLiteBusy.retrying { try await revokeFamily(token.familyID, on: req.db) }
+            try await SQLiteBusy.retrying { try await User.endAccessTokens(of: token.userID, on: req.db) }
+            await req.audit(
+                action: "auth.refresh_reuse", resourceType: "token_family", resourceID: family, outcome: .denied,
+                details: [
+                    "user": token.userID.uuidString.lowercased(), "revoked": String(revoked),
+                    "reason": "concurrent use",
+                ])
             throw APIError(
                 .unauthorized, "UNAUTHORIZED", "the refresh token was already used; its sessions are revoked")
         }
-        let tokens = try await issue(req, user: user, family: token.familyID)
+        let tokens = try await SQLiteBusy.retrying { try await issue(req, user: user, family: token.familyID) }
         await req.audit(
             action: "auth.refresh", resourceType: "token_family", resourceID: family, actor: user.principal)
         return req.envelope(tokens)
+    }
+
+    /// Marks the token used if no one has: true for the one caller that did.
+    func claim(_ token: RefreshToken, on db: any Database) async throws -> Bool {
+        guard let sql = db as? any SQLDatabase else { return false }
+        let rows = try await sql.update(RefreshToken.schema)
+            .set(SQLIdentifier("used_at"), to: SQLBind(Date()))
+            .where(SQLIdentifier("id"), .equal, SQLBind(try token.requireID()))
+            .where(SQLIdentifier("used_at"), .is, SQLLiteral.null)
+            .returning(SQLIdentifier("id"))
+            .all()
+        return rows.count == 1
     }
 
     @discardableResult

@@ -1,6 +1,32 @@
 import AsyncKit
 import FluentPostgresDriver
+import FluentSQLiteDriver
 import Vapor
+
+/// SQLite answers BUSY / LOCKED while another connection holds the write lock. A short write is
+/// tried again a few times with a growing pause; what is still busy after that becomes 503
+/// `DATABASE_UNAVAILABLE` (see `APIError.databaseUnavailable`), never a 500.
+enum SQLiteBusy {
+    static func matches(_ error: any Error) -> Bool {
+        guard let error = error as? SQLiteError else { return false }
+        switch error.reason {
+        case .busy, .locked, .busyTimeout, .busyInRecovery, .busyInSnapshot, .lockedBySharedCache: return true
+        default: return false
+        }
+    }
+
+    static func retrying<T: Sendable>(attempts: Int = 8, _ work: () async throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            do {
+                return try await work()
+            } catch  where matches(error) && attempt < attempts - 1 {
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(5 * attempt + Int.random(in: 0...5)))
+            }
+        }
+    }
+}
 
 extension APIError {
     /// 400 for text PostgreSQL cannot store: U+0000 in a string (SQLSTATE 22021, 22P05). SQLite
@@ -44,6 +70,8 @@ extension APIError {
             reason = "the database pool is shut down"
         case DatabaseSetupError.timeout:
             reason = "the database did not answer in time"
+        case let error where SQLiteBusy.matches(error):
+            reason = "SQLite is busy with another write"
         default:
             return nil
         }
