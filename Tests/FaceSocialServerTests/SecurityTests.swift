@@ -291,6 +291,57 @@ struct SecurityTests {
         }
     }
 
+    /// Row 14 of issue 23: the SQLite file and its folder private to the server's user, a repeated
+    /// `image` part refused, HSTS only on answers over HTTPS, `Vary: Origin` on CORS answers.
+    @Test func smallTransportAndStorageHardening() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("private-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let env = securityEnv([
+            "FACESOCIAL_DATA_DIR": dir.path, "FACESOCIAL_CORS_ORIGINS": "https://app.example",
+            "FACESOCIAL_TRUSTED_PROXIES": "127.0.0.1",
+        ])
+        try await withFaceSocial(env) { app in
+            func mode(_ path: String) throws -> Int {
+                (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue ?? -1
+            }
+            let folderMode = try mode(dir.path)
+            #expect(folderMode == 0o700, "data folder mode \(String(folderMode, radix: 8))")
+            let fileMode = try mode(dir.appendingPathComponent("facesocial.sqlite").path)
+            #expect(fileMode == 0o600, "SQLite file mode \(String(fileMode, radix: 8))")
+
+            // Two `image` parts: 400 naming the field, not a silent pick.
+            let image = try testImage("obama.jpg")
+            var form = Multipart()
+            form.file("image", image)
+            form.file("image", image)
+            try await app.testing().test(.POST, "/v1/detect", headers: form.headers, body: form.body()) { res in
+                #expect(res.status == .badRequest, "\(res.body.string)")
+                #expect(errorCode(res) == "VALIDATION_FAILED")
+                #expect(body(res)[path: "error.details.field"] as? String == "image")
+            }
+            // CORS answers vary by Origin.
+            try await app.testing().test(.GET, "/health", headers: ["Origin": "https://app.example"]) { res in
+                #expect(res.headers[.vary].joined(separator: ",").lowercased().contains("origin"))
+            }
+        }
+        // Production over plain HTTP sends no HSTS; through a trusted proxy that spoke HTTPS it does.
+        let production = securityEnv([
+            "FACESOCIAL_PROFILE": "production", "JWT_SECRET_KEY": String(repeating: "k", count: 40),
+            "FACESOCIAL_DATA_KEY": Data(repeating: 7, count: 32).base64EncodedString(),
+            "FACESOCIAL_ALLOW_ANONYMOUS_ANALYSIS": "false", "FACESOCIAL_TRUSTED_PROXIES": "127.0.0.1",
+            "FACESOCIAL_BCRYPT_COST": "10",
+        ])
+        try await withFaceSocial(production) { app in
+            let tester = try app.testing(method: .running(port: 0))
+            try await tester.test(.GET, "/health") { res in
+                #expect(res.headers.first(name: "Strict-Transport-Security") == nil, "HSTS over plain HTTP")
+            }
+            try await tester.test(.GET, "/health", headers: ["X-Forwarded-Proto": "https"]) { res in
+                #expect(res.headers.first(name: "Strict-Transport-Security") != nil)
+            }
+        }
+    }
+
     @Test func forgedAndExpiredTokensAreRefused() async throws {
         let keyDir = FileManager.default.temporaryDirectory.appendingPathComponent("jwt-keys-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: keyDir, withIntermediateDirectories: true)

@@ -225,6 +225,18 @@ extension Application {
 /// Database setup from `DATABASE_URL` and `DATABASE_REPLICA_URLS`.
 public enum DatabaseSetup {
     /// Registers the primary (and replicas) with Fluent and installs the router.
+    /// The SQLite file holds password, API-key and refresh-token hashes: readable and writable by
+    /// the server's user only (0600; SQLite gives its journal the mode of the database file).
+    static func makePrivate(sqliteFile path: String) throws {
+        guard path != ":memory:" else { return }
+        let files = FileManager.default
+        if files.fileExists(atPath: path) {
+            try files.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+        } else if !files.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) {
+            throw ConfigError.invalid(variable: "DATABASE_URL", reason: "cannot create the SQLite file \(path)")
+        }
+    }
+
     public static func configure(_ app: Application, config: AppConfig) throws {
         let url = config.databaseURL
         let router: DatabaseRouter
@@ -286,9 +298,14 @@ public enum DatabaseSetup {
                 }
                 path = String(url.dropFirst("sqlite://".count))
             } else {
-                try FileManager.default.createDirectory(at: config.dataDirectory, withIntermediateDirectories: true)
+                try FileManager.default.createDirectory(
+                    at: config.dataDirectory, withIntermediateDirectories: true,
+                    attributes: [.posixPermissions: 0o700])
+                try FileManager.default.setAttributes(
+                    [.posixPermissions: 0o700], ofItemAtPath: config.dataDirectory.path)
                 path = config.dataDirectory.appendingPathComponent("facesocial.sqlite").path
             }
+            try Self.makePrivate(sqliteFile: path)
             app.databases.use(.sqlite(.file(path)), as: .sqlite, isDefault: true)
             router = DatabaseRouter(
                 kind: .sqlite, primaryID: .sqlite, replicaIDs: [], postgresPrimary: nil,

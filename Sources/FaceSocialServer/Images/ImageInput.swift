@@ -146,6 +146,10 @@ extension Request {
         for part in parts {
             guard let partName = part.name else { continue }
             if Self.imageFieldNames.contains(partName) || part.filename {
+                // Two `image` parts: which one was meant is a guess, so neither is used.
+                if Self.imageFieldNames.contains(partName), result.images[partName] != nil {
+                    throw APIError.validation("the \(partName) part appears more than once", field: partName)
+                }
                 result.images[partName] = part.data
                 result.imageList.append(part.data)
             } else {

@@ -49,6 +49,15 @@ public struct IPNetwork: Sendable, Equatable {
 }
 
 extension Request {
+    /// True when a trusted proxy says the client spoke HTTPS to it (`X-Forwarded-Proto: https`).
+    var forwardedOverHTTPS: Bool {
+        guard let peer = remoteAddress?.ipAddress,
+            (application.security?.config.trustedProxies ?? []).contains(where: { $0.contains(peer) })
+        else { return false }
+        return headers.first(name: "X-Forwarded-Proto")?.split(separator: ",").first?
+            .trimmingCharacters(in: .whitespaces).lowercased() == "https"
+    }
+
     /// The client's address for rate limits and audit rows. Behind a proxy listed in
     /// FACESOCIAL_TRUSTED_PROXIES it is the right-most X-Forwarded-For entry that is not itself a
     /// trusted proxy (entries further left are whatever the client chose to send); from any other

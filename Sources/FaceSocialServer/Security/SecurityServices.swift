@@ -82,7 +82,10 @@ public final class SecurityServices: Sendable {
                         ])), at: .beginning)
         }
         // Outermost, so error responses carry the headers too.
-        app.middleware.use(SecurityHeadersMiddleware(hsts: config.profile == .production), at: .beginning)
+        app.middleware.use(
+            SecurityHeadersMiddleware(
+                hsts: config.profile == .production, nativeTLS: security.tlsCertificatePath != nil,
+                varyOrigin: !security.corsOrigins.isEmpty), at: .beginning)
         app.middleware.use(
             RateLimitMiddleware(limiter: services.limiter, scope: .ip, limit: security.rateLimitIPPerMinute))
         app.middleware.use(AuthenticationMiddleware(keyRing: keyRing))
@@ -172,9 +175,14 @@ extension Request {
     }
 }
 
-/// Headers every response carries: no MIME sniffing, no framing, no referrer; HSTS in production.
+/// Headers every response carries: no MIME sniffing, no framing, no referrer; HSTS in production
+/// on answers that travel over HTTPS (native TLS, or `X-Forwarded-Proto: https` from a trusted
+/// proxy; RFC 6797 has browsers ignore it over plain HTTP); `Vary: Origin` when CORS is on, so a
+/// cache never hands one origin's CORS answer to another.
 struct SecurityHeadersMiddleware: AsyncMiddleware {
     let hsts: Bool
+    var nativeTLS = false
+    var varyOrigin = false
 
     func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
         let response = try await next.respond(to: request)
@@ -182,7 +190,10 @@ struct SecurityHeadersMiddleware: AsyncMiddleware {
         response.headers.replaceOrAdd(name: "X-Frame-Options", value: "DENY")
         response.headers.replaceOrAdd(name: "Referrer-Policy", value: "no-referrer")
         response.headers.replaceOrAdd(name: "Cache-Control", value: "no-store")
-        if hsts {
+        if varyOrigin, !response.headers[.vary].contains(where: { $0.lowercased().contains("origin") }) {
+            response.headers.add(name: .vary, value: "Origin")
+        }
+        if hsts, nativeTLS || request.forwardedOverHTTPS {
             response.headers.replaceOrAdd(
                 name: "Strict-Transport-Security", value: "max-age=31536000; includeSubDomains")
         }
