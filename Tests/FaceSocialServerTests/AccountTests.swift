@@ -224,6 +224,51 @@ struct AccountTests {
         }
     }
 
+    /// Control characters (NUL, ESC sequences, line breaks) are refused in every stored name and
+    /// metadata string with 400 VALIDATION_FAILED and the field; ordinary Unicode is kept.
+    @Test func controlCharactersAreRefusedInStoredText() async throws {
+        try await withFaceSocial(securityEnv()) { app in
+            let (token, _) = try await login(app, adminEmail, adminPassword)
+            func post(_ path: String, _ fields: [String: Any]) async throws -> (HTTPStatus, String?, [String: Any]) {
+                var result: (HTTPStatus, String?, [String: Any]) = (.ok, nil, [:])
+                try await app.testing().test(.POST, path, headers: bearer(token), body: try jsonBody(fields)) { res in
+                    result = (res.status, body(res)[path: "error.details.field"] as? String, body(res))
+                }
+                return result
+            }
+            for bad in ["evil\u{0}\u{1b}[31mred", "two\nlines", "bell\u{7}", "c1\u{9b}31m", "del\u{7f}"] {
+                let refused = try await post("/v1/collections", ["name": bad])
+                #expect(refused.0 == .badRequest && refused.1 == "name", "collection name \(bad.debugDescription)")
+            }
+            let made = try await post("/v1/collections", ["name": "Zoë's gallery 日本"])
+            #expect(made.0 == .created)
+            let collection = made.2[path: "data.id"] as? String ?? ""
+            let subjects = "/v1/collections/\(collection)/subjects"
+            let cases: [([String: Any], String)] = [
+                (["external_id": "ok-1", "name": "a\u{1b}]0;title\u{7}"], "name"),
+                (["external_id": "bad\u{0}id"], "external_id"),
+                (["external_id": "ok-2", "metadata": ["note": "x\u{1b}[2J"]], "metadata"),
+                (["external_id": "ok-3", "metadata": ["k\u{0}": "v"]], "metadata"),
+                (["external_id": "ok-4", "metadata": ["list": ["fine", "\r\nForged: yes"]]], "metadata"),
+            ]
+            for (fields, field) in cases {
+                let refused = try await post(subjects, fields)
+                #expect(refused.0 == .badRequest, "\(fields)")
+                #expect(refused.1 == field, "\(fields)")
+                #expect(refused.2[path: "error.code"] as? String == "VALIDATION_FAILED")
+            }
+            #expect(try await post(subjects, ["external_id": "ok-5", "metadata": ["note": "Zoë"]]).0 == .created)
+            // Changing a subject follows the same rule.
+            let subject = try await post(subjects, ["external_id": "ok-6"]).2[path: "data.id"] as? String ?? ""
+            try await app.testing().test(
+                .PATCH, "\(subjects)/\(subject)", headers: bearer(token), body: try jsonBody(["name": "x\u{0}"])
+            ) { res in
+                #expect(res.status == .badRequest)
+                #expect(body(res)[path: "error.details.field"] as? String == "name")
+            }
+        }
+    }
+
     @Test func networksMatchAddresses() throws {
         let v4 = try #require(IPNetwork("10.1.0.0/16"))
         #expect(v4.contains("10.1.200.3") && !v4.contains("10.2.0.1") && !v4.contains("::1"))

@@ -262,6 +262,7 @@ struct AdminRoutes: RouteCollection {
         guard (1...100).contains(body.name.count) else {
             throw APIError.validation("name must have 1 to 100 characters", field: "name")
         }
+        try TextPolicy.refuseControlCharacters(body.name, field: "name")
         var scopes = Set<Permission>()
         for name in body.scopes {
             guard let scope = Permission(rawValue: name), Permission.apiKeyScopes.contains(scope) else {

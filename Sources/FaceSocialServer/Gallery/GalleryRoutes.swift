@@ -72,6 +72,19 @@ struct GalleryRoutes: RouteCollection {
     static func conflict(_ message: String) -> APIError { APIError(.conflict, "ALREADY_EXISTS", message) }
 
     static func metadataText(_ metadata: [String: JSONValue]?) throws -> String {
+        func check(_ value: JSONValue) throws {
+            switch value {
+            case .string(let text): try TextPolicy.refuseControlCharacters(text, field: "metadata")
+            case .array(let items): for item in items { try check(item) }
+            case .object(let fields):
+                for (key, item) in fields {
+                    try TextPolicy.refuseControlCharacters(key, field: "metadata")
+                    try check(item)
+                }
+            case .number, .bool, .null: break
+            }
+        }
+        try check(.object(metadata ?? [:]))
         let data = try JSONEncoder().encode(metadata ?? [:])
         guard data.count <= 16 * 1024 else { throw APIError.validation("metadata is over 16 KiB", field: "metadata") }
         return String(decoding: data, as: UTF8.self)
@@ -82,6 +95,7 @@ struct GalleryRoutes: RouteCollection {
         guard !trimmed.isEmpty, trimmed.count <= max else {
             throw APIError.validation("\(field) must be 1 to \(max) characters", field: field)
         }
+        try TextPolicy.refuseControlCharacters(trimmed, field: field)
         return trimmed
     }
 
@@ -99,6 +113,9 @@ struct GalleryRoutes: RouteCollection {
         let principal = req.principal
         guard principal.kind == .user else {
             throw APIError(.forbidden, "FORBIDDEN", "an API key is bound to its collection and cannot create others")
+        }
+        if let description = body.description {
+            try TextPolicy.refuseControlCharacters(description, field: "description", allowingLineBreaks: true)
         }
         let collection = GalleryCollection(id: UUID(), name: name, description: body.description)
         try await db.transaction { tx in
