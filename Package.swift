@@ -1,4 +1,5 @@
 // swift-tools-version:6.1
+import Foundation
 import PackageDescription
 
 // OpenVINO's headers and libraries come from the pinned PyPI wheel, unpacked by scripts/setup.sh
@@ -13,6 +14,22 @@ let onnxRuntimeInclude = "\(onnxRuntime)/header/usr/include/onnxruntime"
 let openVINOHeaders: [SwiftSetting] = [
     .unsafeFlags(["-Xcc", "-I\(openVINO)/include", "-Xcc", "-I\(onnxRuntimeInclude)"])
 ]
+
+// The image build's context holds the sources only (deploy/docker/*.dockerignore), so the test
+// targets are declared where their folder is.
+let testTargets: [Target] =
+    FileManager.default.fileExists(atPath: "\(root)/Tests")
+    ? [
+        .testTarget(name: "FaceKitTests", dependencies: ["FaceKit"]),
+        .testTarget(name: "FaceSearchTests", dependencies: ["FaceSearch"]),
+        .testTarget(name: "ModelRuntimeTests", dependencies: ["ModelRuntime"], swiftSettings: openVINOHeaders),
+        .testTarget(
+            name: "FaceSocialServerTests",
+            dependencies: ["FaceSocialServer", "FaceSearch", .product(name: "VaporTesting", package: "vapor")],
+            swiftSettings: openVINOHeaders
+        ),
+        .testTarget(name: "facesocialTests", dependencies: ["facesocial"], swiftSettings: openVINOHeaders),
+    ] : []
 
 let package = Package(
     name: "FaceSocial",
@@ -103,14 +120,5 @@ let package = Package(
             ],
             swiftSettings: openVINOHeaders
         ),
-        .testTarget(name: "FaceKitTests", dependencies: ["FaceKit"]),
-        .testTarget(name: "FaceSearchTests", dependencies: ["FaceSearch"]),
-        .testTarget(name: "ModelRuntimeTests", dependencies: ["ModelRuntime"], swiftSettings: openVINOHeaders),
-        .testTarget(
-            name: "FaceSocialServerTests",
-            dependencies: ["FaceSocialServer", "FaceSearch", .product(name: "VaporTesting", package: "vapor")],
-            swiftSettings: openVINOHeaders
-        ),
-        .testTarget(name: "facesocialTests", dependencies: ["facesocial"], swiftSettings: openVINOHeaders),
-    ]
+    ] + testTargets
 )

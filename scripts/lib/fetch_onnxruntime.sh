@@ -10,7 +10,8 @@
 #   scripts/lib/fetch_onnxruntime.sh <deps-dir> <version> [cpu|cuda]
 set -euo pipefail
 
-deps=$1
+# Absolute, since the apt step below runs from a subfolder (the Dockerfiles pass a relative .deps).
+deps=$(mkdir -p "$1" && cd "$1" && pwd)
 version=$2
 flavour=${3:-cpu}
 ort="$deps/onnxruntime"
