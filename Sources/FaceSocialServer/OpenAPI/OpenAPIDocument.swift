@@ -98,7 +98,7 @@ enum OpenAPIDocument {
             ]),
             "DeviceReading": object(
                 [
-                    "source": ["type": "string", "enum": ["proc_meminfo", "openvino", "nvml"]],
+                    "source": ["type": "string", "enum": ["proc_meminfo", "cgroup", "openvino", "nvml"]],
                     "total_bytes": integer, "used_bytes": integer, "free_bytes": integer, "detail": string,
                 ], required: ["source"]),
             "Device": object(

@@ -142,8 +142,10 @@ public struct DeviceInventory: Sendable {
         case .cpu:
             let memory = ProcessMemory.systemMemory()
             return DeviceReading(
-                source: "proc_meminfo", totalBytes: memory.total, usedBytes: memory.total - memory.available,
-                freeBytes: memory.available, detail: "process RSS \(ProcessMemory.residentBytes()) bytes")
+                source: memory.cgroupLimit == nil ? "proc_meminfo" : "cgroup", totalBytes: memory.total,
+                usedBytes: memory.total - memory.available, freeBytes: memory.available,
+                detail: "process RSS \(ProcessMemory.residentBytes()) bytes"
+                    + (memory.cgroupLimit.map { ", memory cgroup limit \($0) bytes" } ?? ""))
         case .openvino:
             let reporter = engine as? any DeviceMemoryReporting
             let total = reporter?.deviceTotalBytes(device.name)

@@ -14,10 +14,55 @@ public enum ProcessMemory {
     /// Peak resident set size in bytes (VmHWM).
     public static func peakResidentBytes() -> Int { statusField("VmHWM") ?? 0 }
 
-    /// Physical memory of the machine (MemTotal) and what the kernel could give us (MemAvailable).
-    public static func systemMemory() -> (total: Int, available: Int) {
+    /// Memory this process can have: the machine's (MemTotal, MemAvailable), or the memory cgroup's
+    /// where its limit is smaller (a container's `--memory`), since that is where the kernel kills
+    /// the process, however much the machine has. `cgroupLimit` is that limit, nil where none applies.
+    public static func systemMemory() -> (total: Int, available: Int, cgroupLimit: Int?) {
         let fields = meminfo()
-        return (fields["MemTotal"] ?? 0, fields["MemAvailable"] ?? 0)
+        let machine = (total: fields["MemTotal"] ?? 0, available: fields["MemAvailable"] ?? 0)
+        guard let cgroup = cgroupMemory(), cgroup.limitBytes < machine.total else {
+            return (machine.total, machine.available, nil)
+        }
+        let free = max(0, cgroup.limitBytes - cgroup.usedBytes)
+        return (cgroup.limitBytes, min(machine.available, free), cgroup.limitBytes)
+    }
+
+    /// A memory cgroup's limit and what counts against it (usage less reclaimable file cache).
+    public struct CgroupMemory: Sendable, Equatable {
+        public var limitBytes: Int
+        public var usedBytes: Int
+    }
+
+    /// The limit of this process's memory cgroup: v2 (`memory.max`, `memory.current`) or v1
+    /// (`memory/memory.limit_in_bytes`, `usage_in_bytes`); nil when unlimited or not readable.
+    public static func cgroupMemory(root: String = "/sys/fs/cgroup") -> CgroupMemory? {
+        func read(_ path: String) -> String? { try? String(contentsOfFile: "\(root)/\(path)", encoding: .utf8) }
+        if let limit = read("memory.max") {
+            return parseCgroupMemory(limit: limit, usage: read("memory.current"), stat: read("memory.stat"))
+        }
+        return parseCgroupMemory(
+            limit: read("memory/memory.limit_in_bytes"), usage: read("memory/memory.usage_in_bytes"),
+            stat: read("memory/memory.stat"))
+    }
+
+    /// v2 writes `max` for no limit; v1 a number near 2^63 (rounded down to a page).
+    static func parseCgroupMemory(limit: String?, usage: String?, stat: String?) -> CgroupMemory? {
+        guard let text = limit?.trimmingCharacters(in: .whitespacesAndNewlines), let bytes = Int(text),
+            bytes > 0, bytes < 1 << 60
+        else { return nil }
+        let used = usage.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+        // Inactive file pages are reclaimed before the limit is enforced, as `docker stats` counts.
+        var inactiveFile = 0
+        for line in (stat ?? "").split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, parts[0] == "inactive_file" || parts[0] == "total_inactive_file",
+                let value = Int(parts[1])
+            {
+                inactiveFile = value
+                if parts[0] == "total_inactive_file" { break }
+            }
+        }
+        return CgroupMemory(limitBytes: bytes, usedBytes: max(0, used - inactiveFile))
     }
 
     /// Gives freed heap pages back to the kernel. glibc keeps freed memory in its arenas, so without
