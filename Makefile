@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 
 .PHONY: run test lint format setup bench-detect run-gpu bench-engines bench-micro bench-http bench-thresholds \
-	bench-routes tune test-deploy test-deploy-static test-reliability
+	bench-routes tune test-deploy test-deploy-static test-reliability test-containers
 
 # FACESOCIAL_GPU=cuda (or `make run-gpu`) also installs ONNX Runtime's GPU build (docs/gpu.md).
 export FACESOCIAL_GPU
@@ -82,3 +82,11 @@ test-deploy-static:
 test-reliability:
 	@scripts/setup.sh run
 	@scripts/reliability.sh full
+
+# Containers with podman, no Docker engine or registry needed (docs/deployment.md, "Containers"):
+# local base images, the CPU image (multi-stage, full build) and the GPU image, the CPU image run
+# hardened, the docker CLI against podman's socket, the production compose stack behind nginx TLS
+# with a rolling update and a rollback. FACESOCIAL_CONTAINERS_GPU=0 skips the GPU image build.
+test-containers:
+	@scripts/containers/install.sh
+	@tests/containers/run.sh all

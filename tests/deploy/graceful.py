@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """SIGTERM during in-flight requests: every in-flight request must finish with 200, a new
 connection must be refused, and the process must exit within --max-exit seconds.
-Usage: graceful.py PORT PID IMAGE"""
+Usage: graceful.py PORT PID IMAGE (GRACEFUL_TOKEN: a bearer token for the requests)"""
 import http.client, os, signal, sys, threading, time
 
 port, pid, image = int(sys.argv[1]), int(sys.argv[2]), open(sys.argv[3], "rb").read()
@@ -12,7 +12,10 @@ results = []
 def call():
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        c.request("POST", "/v1/analyze", body=image, headers={"Content-Type": "image/jpeg"})
+        headers = {"Content-Type": "image/jpeg"}
+        if os.environ.get("GRACEFUL_TOKEN"):  # production refuses anonymous analysis
+            headers["Authorization"] = "Bearer " + os.environ["GRACEFUL_TOKEN"]
+        c.request("POST", "/v1/analyze", body=image, headers=headers)
         r = c.getresponse(); r.read(); results.append(r.status)
     except Exception as e:
         results.append(repr(e))
