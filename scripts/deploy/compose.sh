@@ -17,6 +17,10 @@ fi
 case $tool in
   docker) exec docker compose -p "$project" -f "$file" --env-file "$env_file" "$@" ;;
   podman) set -a; . "$env_file"; set +a
-          exec podman-compose -p "$project" -f "$file" "$@" ;;
+          podman-compose -p "$project" -f "$file" "$@"
+          # podman-compose 1.0.3's `down` leaves the project's networks; docker compose removes them.
+          if [ "${1:-}" = down ]; then
+            podman network ls -q --filter "label=io.podman.compose.project=$project" | xargs -r podman network rm >/dev/null
+          fi ;;
   *) echo "FACESOCIAL_COMPOSE must be docker or podman" >&2; exit 2 ;;
 esac

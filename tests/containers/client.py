@@ -109,7 +109,7 @@ elif cmd == "identify":
 elif cmd == "load":
     seconds = float(sys.argv[3])
     stop_file = sys.argv[4] if len(sys.argv) > 4 else None  # stops early once this file exists
-    token = login()
+    token = login_quiet()
     img = image("obama.jpg")
     counts, lock, stop = {}, threading.Lock(), time.time() + seconds
 
