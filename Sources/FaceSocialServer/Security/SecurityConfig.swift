@@ -26,6 +26,8 @@ public struct SecurityConfig: Sendable {
     public var loginFailuresPerAccount: Int = 5
     /// The same for one client address, whatever the emails.
     public var loginFailuresPerAddress: Int = 20
+    /// The first wait past the free failures, in milliseconds; each further failure doubles it.
+    public var loginFailureDelayMilliseconds: Int = 1000
     /// Password hashes computed at once (sign-in); more wait, and past four times this answer 429.
     public var passwordHashConcurrency: Int = SecurityConfig.defaultHashConcurrency
 
@@ -74,6 +76,7 @@ public struct SecurityConfig: Sendable {
         config.auditPurgeIntervalSeconds = try integer("FACESOCIAL_AUDIT_PURGE_INTERVAL_SECONDS", 3600, 1...86_400)
         config.loginFailuresPerAccount = try integer("FACESOCIAL_LOGIN_FAILURES_PER_ACCOUNT", 5, 1...100_000)
         config.loginFailuresPerAddress = try integer("FACESOCIAL_LOGIN_FAILURES_PER_ADDRESS", 20, 1...100_000)
+        config.loginFailureDelayMilliseconds = try integer("FACESOCIAL_LOGIN_FAILURE_DELAY_MS", 1000, 1...900_000)
         config.passwordHashConcurrency = try integer(
             "FACESOCIAL_PASSWORD_HASH_CONCURRENCY", defaultHashConcurrency, 1...1024)
         config.trustedProxies = try (value("FACESOCIAL_TRUSTED_PROXIES") ?? "").split(separator: ",").map {
@@ -176,6 +179,9 @@ public struct SecurityConfig: Sendable {
         .init(
             name: "FACESOCIAL_LOGIN_FAILURES_PER_ADDRESS", defaultValue: "20",
             summary: "the same for one client address, whatever the emails"),
+        .init(
+            name: "FACESOCIAL_LOGIN_FAILURE_DELAY_MS", defaultValue: "1000",
+            summary: "the first wait past the free failures; each further failure doubles it, at most 15 min"),
         .init(
             name: "FACESOCIAL_PASSWORD_HASH_CONCURRENCY", defaultValue: "(half the cores, at least 1)",
             summary: "password hashes computed at once; up to four times as many wait, more get 429"),

@@ -29,8 +29,12 @@ public final class SecurityServices: Sendable {
         self.limiter = RateLimiter(redis: redis)
         self.cache = ResultCache(ttl: config.cacheTTL, maxEntries: config.cacheMaxEntries, redis: redis)
         self.loginThrottle = LoginThrottle(
-            account: .init(freeFailures: config.loginFailuresPerAccount),
-            address: .init(freeFailures: config.loginFailuresPerAddress))
+            account: .init(
+                freeFailures: config.loginFailuresPerAccount,
+                baseDelay: Double(config.loginFailureDelayMilliseconds) / 1000),
+            address: .init(
+                freeFailures: config.loginFailuresPerAddress,
+                baseDelay: Double(config.loginFailureDelayMilliseconds) / 1000))
         self.hashingGate = HashingGate(limit: config.passwordHashConcurrency)
     }
 
