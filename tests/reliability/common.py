@@ -207,6 +207,8 @@ class Server:
             "FACESOCIAL_BCRYPT_COST": "4", "FACESOCIAL_ACCESS_TOKEN_TTL_SECONDS": "7200",
             # The suite drives thousands of requests a minute from one address on purpose.
             "FACESOCIAL_RATE_LIMIT_PER_MINUTE": "1000000", "FACESOCIAL_RATE_LIMIT_IP_PER_MINUTE": "1000000",
+            # Its bad-credential cases come from one address too; sign-in throttling has its own tests.
+            "FACESOCIAL_LOGIN_FAILURES_PER_ACCOUNT": "100000", "FACESOCIAL_LOGIN_FAILURES_PER_ADDRESS": "100000",
             "TMPDIR": self.tmp,
             # Every server of the run shares one tuning cache, as a deployment's persistent data
             # folder would: the CPU is measured at the first server's model loads, not at each start.
