@@ -14,31 +14,14 @@ deps="$root/.deps"
 openvino_version=2026.4.1
 say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+source "$root/scripts/lib/debian-packages.sh"
 
 # 1. Debian packages: image codecs, SQLite, Python for the install-time model tooling; for tests
 # also the servers they start on loopback themselves (Redis, PostgreSQL).
 packages=(libturbojpeg0-dev libpng-dev libwebp-dev libsqlite3-dev python3 python3-venv python3-pip
           curl ca-certificates)
 [ "$mode" = test ] && packages+=(redis-server postgresql-15)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages: ${missing[*]}"
-  as_root apt-get update -qq
-  # Servers are installed, not started: the tests start their own instances on free ports.
-  policy=/usr/sbin/policy-rc.d
-  made_policy=
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null && as_root chmod +x "$policy"
-    made_policy=1
-    trap 'as_root rm -f "$policy"' EXIT
-  fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  if [ -n "$made_policy" ]; then as_root rm -f "$policy"; trap - EXIT; fi
-fi
+install_missing_packages "${packages[@]}"
 
 # 2. OpenVINO runtime from the pinned wheel (the C API headers and the shared libraries only).
 if [ ! -f "$deps/openvino/VERSION" ] || [ "$(cat "$deps/openvino/VERSION")" != "$openvino_version" ]; then
