@@ -26,7 +26,7 @@ FACESOCIAL_BIN="$root/.build/debug/facesocial" tests/deploy/run.sh all
 # Reliability smoke (docs/reliability.md): load with bursts, faults, bad input, fuzz, schemathesis,
 # privacy scan, about 4 minutes, on the same debug binary.
 FACESOCIAL_BIN="$root/.build/debug/facesocial" scripts/reliability.sh smoke
-# Containers with podman (about 8 minutes; docs/deployment.md, "Tests"): the CPU image's runtime
+# Containers with podman (about 3 minutes; docs/deployment.md, "Tests"): the CPU image's runtime
 # stage around the debug binary just built, run hardened, through the docker CLI, and the production
 # compose stack behind nginx TLS with a rolling update. `make test-containers` adds the full
 # multi-stage image builds (CPU and GPU), which do not fit this budget.

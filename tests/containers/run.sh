@@ -29,7 +29,7 @@ work=$(mktemp -d /tmp/facesocial-containers.XXXXXX)
 summary="$work/summary.txt"
 tag=${FACESOCIAL_TEST_TAG:-test}  # kept between runs: the layer cache of the next build
 image=${FACESOCIAL_TEST_IMAGE:-}
-pg_dir="" redis_pid="" service_pid="" compose_env=""
+pg_dir="" redis_pid="" service_pid="" compose_env="" next_image=""
 say() { printf '\033[1;36m[containers %s]\033[0m %s\n' "$(date +%T)" "$*"; }
 record() { printf '%-52s %s\n' "$1" "$2" >> "$summary"; say "$1: $2"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -56,7 +56,7 @@ cleanup() {
   [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null
   [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null
   [ -n "$pg_dir" ] && scripts/test-services/postgres.sh stop "$pg_dir" >/dev/null 2>&1
-  [ -n "${FACESOCIAL_TEST_IMAGE:-}" ] || podman rmi -f "localhost/facesocial:$tag-next" >/dev/null 2>&1
+  [ -n "$next_image" ] && podman rmi -f "$next_image" >/dev/null 2>&1
   echo
   echo "==== container tests: $( [ $rc = 0 ] && echo PASSED || echo "FAILED (exit $rc)")"
   [ -f "$summary" ] && cat "$summary"
@@ -130,9 +130,10 @@ phase_gpu_image() {
 phase_binary_image() {
   local bin=${FACESOCIAL_BIN:-$root/.build/debug/facesocial} out
   [ -x "$bin" ] || { record "binary image" "FAIL: no binary at $bin"; return 1; }
-  out=$(FACESOCIAL_PREBUILT_BIN=$bin scripts/containers/build-image.sh cpu "$tag" 2> "$work/build-binary.log" | tail -1) ||
+  # Its own tag: the full build's image (phase image) stays as it was.
+  out=$(FACESOCIAL_PREBUILT_BIN=$bin scripts/containers/build-image.sh cpu "$tag-binary" 2> "$work/build-binary.log" | tail -1) ||
     { tail -40 "$work/build-binary.log"; return 1; }
-  image=localhost/facesocial:$tag
+  image=localhost/facesocial:$tag-binary
   record "CPU image's runtime stage around $(basename "$(dirname "$bin")") binary" "$out"
 }
 
@@ -293,7 +294,8 @@ print(f"{len(rules)} rules in {len(groups)} groups, {len(bad)} unhealthy {bad}")
   record "compose: Prometheus scrapes api-1 and api-2 (up == 1 each)" "ok; $rules"
   # Rolling update to a new tag under steady load, then the rollback, with no failed request.
   local next=${image##*:}-next
-  podman tag "$image" "${image%:*}:$next"
+  next_image="${image%:*}:$next"
+  podman tag "$image" "$next_image"
   python3 tests/containers/client.py "$base" load 600 "$work/load.stop" > "$work/load.json" 2>&1 &
   local load_pid=$! t0=$(date +%s)
   sleep 5
