@@ -14,11 +14,7 @@ public enum FaceSocialApp {
         if config.jsonLogs {
             LoggingSystem.bootstrap { JSONLogHandler(label: $0, level: level) }
         } else {
-            LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardOutput(label: label)
-                handler.logLevel = level
-                return handler
-            }
+            LoggingSystem.bootstrap { TextLogHandler(label: $0, level: level) }
         }
     }
 
@@ -71,8 +67,10 @@ public enum FaceSocialApp {
     }
 
     public static func configure(_ app: Application, config: AppConfig, registry: ModelRegistry? = nil) async throws {
+        let config = try config.withInstallationSecrets()
         app.http.server.configuration.hostname = config.host
         app.http.server.configuration.port = config.port
+        app.http.server.configuration.idleTimeout = .seconds(Int64(config.security.idleTimeoutSeconds))
         // The whole body limit is enforced per route while streaming; this only bounds routes
         // that let Vapor collect the body.
         app.routes.defaultMaxBodySize = ByteCount(integerLiteral: config.imageLimits.maxBytes)
@@ -127,7 +125,7 @@ public enum FaceSocialApp {
         // Galleries store and read biometric data: never anonymous; each route checks the
         // principal's permission and collection (GalleryRoutes).
         try app.register(collection: GalleryRoutes(faces: faces, config: config, gallery: gallery))
-        try app.register(collection: OpenAPIRoutes())
+        if config.security.openAPIEnabled { try app.register(collection: OpenAPIRoutes()) }
         try app.register(
             collection: SystemRoutes(
                 manager: registry, metrics: metrics, allowAnonymousStatus: config.security.allowAnonymousAnalysis))

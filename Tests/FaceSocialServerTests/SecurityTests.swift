@@ -381,7 +381,12 @@ struct SecurityTests {
             ])
         #expect(status == 0)
 
-        try await withFaceSocial(securityEnv(["FACESOCIAL_JWT_KEY_DIR": keyDir.path])) { app in
+        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("data-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        try await withFaceSocial(
+            securityEnv(["FACESOCIAL_JWT_KEY_DIR": keyDir.path, "FACESOCIAL_DATA_DIR": dataDir.path])
+        ) {
+            app in
             let ring = try #require(app.security?.keyRing)
             #expect(ring.signingKid == rsaKid)
             let (access, _) = try await login(app, adminEmail, adminPassword)
@@ -408,7 +413,8 @@ struct SecurityTests {
             ).1
             #expect(rsaPublicPEM.contains("BEGIN PUBLIC KEY"))
             let hsKid = try #require(ring.keys.values.first { $0.algorithm == "HS256" }?.kid)
-            let secret = Data(AppConfig.developmentJWTSecret.utf8)
+            // The HS256 key is this installation's own secret (row 13).
+            let secret = Data(try InstallationSecrets.loadOrCreate(in: dataDir).jwtSecret.utf8)
 
             var tokens: [String: String] = [:]
             // HS/RS confusion: HS256 keyed with the RSA public key, under the RSA key's kid.
@@ -474,6 +480,67 @@ struct SecurityTests {
             }
             #expect(try await auditRows(app, action: "auth.token", outcome: "denied").count >= tokens.count)
         }
+    }
+
+    /// Row 13: the development profile listens on loopback and signs with a secret of its own,
+    /// made once per installation, so the published development secret signs nothing.
+    @Test func developmentMakesItsOwnSecretsAndListensOnLoopback() async throws {
+        #expect(try testConfig().host == "127.0.0.1")
+        #expect(try testConfig(["FACESOCIAL_HOST": "0.0.0.0"]).host == "0.0.0.0")
+        let production = try AppConfig.fromEnvironment([
+            "FACESOCIAL_PROFILE": "production", "JWT_SECRET_KEY": String(repeating: "p", count: 40),
+            "FACESOCIAL_DATA_KEY": Data(repeating: 7, count: 32).base64EncodedString(),
+        ])
+        #expect(production.host == "0.0.0.0")
+
+        let first = FileManager.default.temporaryDirectory.appendingPathComponent("data-\(UUID().uuidString)")
+        let second = FileManager.default.temporaryDirectory.appendingPathComponent("data-\(UUID().uuidString)")
+        defer {
+            try? FileManager.default.removeItem(at: first)
+            try? FileManager.default.removeItem(at: second)
+        }
+        let published = Data(AppConfig.developmentJWTSecret.utf8)
+        var secrets: InstallationSecrets.Stored?
+        // Twice on one data folder (a restart), then on another installation.
+        for dir in [first, first, second] {
+            try await withFaceSocial(securityEnv(["FACESOCIAL_DATA_DIR": dir.path])) { app in
+                #expect(app.http.server.configuration.hostname == "127.0.0.1")
+                let file = dir.appendingPathComponent(InstallationSecrets.fileName)
+                let mode = try FileManager.default.attributesOfItem(atPath: file.path)[.posixPermissions] as? Int
+                #expect(mode == 0o600)
+                let stored = try InstallationSecrets.loadOrCreate(in: dir)
+                #expect(stored.jwtSecret != AppConfig.developmentJWTSecret)
+                #expect(stored.dataKey != AppConfig.developmentDataKey)
+                if dir == first {
+                    #expect(secrets == nil || secrets == stored, "a restart made new secrets")
+                    secrets = stored
+                } else {
+                    #expect(stored.jwtSecret != secrets?.jwtSecret && stored.dataKey != secrets?.dataKey)
+                }
+                let ring = try #require(app.security?.keyRing)
+                let hsKid = try #require(ring.keys.values.first { $0.algorithm == "HS256" }?.kid)
+                let admin = try #require(try await User.query(on: app.db).first())
+                let sub = try admin.requireID().uuidString.lowercased()
+                let header: [String: Any] = ["alg": "HS256", "kid": hsKid, "typ": "JWT"]
+                let forged = try forgeToken(
+                    header: header, payload: validPayload(sub: sub), sign: hmacSHA256(published))
+                try await app.testing().test(.GET, "/v1/users", headers: bearer(forged)) { res in
+                    #expect(res.status == .unauthorized, "the published development secret signed an admin token")
+                }
+                // The control: the same token signed with the installation's secret is accepted.
+                let own = try forgeToken(
+                    header: header, payload: validPayload(sub: sub), sign: hmacSHA256(Data(stored.jwtSecret.utf8)))
+                try await app.testing().test(.GET, "/v1/users", headers: bearer(own)) { res in
+                    #expect(res.status == .ok, res.body.string)
+                }
+            }
+        }
+        // Rows sealed under the published data key (older installations) still open, new rows
+        // are sealed under the installation's key.
+        let resolved = try testConfig(["FACESOCIAL_DATA_DIR": first.path]).withInstallationSecrets()
+        let cipher = try DataCipher(config: resolved)
+        let publishedID = DataCipher.fingerprint(SymmetricKey(data: Data(base64Encoded: AppConfig.developmentDataKey)!))
+        #expect(cipher.currentKeyID != publishedID && cipher.keyIDs.contains(publishedID))
     }
 
     @Test func rolesAndTenantIsolation() async throws {

@@ -35,6 +35,7 @@ upstream() {  # live.conf with the named replica marked down
       echo "    server $s:8000 max_fails=3 fail_timeout=10s$([ "$s" = "${1:-}" ] && echo ' down');"
     done
     echo "    keepalive 32;"
+    echo "    keepalive_timeout 30s;"
     echo "}"
   } > "$upstreams/live.conf.tmp"
   mv "$upstreams/live.conf.tmp" "$upstreams/live.conf"

@@ -4,10 +4,11 @@
 # image to run. Refuses to overwrite an existing file.
 #   scripts/deploy/make-env.sh --domain api.example.com [--out .env.production]
 #       [--image localhost/facesocial] [--version dev] [--tls-dir var/tls] [--backup-dir var/backups]
+#       [--secrets-dir var/secrets]   (Prometheus's /metrics token, a file it reads)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 domain="" out="$root/.env.production" image=localhost/facesocial version=dev
-tls_dir="$root/var/tls" backup_dir="$root/var/backups"
+tls_dir="$root/var/tls" backup_dir="$root/var/backups" secrets_dir="$root/var/secrets"
 while [ $# -gt 0 ]; do
   case $1 in
     --domain) domain=$2; shift 2 ;;
@@ -16,6 +17,7 @@ while [ $# -gt 0 ]; do
     --version) version=$2; shift 2 ;;
     --tls-dir) tls_dir=$2; shift 2 ;;
     --backup-dir) backup_dir=$2; shift 2 ;;
+    --secrets-dir) secrets_dir=$2; shift 2 ;;
     *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
@@ -31,6 +33,14 @@ if [ ! -s "$tls_dir/server.crt" ]; then
     -addext "subjectAltName=DNS:$domain" -keyout "$tls_dir/server.key" -out "$tls_dir/server.crt" 2>/dev/null
   chmod 0644 "$tls_dir/server.crt" "$tls_dir/server.key"  # read by nginx inside its container
 fi
+# The metrics token twice: in the env file for the API, and as a file for Prometheus (its
+# configuration cannot read the environment). Readable by the Prometheus container's user.
+metrics_token=$(secret)
+mkdir -p "$secrets_dir"
+secrets_dir=$(cd "$secrets_dir" && pwd)
+chmod 0711 "$secrets_dir"
+printf '%s' "$metrics_token" > "$secrets_dir/metrics-token"
+chmod 0644 "$secrets_dir/metrics-token"
 umask 077
 cat > "$out" <<ENV
 # Made by scripts/deploy/make-env.sh on $(date -u +%FT%TZ); never commit it.
@@ -46,6 +56,8 @@ FACESOCIAL_ADMIN_EMAIL=admin@$domain
 FACESOCIAL_ADMIN_PASSWORD=$(secret)
 JWT_SECRET_KEY=$(secret)
 FACESOCIAL_DATA_KEY=$(openssl rand -base64 32)
+METRICS_TOKEN=$metrics_token
+METRICS_TOKEN_FILE=$secrets_dir/metrics-token
 POSTGRES_USER=facesocial
 POSTGRES_PASSWORD=$(secret)
 POSTGRES_DB=facesocial

@@ -66,7 +66,8 @@ def render_upstream(state):
         w = state.d["live"][name]
         flags = " down" if name in state.d["down"] else ""
         lines.append(f"    server {state.addr(name)} weight={w} max_fails=3 fail_timeout=10s{flags};  # {name}")
-    lines += ["    keepalive 32;", "}", ""]
+    # Idle upstream connections close before the server's own idle timeout (45 s) closes them.
+    lines += ["    keepalive 32;", "    keepalive_timeout 30s;", "}", ""]
     return "\n".join(lines)
 
 
@@ -123,7 +124,12 @@ METRIC_LINE = re.compile(r'^http_requests_total\{([^}]*)\}\s+([0-9.eE+-]+)')
 def metrics_counts(addr):
     """(total, 5xx) from the instance's /metrics, or None while it has no /metrics."""
     try:
-        with urllib.request.urlopen(f"http://{addr}/metrics", timeout=2) as r:
+        # In production /metrics answers to the scraper's token (FACESOCIAL_METRICS_TOKEN).
+        headers = {}
+        if os.environ.get("FACESOCIAL_METRICS_TOKEN"):
+            headers["Authorization"] = "Bearer " + os.environ["FACESOCIAL_METRICS_TOKEN"]
+        request = urllib.request.Request(f"http://{addr}/metrics", headers=headers)
+        with urllib.request.urlopen(request, timeout=2) as r:
             text = r.read().decode()
     except Exception:
         return None

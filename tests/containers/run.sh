@@ -116,12 +116,12 @@ phase_gpu_image() {
     { tail -40 "$work/build-gpu.log"; return 1; }
   local gpu_image=localhost/facesocial:$tag-gpu
   # No GPU here: check what can be checked without one, then drop the image.
-  podman run --rm --label "$label" --entrypoint /bin/sh "$gpu_image" -c \
+  podman run --rm --network none --label "$label" --entrypoint /bin/sh "$gpu_image" -c \
     'ldd /opt/facesocial/bin/facesocial | grep -c "not found"; ls /opt/facesocial/nvidia-lib | wc -l' > "$work/gpu-check.txt" || true
   local missing libs
   missing=$(sed -n 1p "$work/gpu-check.txt"); libs=$(sed -n 2p "$work/gpu-check.txt")
   [ "$missing" = 0 ] || { record "GPU image" "FAIL: unresolved libraries"; return 1; }
-  podman run --rm --label "$label" "$gpu_image" models verify > "$work/gpu-verify.txt" 2>&1 ||
+  podman run --rm --network none --label "$label" "$gpu_image" models verify > "$work/gpu-verify.txt" 2>&1 ||
     { cat "$work/gpu-verify.txt"; return 1; }
   record "GPU image (Dockerfile.gpu on the local base)" "$out; binary links, $libs NVIDIA libraries, models verify (not run: no GPU)"
   podman rmi -f "$gpu_image" > /dev/null
@@ -228,7 +228,7 @@ phase_compose() {
   compose_env="$work/.env.production"
   local domain=api.facesocial.test https_port
   scripts/deploy/make-env.sh --domain "$domain" --out "$compose_env" --image "${image%:*}" \
-    --version "${image##*:}" --tls-dir "$work/tls" --backup-dir "$work/backups" > /dev/null
+    --version "${image##*:}" --tls-dir "$work/tls" --backup-dir "$work/backups" --secrets-dir "$work/secrets" > /dev/null
   mkdir -p "$work/upstreams" && cp deploy/nginx/upstreams/live.conf "$work/upstreams/"
   https_port=$(free_port)
   {
@@ -291,7 +291,11 @@ rules = [r for g in groups for r in g["rules"]]
 bad = [r["name"] for r in rules if r.get("health") != "ok"]
 print(f"{len(rules)} rules in {len(groups)} groups, {len(bad)} unhealthy {bad}")')
   grep -q " 0 unhealthy" <<< "$rules" || { record "compose: alert rules" "FAIL: $rules"; return 1; }
-  record "compose: Prometheus scrapes api-1 and api-2 (up == 1 each)" "ok; $rules"
+  # It scrapes with the metrics token: without one /metrics is refused in production.
+  local anonymous
+  anonymous=$(podman exec "${run}_api-1_1" curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/metrics || true)
+  [ "$anonymous" = 401 ] || { record "compose: /metrics without the token" "FAIL: $anonymous, not 401"; return 1; }
+  record "compose: Prometheus scrapes api-1 and api-2 (up == 1 each) with the metrics token; anonymous /metrics 401" "ok; $rules"
   # Rolling update to a new tag under steady load, then the rollback, with no failed request.
   local next=${image##*:}-next
   next_image="${image%:*}:$next"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import time
 import uuid
 
@@ -270,6 +271,49 @@ def run(sc: Scenario, server, token: str) -> None:
         call(what, method, path, *json_body(obj), accept=lambda r: r.status in (200, 201) or is_clean_4xx(r))
     for q in ("resource_type=%00x", "actor=a%00b", "action=%00"):
         call(f"NUL in an audit filter ({q})", "GET", f"/v1/audit?{q}", headers=auth)
+
+    # --- 8b. control characters in every stored name (issue 23 row 10): 400 with details.field ---
+    for ch, label in (("\u0000", "NUL"), ("\u001b[31m", "ESC"), ("\u007f", "DEL"), ("\u0085", "C1 NEL"),
+                      ("\r\n", "CR LF")):
+        for what, path, obj, field in [
+            ("collection name", "/v1/collections", {"name": f"c{ch}x-{uuid.uuid4().hex[:6]}"}, "name"),
+            ("subject name", f"/v1/collections/{coll}/subjects", {"name": f"s{ch}x"}, "name"),
+            ("external id", f"/v1/collections/{coll}/subjects", {"name": "s", "external_id": f"e{ch}"}, "external_id"),
+            ("metadata value", f"/v1/collections/{coll}/subjects",
+             {"name": "s", "external_id": f"m-{uuid.uuid4().hex[:6]}", "metadata": {"k": f"v{ch}"}}, "metadata.k"),
+        ]:
+            r = call(f"{label} in a {what}", "POST", path, *json_body(obj), exact=(400, "VALIDATION_FAILED"))
+            got = ((r.json() or {}).get("error") or {}).get("details", {}).get("field")
+            if r.status == 400 and not (got or "").startswith(field.split(".")[0]):
+                sc.unexpected.append(f"{label} in a {what}: details.field {got!r}, expected {field!r}")
+
+    # --- 8c. log lines cannot be forged (issue 23 row 4): hostile values through what is logged --
+    forged = "%0d%0aFORGED%20line%00%1b[31m"
+    for path in (f"/v1/detect?confidence_threshold=abc{forged}", f"/v1/{forged}", f"/v1/detect?max_faces={forged}",
+                 f"/v1/collections/{coll}/subjects?limit={forged}"):
+        call(f"hostile value in a logged path or query {path[:40]}", "POST" if "detect" in path else "GET", path,
+             face if "detect" in path else None, jpg if "detect" in path else None)
+    call("hostile sign-in email", "POST", "/v1/auth/login",
+         *json_body({"email": "x\r\nFORGED line\u0000\u001b[31m@example.com", "password": "wrong-password-1"}))
+    for raw in (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Request-ID: a\x1b[31mFORGED\r\n\r\n",
+                b"GET /v1/\x1b[31mFORGED HTTP/1.1\r\nHost: x\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(raw)
+            s.settimeout(10)
+            try:
+                s.recv(4096)
+            except OSError:
+                pass
+    time.sleep(0.5)  # the server writes its line after the answer
+    with open(server.logfile, "rb") as f:
+        text = f.read()
+    lines = text.split(b"\n")
+    forged_lines = [ln for ln in lines if ln.lstrip().startswith(b"FORGED")]
+    raw_controls = sum(1 for b in text if b < 0x20 and b not in (0x0A, 0x09))
+    sc.check("log lines cannot be forged: no line starts with a value sent in a request",
+             not forged_lines, f"{len(lines)} lines, {len(forged_lines)} forged: {forged_lines[:2]}")
+    sc.check("log lines hold no raw control characters (CR, NUL, ESC)", raw_controls == 0,
+             f"{raw_controls} raw control bytes in {len(text)} bytes")
 
     sc.check("server alive and serving after the bad input",
              server.alive() and request(port, "POST", "/v1/detect", face, jpg).status == 200)

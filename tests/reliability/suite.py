@@ -19,6 +19,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import abuse  # noqa: E402
 import badinput  # noqa: E402
 import faults  # noqa: E402
 import soak  # noqa: E402
@@ -28,11 +29,11 @@ from common import (ROOT, Postgres, Redis, Scenario, Server, free_port, image_si
 # The main server's PostgreSQL statement silence limit and pool wait, which bound the answers in
 # the frozen-primary scenario (the server's defaults are 30 s and 10 s; 2 s keeps it short).
 STATEMENT_LIMIT_S, POOL_WAIT_S = 2, 10
-PORTS = {"redis": 18301, "load": 18310, "main": 18311, "models": 18312, "sigterm": 18313}
+PORTS = {"redis": 18301, "load": 18310, "main": 18311, "models": 18312, "sigterm": 18313, "abuse": 18314}
 PLANS = {
-    #          load s, warm-up, bursts at, burst s, schemathesis s, fuzz s
-    "smoke": dict(load=45, warmup=20, bursts=[3, 12], burst_len=5, schema=25, fuzz=10),
-    "full": dict(load=300, warmup=60, bursts=[20, 120, 180, 240], burst_len=10, schema=150, fuzz=90),
+    #          load s, warm-up, bursts at, burst s, schemathesis s, fuzz s, sign-in hammering s
+    "smoke": dict(load=45, warmup=20, bursts=[3, 12], burst_len=5, schema=25, fuzz=10, hammer=8),
+    "full": dict(load=300, warmup=60, bursts=[20, 120, 180, 240], burst_len=10, schema=150, fuzz=90, hammer=30),
 }
 
 
@@ -254,6 +255,13 @@ def main() -> int:
         token = login(main_srv.port)
 
         scenario("badinput", "bad input", badinput.run, main_srv, token)
+        def abuse_run(sc):
+            s = make_server("abuse", abuse.ENV)
+            s.start()
+            abuse.run(sc, s, main_srv.port, plan["hammer"])
+            s.stop()
+            sc.crashes += s.crashes
+        scenario("abuse", "abuse: sign-ins hammered, refresh races, slow clients", abuse_run)
         scenario("schemathesis", "schemathesis /openapi.json", run_schemathesis, main_srv, token, plan["schema"], a.work)
         scenario("redis", "fault: Redis killed, restarted", faults.redis_fault, main_srv, redis, token, ledger,
                  pg.primary_url)

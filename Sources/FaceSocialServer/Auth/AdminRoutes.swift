@@ -60,23 +60,13 @@ struct APIKeyDTO: Content {
 }
 
 enum Users {
-    /// One @ with a non-empty local part and domain, no spaces, within RFC length limits.
-    static func isEmail(_ text: String) -> Bool {
-        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
-        return parts.count == 2 && (1...64).contains(parts[0].count) && (1...189).contains(parts[1].count)
-            && !text.contains(where: \.isWhitespace)
-    }
-
     /// Validates and creates a user; shared by `POST /v1/users` and `facesocial users create`.
     static func create(
         email: String, password: String, role: String, collections: [String], cost: Int, on db: any Database,
         threadPool: NIOThreadPool
     ) async throws -> User {
-        let email = email.lowercased()
-        guard Self.isEmail(email) else { throw APIError.validation("invalid email", field: "email") }
-        guard (12...1024).contains(password.count) else {
-            throw APIError.validation("password must have 12 to 1024 characters", field: "password")
-        }
+        let email = try EmailAddress.validated(email)
+        try PasswordPolicy.check(password, email: email)
         guard let role = Role(rawValue: role) else {
             throw APIError.validation(
                 "role must be one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))", field: "role")
@@ -169,8 +159,9 @@ struct AdminRoutes: RouteCollection {
             return role
         }
         for collection in body.collections ?? [] { try Collections.validate(collection) }
-        if let password = body.password, !(12...1024).contains(password.count) {
-            throw APIError.validation("password must have 12 to 1024 characters", field: "password")
+        if let password = body.password {
+            guard let user = try await User.find(id, on: req.db) else { throw APIError.notFound("no user \(id)") }
+            try PasswordPolicy.check(password, email: user.email)
         }
         let cost = req.security.config.bcryptCost
         var newHash: String?

@@ -70,7 +70,7 @@ struct AuthRoutes: RouteCollection {
         guard !body.email.isEmpty, body.email.count <= 254, !body.password.isEmpty, body.password.count <= 1024 else {
             throw APIError.validation("email and password are required", field: "email")
         }
-        let email = body.email.lowercased()
+        let email = EmailAddress.canonical(body.email)
         let security = req.security
         let address = req.clientAddress ?? "unknown"
         // Too many failures of this email or from this address: wait, before any hashing.

@@ -36,6 +36,8 @@ public struct Principal: Sendable {
         case user
         case apiKey = "api_key"
         case anonymous
+        /// The metrics scraper, by `FACESOCIAL_METRICS_TOKEN`.
+        case service
     }
     public enum Collections: Sendable, Equatable {
         case all
@@ -53,6 +55,10 @@ public struct Principal: Sendable {
 
     public static let anonymous = Principal(
         kind: .anonymous, id: "anonymous", role: nil, permissions: [], collections: .only([]), email: nil)
+
+    /// Prometheus and its kind: monitoring only, no collection.
+    public static let metricsScraper = Principal(
+        kind: .service, id: "metrics", role: nil, permissions: [.systemMonitor], collections: .only([]), email: nil)
 
     public var isAuthenticated: Bool { kind != .anonymous }
 

@@ -74,6 +74,12 @@ public struct AppConfig: Sendable {
     static let developmentJWTSecret = "facesocial-development-jwt-secret-do-not-use"
     static let developmentDataKey = "ZmFjZXNvY2lhbC1kZXZlbG9wbWVudC1kYXRhLWtleSE="
 
+    /// Development listens on loopback only unless told otherwise; production (containers, behind
+    /// a proxy) on every address.
+    public static func defaultHost(_ profile: Profile) -> String {
+        profile == .production ? "0.0.0.0" : "127.0.0.1"
+    }
+
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws
         -> AppConfig
     {
@@ -136,7 +142,7 @@ public struct AppConfig: Sendable {
 
         var config = AppConfig(
             profile: profile,
-            host: value("FACESOCIAL_HOST") ?? "0.0.0.0",
+            host: value("FACESOCIAL_HOST") ?? defaultHost(profile),
             port: try integer("FACESOCIAL_PORT", 8000, 1...65535),
             dataDirectory: dataDirectory,
             databaseURL: value("DATABASE_URL"),
@@ -197,8 +203,7 @@ public struct AppConfig: Sendable {
 
     /// Production must never run on the public development secrets.
     public func validate() throws {
-        try security.validate(profile: profile)
-        guard profile == .production else { return }
+        guard profile == .production else { return try security.validate(profile: profile) }
         if jwtSecret == Self.developmentJWTSecret { throw ConfigError.insecureDefault(variable: "JWT_SECRET_KEY") }
         if jwtSecret.utf8.count < 32 {
             throw ConfigError.invalid(variable: "JWT_SECRET_KEY", reason: "must be at least 32 characters")
@@ -213,5 +218,6 @@ public struct AppConfig: Sendable {
                     variable: "FACESOCIAL_DATA_KEYS_OLD", reason: "key \(id) must be base64 of exactly 32 bytes")
             }
         }
+        try security.validate(profile: profile)
     }
 }

@@ -10,7 +10,9 @@ public struct ConfigVariable: Sendable {
             .init(
                 name: "FACESOCIAL_PROFILE", defaultValue: "development",
                 summary: "development or production; production refuses default secrets and logs JSON lines"),
-            .init(name: "FACESOCIAL_HOST", defaultValue: "0.0.0.0", summary: "address to listen on"),
+            .init(
+                name: "FACESOCIAL_HOST", defaultValue: "127.0.0.1 (development), 0.0.0.0 (production)",
+                summary: "address to listen on"),
             .init(name: "FACESOCIAL_PORT", defaultValue: "8000", summary: "TCP port to listen on"),
             .init(
                 name: "FACESOCIAL_DATA_DIR", defaultValue: "var/data",
@@ -19,10 +21,10 @@ public struct ConfigVariable: Sendable {
                 name: "DATABASE_URL", defaultValue: "(SQLite file in FACESOCIAL_DATA_DIR)",
                 summary: "sqlite:///path/file.sqlite, or postgres://user:pass@host:5432/db"),
             .init(
-                name: "JWT_SECRET_KEY", defaultValue: "(development-only value)",
+                name: "JWT_SECRET_KEY", defaultValue: "(development: made per installation in the data folder)",
                 summary: "secret that signs access tokens; production requires your own, at least 32 characters"),
             .init(
-                name: "FACESOCIAL_DATA_KEY", defaultValue: "(development-only value)",
+                name: "FACESOCIAL_DATA_KEY", defaultValue: "(development: made per installation in the data folder)",
                 summary: "base64 of 32 bytes that encrypts embeddings at rest; production requires your own"),
             .init(
                 name: "FACESOCIAL_DATA_KEY_ID", defaultValue: "(key fingerprint)",

@@ -43,6 +43,7 @@ public enum DataMaintenance {
     /// batch in its own transaction. Rows under a key that is not configured stop the run with an
     /// error naming the key; nothing already re-sealed is lost, and a rerun continues.
     public static func rotateDataKeys(_ config: AppConfig, batchSize: Int = 500) async throws -> RotationReport {
+        let config = try config.withInstallationSecrets()
         let cipher = try DataCipher(config: config)
         return try await withDatabase(config) { app in
             let db = try app.databaseRouter.primary

@@ -108,8 +108,22 @@ extension Request {
             throw APIError.imageTooLarge("the request body of \(length) bytes exceeds the limit of \(maxBytes) bytes")
         }
         if let buffer = body.data { return buffer }
+        // A client that trickles its upload would otherwise hold the request (and its memory) for
+        // as long as it keeps one byte coming within each idle timeout.
+        let seconds = application.security?.config.bodyTimeoutSeconds ?? SecurityConfig().bodyTimeoutSeconds
         do {
-            return try await body.collect(max: maxBytes).get() ?? ByteBuffer()
+            return try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+                group.addTask { try await self.body.collect(max: maxBytes).get() }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(seconds))
+                    throw APIError(
+                        .requestTimeout, "REQUEST_TIMEOUT", "the request body did not arrive within \(seconds) s",
+                        headers: ["Connection": "close"])
+                }
+                defer { group.cancelAll() }
+                let first: ByteBuffer?? = try await group.next()
+                return (first ?? nil) ?? ByteBuffer()
+            }
         } catch let error as any AbortError where error.status == .payloadTooLarge {
             throw APIError.imageTooLarge("the request body exceeds the limit of \(maxBytes) bytes")
         }

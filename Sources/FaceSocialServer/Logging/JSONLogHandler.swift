@@ -7,11 +7,14 @@ public struct JSONLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level
     private let label: String
-    private static let lock = NSLock()
+    private let write: @Sendable (String) -> Void
 
-    public init(label: String, level: Logger.Level) {
+    public init(
+        label: String, level: Logger.Level, write: @escaping @Sendable (String) -> Void = LogOutput.standardOutput
+    ) {
         self.label = label
         self.logLevel = level
+        self.write = write
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -21,7 +24,7 @@ public struct JSONLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         var object: [String: Any] = [
-            "time": Self.timestamp(),
+            "time": LogOutput.timestamp(),
             "level": event.level.rawValue,
             "logger": label,
             "message": event.message.description,
@@ -29,9 +32,7 @@ public struct JSONLogHandler: LogHandler {
         let merged = metadata.merging(event.metadata ?? [:]) { $1 }
         for (key, value) in merged { object[key] = Self.plain(value) }
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
-        Self.lock.lock()
-        defer { Self.lock.unlock() }
-        FileHandle.standardOutput.write(data + Data([0x0A]))
+        write(String(decoding: LogEscaping.escapedJSON(data), as: UTF8.self) + "\n")
     }
 
     private static func plain(_ value: Logger.Metadata.Value) -> Any {
@@ -41,10 +42,5 @@ public struct JSONLogHandler: LogHandler {
         case .array(let a): a.map(plain)
         case .dictionary(let d): d.mapValues(plain)
         }
-    }
-
-    private static func timestamp() -> String {
-        Date().formatted(
-            .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
     }
 }

@@ -28,6 +28,16 @@ public struct SecurityConfig: Sendable {
     public var loginFailuresPerAddress: Int = 20
     /// The first wait past the free failures, in milliseconds; each further failure doubles it.
     public var loginFailureDelayMilliseconds: Int = 1000
+    /// A connection that neither sends nor receives for this long is closed: half-open sockets,
+    /// requests left unfinished, idle keep-alives. Longer than a request can be silent (database
+    /// statement timeout 30 s plus queue timeout 10 s by default).
+    public var idleTimeoutSeconds: Int = 45
+    /// A streamed upload (the image routes) must arrive whole within this long, else 408.
+    public var bodyTimeoutSeconds: Int = 60
+    /// Bearer secret of the metrics scraper (Prometheus): a principal with `system:monitor` only.
+    public var metricsToken: String?
+    /// Serve `/openapi.json` (development: yes; production: only when the operator says so).
+    public var openAPIEnabled: Bool = true
     /// Password hashes computed at once (sign-in); more wait, and past four times this answer 429.
     public var passwordHashConcurrency: Int = SecurityConfig.defaultHashConcurrency
 
@@ -98,9 +108,19 @@ public struct SecurityConfig: Sendable {
             throw ConfigError.invalid(
                 variable: "FACESOCIAL_ADMIN_PASSWORD", reason: "FACESOCIAL_ADMIN_EMAIL is set without a password")
         }
-        if let password = config.adminPassword, password.count < 12 {
-            throw ConfigError.invalid(variable: "FACESOCIAL_ADMIN_PASSWORD", reason: "must be at least 12 characters")
+        if let email = config.adminEmail {
+            do { config.adminEmail = try EmailAddress.validated(email) } catch let error as APIError {
+                throw ConfigError.invalid(variable: "FACESOCIAL_ADMIN_EMAIL", reason: error.message)
+            }
         }
+        if let password = config.adminPassword, let problem = PasswordPolicy.problem(password, email: config.adminEmail)
+        {
+            throw ConfigError.invalid(variable: "FACESOCIAL_ADMIN_PASSWORD", reason: problem)
+        }
+        config.idleTimeoutSeconds = try integer("FACESOCIAL_IDLE_TIMEOUT_SECONDS", 45, 1...3600)
+        config.bodyTimeoutSeconds = try integer("FACESOCIAL_BODY_TIMEOUT_SECONDS", 60, 1...3600)
+        config.metricsToken = value("FACESOCIAL_METRICS_TOKEN")
+        config.openAPIEnabled = try flag("FACESOCIAL_OPENAPI", profile == .development)
         return config
     }
 
@@ -113,6 +133,14 @@ public struct SecurityConfig: Sendable {
         }
         if adminPassword == Self.developmentAdminPassword {
             throw ConfigError.insecureDefault(variable: "FACESOCIAL_ADMIN_PASSWORD")
+        }
+        if bcryptCost < 10 {
+            throw ConfigError.invalid(
+                variable: "FACESOCIAL_BCRYPT_COST", reason: "production needs a cost of at least 10 (got \(bcryptCost))"
+            )
+        }
+        if let token = metricsToken, token.utf8.count < 32 {
+            throw ConfigError.invalid(variable: "FACESOCIAL_METRICS_TOKEN", reason: "must be at least 32 characters")
         }
         if corsOrigins.contains("*") {
             throw ConfigError.invalid(variable: "FACESOCIAL_CORS_ORIGINS", reason: "\"*\" is refused in production")
@@ -139,6 +167,22 @@ public struct SecurityConfig: Sendable {
         .init(
             name: "FACESOCIAL_ALLOW_ANONYMOUS_ANALYSIS", defaultValue: "true in development, false in production",
             summary: "lets anonymous callers use the stateless analysis routes; production refuses true"),
+        .init(
+            name: "FACESOCIAL_IDLE_TIMEOUT_SECONDS", defaultValue: "45",
+            summary:
+                "a connection with nothing sent or received for this long is closed (half-open sockets, stalled requests, idle keep-alives)"
+        ),
+        .init(
+            name: "FACESOCIAL_BODY_TIMEOUT_SECONDS", defaultValue: "60",
+            summary: "an image upload must arrive whole within this long, else 408 REQUEST_TIMEOUT"),
+        .init(
+            name: "FACESOCIAL_METRICS_TOKEN", defaultValue: "(none)",
+            summary:
+                "bearer secret (at least 32 characters in production) that lets a scraper read /metrics and /system status; "
+                + "without it only operators and admins can where anonymous status is off"),
+        .init(
+            name: "FACESOCIAL_OPENAPI", defaultValue: "true in development, false in production",
+            summary: "serve the OpenAPI document at /openapi.json"),
         .init(
             name: "REDIS_URL", defaultValue: "(none: in-memory)",
             summary: "redis://[:password@]host:port[/db] for shared rate limits and the result cache"),

@@ -92,7 +92,8 @@ public final class SecurityServices: Sendable {
                 varyOrigin: !security.corsOrigins.isEmpty), at: .beginning)
         app.middleware.use(
             RateLimitMiddleware(limiter: services.limiter, scope: .ip, limit: security.rateLimitIPPerMinute))
-        app.middleware.use(AuthenticationMiddleware(keyRing: keyRing))
+        app.middleware.use(
+            AuthenticationMiddleware(keyRing: keyRing, metricsTokenHash: security.metricsToken.map(Secrets.sha256Hex)))
         app.middleware.use(
             RateLimitMiddleware(limiter: services.limiter, scope: .principal, limit: security.rateLimitPerMinute))
         return services
@@ -111,10 +112,10 @@ public final class SecurityServices: Sendable {
         let hash = try await app.threadPool.runIfActive { [cost = config.bcryptCost] in
             try Bcrypt.hash(password, cost: cost)
         }
-        try await User(email: email.lowercased(), passwordHash: hash, role: .admin, collections: []).create(on: app.db)
+        try await User(email: email, passwordHash: hash, role: .admin, collections: []).create(on: app.db)
         await AuditLog.append(
             on: app.db, logger: app.logger, actor: "system", actorType: "system", action: "user.bootstrap_admin",
-            resourceType: "user", resourceID: email.lowercased(), outcome: .success, ip: nil, requestID: nil)
+            resourceType: "user", resourceID: email, outcome: .success, ip: nil, requestID: nil)
         app.logger.notice("created the first admin from the environment", metadata: ["email": .string(email)])
     }
 
@@ -209,6 +210,8 @@ struct SecurityHeadersMiddleware: AsyncMiddleware {
 /// request carries neither. Credentials that are sent but do not verify are refused with 401.
 struct AuthenticationMiddleware: AsyncMiddleware {
     let keyRing: KeyRing
+    /// SHA-256 of `FACESOCIAL_METRICS_TOKEN`, compared in constant time.
+    var metricsTokenHash: String?
 
     func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
         if let key = request.headers.first(name: "x-api-key") {
@@ -247,6 +250,9 @@ struct AuthenticationMiddleware: AsyncMiddleware {
         let parts = authorization.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
             throw APIError(.unauthorized, "UNAUTHORIZED", "the Authorization header must be `Bearer <token>`")
+        }
+        if let metricsTokenHash, Secrets.constantTimeEqual(Secrets.sha256Hex(String(parts[1])), metricsTokenHash) {
+            return .metricsScraper
         }
         let claims: AccessClaims
         do {

@@ -24,8 +24,11 @@ struct SystemRoutes: RouteCollection {
         admin.post("models", ":id", "load", use: load)
         admin.post("models", ":id", "unload", use: unload)
         admin.get("memory-profile", use: memoryProfile)
-        // Scraped by Prometheus; the nginx edge does not expose it (deploy/nginx).
-        routes.get("metrics") { req async -> Response in
+        // Scraped by Prometheus (FACESOCIAL_METRICS_TOKEN) or read by an operator: monitoring, like
+        // the status routes. The nginx edge does not expose it either (deploy/nginx).
+        routes.grouped(RequirePermission(permission: .systemMonitor, allowAnonymous: allowAnonymousStatus)).get(
+            "metrics"
+        ) { req async -> Response in
             await req.application.databaseRouter.exportPoolMetrics(to: metrics.registry)
             let text = await metrics.scrape(manager)
             return Response(

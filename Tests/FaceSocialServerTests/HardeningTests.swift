@@ -1,0 +1,268 @@
+import Fluent
+import Foundation
+import Logging
+import Synchronization
+import Testing
+import Vapor
+import VaporTesting
+
+@testable import FaceSocialServer
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Issue 23, rows 4, 8, 9, 11 and 12: log lines that cannot be forged, passwords and emails that
+/// are refused, `/metrics` and the OpenAPI document in production, slow clients dropped.
+@Suite("Security hardening: passwords, emails, log lines, metrics, slow clients")
+struct HardeningTests {
+    // MARK: Row 8 and 9, against the server
+
+    @Test func weakPasswordsAndLookAlikeEmailsAreRefused() async throws {
+        try await withFaceSocial(securityEnv()) { app in
+            let (admin, _) = try await login(app, adminEmail, adminPassword)
+            func create(_ email: String, _ password: String) async throws -> (HTTPStatus, String?, String?) {
+                var answer: (HTTPStatus, String?, String?) = (.ok, nil, nil)
+                try await app.testing().test(
+                    .POST, "/v1/users", headers: bearer(admin),
+                    body: try jsonBody(["email": email, "password": password, "role": "user"])
+                ) { res in
+                    answer = (res.status, errorCode(res), body(res)[path: "error.details.field"] as? String)
+                }
+                return answer
+            }
+            // Passwords: whitespace only, a run of digits, the email itself, a common one, too few
+            // different characters.
+            for password in [
+                String(repeating: " ", count: 12), "123456789012", "carol@example.com", "password1234", "abababababab",
+                "qwertyuiopas",
+            ] {
+                let (status, code, field) = try await create("carol@example.com", password)
+                #expect(status == .badRequest && code == "VALIDATION_FAILED" && field == "password", "\(password)")
+            }
+            #expect(try await create("carol@example.com", "a fine long passphrase").0 == .created)
+
+            // Emails: the full-width spelling and another case are the admin's address (409); a
+            // Cyrillic letter among Latin ones, a zero-width space and a bidi mark are refused.
+            for email in ["ａｄｍｉｎ@example.com", "ADMIN@Example.COM"] {
+                let (status, code, field) = try await create(email, "another fine passphrase")
+                #expect(status == .conflict && code == "CONFLICT" && field == "email", "\(email)")
+            }
+            for email in [
+                "\u{0430}dmin@example.com", "ad\u{200B}min@example.com", "admin\u{202E}@example.com",
+                "admin@ex\u{0430}mple.com",
+            ] {
+                let (status, code, field) = try await create(email, "another fine passphrase")
+                #expect(status == .badRequest && code == "VALIDATION_FAILED" && field == "email", "\(email)")
+            }
+            // One script throughout is an address like any other, and sign-in folds spellings.
+            #expect(
+                try await create("\u{0434}\u{0438}\u{043C}\u{0430}@example.com", "another fine passphrase").0
+                    == .created)
+            _ = try await login(app, "ａｄｍｉｎ@example.com", adminPassword)
+            #expect(try await User.query(on: app.db).count() == 3)
+
+            // An admin changing a password meets the same policy.
+            let carol = try #require(try await User.query(on: app.db).filter(\.$email == "carol@example.com").first())
+            try await app.testing().test(
+                .PATCH, "/v1/users/\(try carol.requireID())", headers: bearer(admin),
+                body: try jsonBody(["password": "carol@example.com"])
+            ) { res in
+                #expect(res.status == .badRequest)
+                #expect(body(res)[path: "error.details.field"] as? String == "password")
+            }
+        }
+    }
+
+    @Test func passwordPolicyAndScripts() throws {
+        #expect(PasswordPolicy.problem("correct-horse-battery", email: "a@b.c") == nil)
+        #expect(PasswordPolicy.problem("0987654321098", email: nil) != nil)  // backwards, wrapping
+        #expect(PasswordPolicy.problem("Password1234", email: nil) != nil)  // the list is matched without case
+        #expect(PasswordPolicy.problem("dave.smith.1", email: "Dave.Smith.1@example.com") != nil)
+        #expect(PasswordPolicy.problem(String(repeating: "x", count: 11) + "y", email: nil) != nil)
+        #expect(PasswordPolicy.problem("short", email: nil) != nil)
+        #expect(CommonPasswords.list.count > 19_000)
+        #expect(Script.isSingleScript("東京タワーとtokyo"))  // Japanese mixes Han, kana and Latin
+        #expect(!Script.isSingleScript("p\u{0430}ypal"))
+        #expect(throws: APIError.self) { try EmailAddress.validated("a\u{0000}b@example.com") }
+        #expect(try EmailAddress.validated("Ｂｏｂ@Example.com") == "bob@example.com")
+    }
+
+    // MARK: Row 4: log lines
+
+    /// Every field a log line carries (label, message, metadata keys and values, nested ones), fed
+    /// CR, LF, NUL, ESC, DEL, a C1 control and the Unicode line separator: one record stays one
+    /// line without a raw control byte, in both formats, and JSON keeps the exact values.
+    @Test func logLinesCannotBeForged() throws {
+        let hostile = "abc\r\nFORGED line\u{0000}\u{001B}[31mred\u{007F}\u{0085}\u{2028}end\\n"
+        let lines = Mutex<[String]>([])
+        let sink: @Sendable (String) -> Void = { line in lines.withLock { $0.append(line) } }
+        var text = TextLogHandler(label: "label\(hostile)", level: .trace, write: sink)
+        var json = JSONLogHandler(label: "label\(hostile)", level: .trace, write: sink)
+        text[metadataKey: "handler\(hostile)"] = .string(hostile)
+        json[metadataKey: "handler\(hostile)"] = .string(hostile)
+        for handler in [text, json] as [any LogHandler] {
+            var logger = Logger(label: "x") { _ in handler }
+            logger.logLevel = .trace
+            logger.info(
+                "message \(hostile)",
+                metadata: [
+                    "key\(hostile)": .string(hostile), "list": .array([.string(hostile)]),
+                    "nested": .dictionary(["inner\(hostile)": .stringConvertible(hostile)]),
+                ])
+        }
+        let written = lines.withLock { $0 }
+        #expect(written.count == 2)
+        for line in written {
+            #expect(line.hasSuffix("\n") && line.dropLast().allSatisfy { $0 != "\n" && $0 != "\r" })
+            let controls = line.dropLast().unicodeScalars.filter {
+                $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0.value == 0x2028
+            }
+            #expect(controls.isEmpty, "raw control characters in \(line)")
+            #expect(!line.contains("\nFORGED"))
+        }
+        // The text line shows what was sent, escaped.
+        #expect(written[0].contains(#"abc\r\nFORGED line\u{0}\u{1b}[31mred\u{7f}\u{85}\u{2028}end\\n"#))
+        // The JSON line decodes to exactly what was logged.
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data(written[1].utf8)) as? [String: Any])
+        #expect(object["message"] as? String == "message \(hostile)")
+        #expect(object["key\(hostile)"] as? String == hostile)
+        #expect(object["handler\(hostile)"] as? String == hostile)
+        #expect(object["logger"] as? String == "label\(hostile)")
+    }
+
+    // MARK: Row 12: metrics and the OpenAPI document in production
+
+    @Test func productionMetricsNeedAMonitorAndOpenAPIIsOptIn() async throws {
+        let token = String(repeating: "m", count: 40)
+        var production = securityEnv([
+            "FACESOCIAL_PROFILE": "production", "JWT_SECRET_KEY": String(repeating: "k", count: 40),
+            "FACESOCIAL_DATA_KEY": Data(repeating: 7, count: 32).base64EncodedString(),
+            "FACESOCIAL_BCRYPT_COST": "10", "FACESOCIAL_METRICS_TOKEN": token,
+        ])
+        try await withFaceSocial(production) { app in
+            try await makeUser(app, "watcher@example.com", role: .user)
+            let (user, _) = try await login(app, "watcher@example.com", "password-watcher@example.com")
+            let (admin, _) = try await login(app, adminEmail, adminPassword)
+            let cases: [(String, HTTPHeaders, HTTPStatus)] = [
+                ("anonymous", [:], .unauthorized),
+                ("a wrong token", ["Authorization": "Bearer " + String(repeating: "n", count: 40)], .unauthorized),
+                ("a user without system:monitor", bearer(user), .forbidden),
+                ("the scraper's token", ["Authorization": "Bearer \(token)"], .ok),
+                ("an admin", bearer(admin), .ok),
+            ]
+            for (who, headers, status) in cases {
+                try await app.testing().test(.GET, "/metrics", headers: headers) { res in
+                    #expect(res.status == status, "/metrics for \(who)")
+                    if status == .ok { #expect(res.body.string.contains("http_requests_total")) }
+                }
+            }
+            // The scraper is a monitor and nothing more.
+            try await app.testing().test(.GET, "/system/models", headers: ["Authorization": "Bearer \(token)"]) {
+                res in #expect(res.status == .ok)
+            }
+            try await app.testing().test(.GET, "/v1/users", headers: ["Authorization": "Bearer \(token)"]) { res in
+                #expect(res.status == .forbidden)
+            }
+            try await app.testing().test(.GET, "/openapi.json") { res in #expect(res.status == .notFound) }
+        }
+        production["FACESOCIAL_OPENAPI"] = "true"
+        production["FACESOCIAL_METRICS_TOKEN"] = "too-short"
+        #expect(throws: ConfigError.self) { try testConfig(production) }
+        production["FACESOCIAL_METRICS_TOKEN"] = nil
+        try await withFaceSocial(production) { app in
+            try await app.testing().test(.GET, "/openapi.json") { res in #expect(res.status == .ok) }
+            try await app.testing().test(.GET, "/metrics") { res in #expect(res.status == .unauthorized) }
+        }
+    }
+
+    // MARK: Row 11: slow clients
+
+    /// With a 2 s idle timeout and a 3 s body timeout: a socket that sends nothing, one that stops
+    /// halfway through its head, and one that trickles its upload are all let go, while a normal
+    /// client is answered as usual the whole time.
+    @Test func slowClientsAreDroppedAndOthersServed() async throws {
+        let port = try RedisTestServer.freePort()
+        try await withFaceSocial([
+            "FACESOCIAL_IDLE_TIMEOUT_SECONDS": "2", "FACESOCIAL_BODY_TIMEOUT_SECONDS": "3",
+        ]) { app in
+            let tester = try app.testing(method: .running(hostname: "127.0.0.1", port: port))
+            let silent = try (0..<20).map { _ in try RawClient(port: port) }
+            let halfHead = try RawClient(port: port)
+            try halfHead.send("POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: ima")
+            let trickle = try RawClient(port: port)
+            try trickle.send(
+                "POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n")
+            let started = ContinuousClock.now
+            // The trickle sends a byte a second, within the idle timeout, until it is answered.
+            let trickled = Task.detached { () -> String in
+                var answer = ""
+                for _ in 0..<30 {
+                    try? trickle.send("x")
+                    answer += trickle.receive(waitingSeconds: 1)
+                    if answer.contains("\r\n\r\n") || trickle.closed { break }
+                }
+                return answer
+            }
+            // Meanwhile, a normal client.
+            for _ in 0..<5 {
+                try await tester.test(.GET, "/health") { res in #expect(res.status == .ok) }
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            let answer = await trickled.value
+            #expect(answer.hasPrefix("HTTP/1.1 408"), "the trickled upload got: \(answer.prefix(200))")
+            #expect(answer.contains("REQUEST_TIMEOUT"))
+            for client in silent + [halfHead] {
+                #expect(client.waitUntilClosed(seconds: 30), "an idle connection was kept")
+            }
+            // Generous bounds for a busy machine; without the timeouts none of them would close.
+            #expect(ContinuousClock.now - started < .seconds(60))
+            try await tester.test(.GET, "/health") { res in #expect(res.status == .ok) }
+        }
+    }
+}
+
+/// A plain TCP client for what an HTTP client library will not do (send half a request, stall).
+final class RawClient: @unchecked Sendable {
+    let fd: Int32
+    private(set) var closed = false
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+        guard connected else { throw RawClientError.connect }
+    }
+
+    deinit { close(fd) }
+
+    enum RawClientError: Error { case connect, send }
+
+    func send(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        guard Glibc.send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else { throw RawClientError.send }
+    }
+
+    /// What arrives within `waitingSeconds`; marks the client closed when the server closed.
+    func receive(waitingSeconds: Int) -> String {
+        var timeout = timeval(tv_sec: waitingSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { closed = true }
+        return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : ""
+    }
+
+    func waitUntilClosed(seconds: Int) -> Bool {
+        for _ in 0..<seconds where !closed { _ = receive(waitingSeconds: 1) }
+        return closed
+    }
+}

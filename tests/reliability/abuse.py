@@ -1,0 +1,205 @@
+"""Abuse of a running server (issue 23, rows 5, 7 and 11): sign-ins hammered while detect is timed,
+parallel refreshes of one token, and slow clients (silent sockets, half-sent heads, trickled
+uploads) while a normal client is served.
+
+Pass: sign-ins answer only 401 or 429 (429 with Retry-After), never 5xx; exactly one of each round
+of parallel refreshes wins and the rest are 401; every slow client is let go (closed, or 408
+REQUEST_TIMEOUT for the upload) and the normal client sees no failure. The detect latencies are
+figures for docs/reliability.md (a benchmark, not a bound: the machine may be busy).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+import uuid
+
+from common import ADMIN_EMAIL, ADMIN_PASSWORD, Scenario, json_body, log, percentile, request, testimage
+
+# What the abuse server runs with (suite.py): the sign-in limits at their defaults (the other
+# servers lift them), a production bcrypt cost, nginx's address trusted so X-Forwarded-For can
+# spread one attacker over many addresses, and short timeouts for the slow-client part.
+ENV = {
+    "FACESOCIAL_LOGIN_FAILURES_PER_ACCOUNT": "5", "FACESOCIAL_LOGIN_FAILURES_PER_ADDRESS": "20",
+    "FACESOCIAL_BCRYPT_COST": "10", "FACESOCIAL_TRUSTED_PROXIES": "127.0.0.1",
+    "FACESOCIAL_IDLE_TIMEOUT_SECONDS": "3", "FACESOCIAL_BODY_TIMEOUT_SECONDS": "5",
+    "FACESOCIAL_CACHE_TTL_SECONDS": "0",
+}
+
+
+class Timer(threading.Thread):
+    """Detects on obama_small.jpg one after another until stopped; latencies in ms."""
+
+    def __init__(self, sc: Scenario, port: int):
+        super().__init__(daemon=True)
+        self.sc, self.port, self.ms, self.stop = sc, port, [], threading.Event()
+        self.face = testimage("obama_small.jpg")
+
+    def run(self):
+        while not self.stop.is_set():
+            r = request(self.port, "POST", "/v1/detect", self.face, {"Content-Type": "image/jpeg"}, timeout=30)
+            self.sc.count(r, r.status == 200, "timed detect")
+            self.ms.append(r.ms)
+
+
+def timed(sc: Scenario, port: int, seconds: float, during=None):
+    """Detect latencies over `seconds`, while `during()` runs (it returns when done)."""
+    t = Timer(sc, port)
+    t.start()
+    if during:
+        during()
+    else:
+        time.sleep(seconds)
+    t.stop.set()
+    t.join()
+    return t.ms
+
+
+def figure(ms) -> str:
+    return f"p50 {percentile(ms, 0.5):.1f} ms, p99 {percentile(ms, 0.99):.1f} ms ({len(ms)} detects)"
+
+
+def hammer_logins(sc: Scenario, port: int, seconds: float) -> None:
+    base = timed(sc, port, min(seconds, 8))
+    answers: dict = {}
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def attacker(spread: bool):
+        while time.monotonic() < stop:
+            if spread:  # a botnet: a new address and a new email each time
+                email = f"nobody-{uuid.uuid4().hex[:8]}@example.com"
+                hdrs = {"X-Forwarded-For": f"10.{random.randint(0, 255)}.{random.randint(0, 255)}.{random.randint(1, 254)}"}
+            else:  # one address against the admin
+                email, hdrs = ADMIN_EMAIL, {}
+            body, h = json_body({"email": email, "password": "wrong-password-" + uuid.uuid4().hex[:6]})
+            r = request(port, "POST", "/v1/auth/login", body, {**h, **hdrs}, timeout=30)
+            ok = r.status == 401 or (r.status == 429 and "retry-after" in r.headers)
+            sc.count(r, ok, f"hammered sign-in ({'spread' if spread else 'one address'})")
+            with lock:
+                answers[r.key] = answers.get(r.key, 0) + 1
+
+    def attack():
+        threads = [threading.Thread(target=attacker, args=(i < 6,), daemon=True) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    during = timed(sc, port, seconds, attack)
+    sc.check("sign-ins hammered: only 401 and 429 with Retry-After", not any(k.startswith("5") for k in answers),
+             json.dumps(answers, sort_keys=True))
+    sc.check("the hammered account is throttled (429)", answers.get("429 RATE_LIMIT_EXCEEDED", 0) > 0)
+    note = f"detect before the sign-in hammering {figure(base)}; during it (8 attackers, 6 spread over random " \
+           f"addresses and emails, 2 on the admin from one address) {figure(during)}; sign-ins answered {answers}"
+    sc.notes.append(note)
+    log("  " + note)
+
+
+def refresh_race(sc: Scenario, port: int, where: str, rounds: int = 3) -> None:
+    outcomes = []
+    for _ in range(rounds):
+        body, h = json_body({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+        r = request(port, "POST", "/v1/auth/login", body, h)
+        sc.count(r, r.status == 200, f"sign-in before the refresh race ({where})")
+        if r.status != 200:
+            continue
+        token = r.json()["data"]["refresh_token"]
+        gate = threading.Barrier(8)
+        got = []
+
+        def one():
+            b, hh = json_body({"refresh_token": token})
+            gate.wait()
+            got.append(request(port, "POST", "/v1/auth/refresh", b, hh))
+        threads = [threading.Thread(target=one) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for x in got:
+            sc.count(x, x.status in (200, 401), f"parallel refresh ({where})")
+        outcomes.append(sorted(x.status for x in got))
+    sc.check(f"parallel refreshes ({where}): one 200 and seven 401 in each round",
+             outcomes and all(o == [200] + [401] * 7 for o in outcomes), str(outcomes))
+
+
+def slow_clients(sc: Scenario, port: int) -> None:
+    base = timed(sc, port, 5)
+    silent, half, trickled = [], [], []
+
+    def connect():
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        return s
+
+    def closed(s, within: float) -> bool:
+        s.settimeout(1)
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                if s.recv(4096) == b"":
+                    return True
+            except socket.timeout:
+                continue
+            except OSError:
+                return True
+        return False
+
+    answers = []
+
+    def trickle():
+        s = connect()
+        s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n")
+        s.settimeout(1)
+        got = b""
+        for _ in range(60):  # a byte a second, inside the idle timeout, until answered
+            try:
+                s.sendall(b"x")
+                got += s.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if b"\r\n\r\n" in got:
+                break
+        answers.append(got)
+        s.close()
+
+    def attack():
+        for _ in range(100):
+            silent.append(connect())
+        for _ in range(5):
+            s = connect()
+            s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Ty")
+            half.append(s)
+        threads = [threading.Thread(target=trickle, daemon=True) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        dropped = sum(closed(s, 30) for s in silent + half)
+        sc.check("slow clients: every silent socket and half-sent head is closed", dropped == len(silent) + len(half),
+                 f"{dropped} of {len(silent) + len(half)} closed")
+        for s in silent + half:
+            s.close()
+
+    during = timed(sc, port, 0, attack)
+    ok = len(answers) == 2 and all(a.startswith(b"HTTP/1.1 408") and b"REQUEST_TIMEOUT" in a for a in answers)
+    sc.check("slow clients: trickled uploads answered 408 REQUEST_TIMEOUT", ok,
+             " | ".join(a[:60].decode(errors="replace") for a in answers))
+    note = f"detect before the slow clients {figure(base)}; with 100 silent sockets, 5 half-sent heads and 2 " \
+           f"trickled uploads held open {figure(during)}"
+    sc.notes.append(note)
+    log("  " + note)
+
+
+def run(sc: Scenario, server, main_port: int | None, seconds: float) -> None:
+    hammer_logins(sc, server.port, seconds)
+    refresh_race(sc, server.port, "SQLite")
+    if main_port:
+        refresh_race(sc, main_port, "PostgreSQL")
+    slow_clients(sc, server.port)
+    sc.check("server alive after the abuse", server.alive() and request(server.port, "GET", "/health").status == 200)
