@@ -10,12 +10,8 @@ import Vapor
 public enum FaceSocialApp {
     /// Sets up logging for the process once: JSON lines in production, readable text otherwise.
     public static func bootstrapLogging(_ config: AppConfig) {
-        let level = config.logLevel
-        if config.jsonLogs {
-            LoggingSystem.bootstrap { JSONLogHandler(label: $0, level: level) }
-        } else {
-            LoggingSystem.bootstrap { TextLogHandler(label: $0, level: level) }
-        }
+        let (level, format) = (config.logLevel, config.jsonLogs ? LineLogHandler.Format.json : .text)
+        LoggingSystem.bootstrap { LineLogHandler(label: $0, level: level, format: format) }
     }
 
     /// The model registry for a configuration. CPU models run on the configured CPU engine

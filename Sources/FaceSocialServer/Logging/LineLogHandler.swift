@@ -1,21 +1,27 @@
 import Foundation
 import Logging
 
-/// Readable log lines for development: time, level, label, metadata as `key=value` (sorted), then
-/// the message; one record is always one line, because every value is escaped first (a request
-/// value with a line break or a terminal escape cannot start a forged line or recolour the
-/// terminal).
-public struct TextLogHandler: LogHandler {
+/// One log record per line on stdout, whatever a request carries: `json` (production) is one JSON
+/// object per line (time, level, logger, message, metadata with the request id among it), the form
+/// log collectors parse without configuration; `text` (development) is time, level, label,
+/// metadata as `key=value` (sorted), then the message, every value escaped first, so a request
+/// value with a line break or a terminal escape cannot start a forged line or recolour the terminal.
+public struct LineLogHandler: LogHandler {
+    public enum Format: Sendable { case text, json }
+
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level
     private let label: String
+    private let format: Format
     private let write: @Sendable (String) -> Void
 
     public init(
-        label: String, level: Logger.Level, write: @escaping @Sendable (String) -> Void = LogOutput.standardOutput
+        label: String, level: Logger.Level, format: Format,
+        write: @escaping @Sendable (String) -> Void = LogOutput.standardOutput
     ) {
         self.label = label
         self.logLevel = level
+        self.format = format
         self.write = write
     }
 
@@ -26,12 +32,24 @@ public struct TextLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         let merged = metadata.merging(event.metadata ?? [:]) { $1 }
-        var line = "\(LogOutput.timestamp()) \(event.level.rawValue) \(LogEscaping.escaped(label)) :"
-        for key in merged.keys.sorted() {
-            line += " \(LogEscaping.escaped(key))=\(LogEscaping.escaped(Self.text(merged[key]!)))"
+        switch format {
+        case .text:
+            var line = "\(LogOutput.timestamp()) \(event.level.rawValue) \(LogEscaping.escaped(label)) :"
+            for key in merged.keys.sorted() {
+                line += " \(LogEscaping.escaped(key))=\(LogEscaping.escaped(Self.text(merged[key]!)))"
+            }
+            write(line + " \(LogEscaping.escaped(event.message.description))\n")
+        case .json:
+            var object: [String: Any] = [
+                "time": LogOutput.timestamp(), "level": event.level.rawValue, "logger": label,
+                "message": event.message.description,
+            ]
+            for (key, value) in merged { object[key] = Self.plain(value) }
+            guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+                return
+            }
+            write(String(decoding: LogEscaping.escapedJSON(data), as: UTF8.self) + "\n")
         }
-        line += " \(LogEscaping.escaped(event.message.description))\n"
-        write(line)
     }
 
     private static func text(_ value: Logger.Metadata.Value) -> String {
@@ -40,6 +58,15 @@ public struct TextLogHandler: LogHandler {
         case .stringConvertible(let s): s.description
         case .array(let a): "[" + a.map(text).joined(separator: ", ") + "]"
         case .dictionary(let d): "[" + d.keys.sorted().map { "\($0): \(text(d[$0]!))" }.joined(separator: ", ") + "]"
+        }
+    }
+
+    private static func plain(_ value: Logger.Metadata.Value) -> Any {
+        switch value {
+        case .string(let s): s
+        case .stringConvertible(let s): s.description
+        case .array(let a): a.map(plain)
+        case .dictionary(let d): d.mapValues(plain)
         }
     }
 }
