@@ -19,7 +19,7 @@ public enum InstallationSecrets {
         if let stored = try read(file) { return stored }
         try FileManager.default.createDirectory(
             at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let made = Stored(jwtSecret: randomBase64(bytes: 32), dataKey: randomBase64(bytes: 32))
+        let made = Stored(jwtSecret: Secrets.random(bytes: 32), dataKey: randomDataKey())
         let draft = directory.appendingPathComponent(".\(fileName).\(UUID().uuidString)")
         guard
             FileManager.default.createFile(
@@ -46,8 +46,9 @@ public enum InstallationSecrets {
         }
     }
 
-    private static func randomBase64(bytes: Int) -> String {
-        SymmetricKey(size: SymmetricKeySize(bitCount: bytes * 8)).withUnsafeBytes { Data($0).base64EncodedString() }
+    /// Standard base64 of 32 random bytes, the form `FACESOCIAL_DATA_KEY` takes.
+    private static func randomDataKey() -> String {
+        SymmetricKey(size: .bits256).withUnsafeBytes { Data($0).base64EncodedString() }
     }
 }
 

@@ -117,8 +117,8 @@ public struct SecurityConfig: Sendable {
         {
             throw ConfigError.invalid(variable: "FACESOCIAL_ADMIN_PASSWORD", reason: problem)
         }
-        config.idleTimeoutSeconds = try integer("FACESOCIAL_IDLE_TIMEOUT_SECONDS", 45, 1...3600)
-        config.bodyTimeoutSeconds = try integer("FACESOCIAL_BODY_TIMEOUT_SECONDS", 60, 1...3600)
+        config.idleTimeoutSeconds = try integer("FACESOCIAL_IDLE_TIMEOUT_SECONDS", config.idleTimeoutSeconds, 1...3600)
+        config.bodyTimeoutSeconds = try integer("FACESOCIAL_BODY_TIMEOUT_SECONDS", config.bodyTimeoutSeconds, 1...3600)
         config.metricsToken = value("FACESOCIAL_METRICS_TOKEN")
         config.openAPIEnabled = try flag("FACESOCIAL_OPENAPI", profile == .development)
         return config
