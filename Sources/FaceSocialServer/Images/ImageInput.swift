@@ -111,19 +111,21 @@ extension Request {
         // A client that trickles its upload would otherwise hold the request (and its memory) for
         // as long as it keeps one byte coming within each idle timeout.
         let seconds = application.security?.config.bodyTimeoutSeconds ?? SecurityConfig().bodyTimeoutSeconds
+        // A race on the request's event loop rather than a task group: a group would wait for the
+        // collection to end before answering, which is what the timeout is for not doing.
+        let promise = eventLoop.makePromise(of: ByteBuffer?.self)
+        let timer = eventLoop.scheduleTask(in: .seconds(Int64(seconds))) {
+            promise.fail(
+                APIError(
+                    .requestTimeout, "REQUEST_TIMEOUT", "the request body did not arrive within \(seconds) s",
+                    headers: ["Connection": "close"]))
+        }
+        body.collect(max: maxBytes).whenComplete { result in
+            timer.cancel()
+            promise.completeWith(result)  // a no-op once the timer has failed it
+        }
         do {
-            return try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
-                group.addTask { try await self.body.collect(max: maxBytes).get() }
-                group.addTask {
-                    try await Task.sleep(for: .seconds(seconds))
-                    throw APIError(
-                        .requestTimeout, "REQUEST_TIMEOUT", "the request body did not arrive within \(seconds) s",
-                        headers: ["Connection": "close"])
-                }
-                defer { group.cancelAll() }
-                let first: ByteBuffer?? = try await group.next()
-                return (first ?? nil) ?? ByteBuffer()
-            }
+            return try await promise.futureResult.get() ?? ByteBuffer()
         } catch let error as any AbortError where error.status == .payloadTooLarge {
             throw APIError.imageTooLarge("the request body exceeds the limit of \(maxBytes) bytes")
         }
