@@ -226,10 +226,15 @@ func testEmbeddingModel() throws -> EmbeddingModelKey {
         id: "sface", version: try #require(try sharedRegistry.get().store.manifest.entry("sface")).version)
 }
 
-/// Runs `body` with two applications sharing one database (extra environment for both).
+/// Runs `body` with two applications sharing one database (extra environment for both). They
+/// share their secrets too, as a deployment's instances do: each data folder would otherwise make
+/// its own, and one could not open the embeddings the other sealed.
 func withTwoInstances(_ extra: [String: String], _ body: (Application, Application) async throws -> Void)
     async throws
 {
+    var extra = extra
+    extra["JWT_SECRET_KEY"] = extra["JWT_SECRET_KEY"] ?? "two-instances-" + UUID().uuidString
+    extra["FACESOCIAL_DATA_KEY"] = extra["FACESOCIAL_DATA_KEY"] ?? SymmetricKey(size: .bits256).base64
     try await withFaceSocial(extra) { first in
         try await withFaceSocial(extra) { second in
             try await body(first, second)

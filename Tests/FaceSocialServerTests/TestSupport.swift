@@ -63,7 +63,8 @@ func withFaceSocial(
         throw error
     }
     try await app.asyncShutdown()
-    try? FileManager.default.removeItem(at: config.dataDirectory)
+    // A data folder the caller named is the caller's (a restart on it, say); ours goes.
+    if extra["FACESOCIAL_DATA_DIR"] == nil { try? FileManager.default.removeItem(at: config.dataDirectory) }
 }
 
 /// A multipart/form-data body with files and fields.
