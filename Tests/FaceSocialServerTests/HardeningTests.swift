@@ -179,15 +179,15 @@ struct HardeningTests {
 
     // MARK: Row 11: slow clients
 
-    /// With an 8 s idle timeout and a 10 s body timeout: a socket that sends nothing, one that stops
+    /// With a 20 s idle timeout and a 25 s body timeout: a socket that sends nothing, one that stops
     /// halfway through its head, and one that trickles its upload are all let go, while a normal
     /// client is answered as usual the whole time. Vapor's idle timer also runs while a request is
-    /// being answered, so it stays well above what `/health` can take on a machine busy with the
-    /// rest of the suite (2 s cut answers there).
+    /// being answered, so it stays well above what `/health` can take on two cores busy with the
+    /// rest of the suite (up to 8 s was seen there; 2 s and 8 s timeouts cut those answers).
     @Test func slowClientsAreDroppedAndOthersServed() async throws {
         let port = try RedisTestServer.freePort()
         try await withFaceSocial([
-            "FACESOCIAL_IDLE_TIMEOUT_SECONDS": "8", "FACESOCIAL_BODY_TIMEOUT_SECONDS": "10",
+            "FACESOCIAL_IDLE_TIMEOUT_SECONDS": "20", "FACESOCIAL_BODY_TIMEOUT_SECONDS": "25",
         ]) { app in
             // Started here, not per request as the testing client does: the sockets outlive requests.
             try await app.server.start(address: .hostname("127.0.0.1", port: port))
@@ -209,7 +209,7 @@ struct HardeningTests {
             let trickled = Task {
                 try await onThread { () -> String in
                     var answer = ""
-                    for _ in 0..<30 {
+                    for _ in 0..<90 {
                         try? trickle.send("x")
                         answer += trickle.receive(waitingSeconds: 1)
                         if answer.contains("\r\n\r\n") || trickle.closed { break }
@@ -226,10 +226,10 @@ struct HardeningTests {
             let answer = try await trickled.value
             #expect(answer.hasPrefix("HTTP/1.1 408"), "the trickled upload got: \(answer.prefix(200))")
             #expect(answer.contains("REQUEST_TIMEOUT"))
-            let kept = try await onThread { (silent + [halfHead]).filter { !$0.waitUntilClosed(seconds: 30) }.count }
+            let kept = try await onThread { (silent + [halfHead]).filter { !$0.waitUntilClosed(seconds: 60) }.count }
             #expect(kept == 0, "\(kept) idle connections were kept")
             // Generous bounds for a busy machine; without the timeouts none of them would close.
-            #expect(ContinuousClock.now - started < .seconds(60))
+            #expect(ContinuousClock.now - started < .seconds(120))
             #expect(try await health().hasPrefix("HTTP/1.1 200"))
             await app.server.shutdown()
         }

@@ -103,6 +103,22 @@ public struct ConfigVariable: Sendable {
             .init(
                 name: "FACESOCIAL_MAX_FACES", defaultValue: "100", summary: "upper bound for the max_faces parameter"),
             .init(
+                name: "FACESOCIAL_VERIFY_THRESHOLD", defaultValue: "\(Thresholds.verify)",
+                summary: "default cosine similarity for the same person in verify and identify (docs/thresholds.md)"),
+            .init(
+                name: "FACESOCIAL_LIVENESS_THRESHOLD", defaultValue: "\(Thresholds.liveness)",
+                summary: "default real-minus-spoof margin for is_real"),
+            .init(
+                name: "FACESOCIAL_BATCH_MAX_IMAGES", defaultValue: "16",
+                summary: "images in one /v1/batch/analyze or batch enrol request"),
+            .init(
+                name: "FACESOCIAL_BATCH_CONCURRENCY", defaultValue: "2",
+                summary: "images of one batch request analysed at once"),
+            .init(
+                name: "FACESOCIAL_MODEL_FETCHER",
+                defaultValue: "(scripts/models/fetch_upstream.py beside the manifest)",
+                summary: "the script `facesocial models pull` runs to fetch model files from upstream"),
+            .init(
                 name: "FACESOCIAL_LOG_LEVEL", defaultValue: "info",
                 summary: "trace, debug, info, notice, warning, error"),
             .init(name: "FACESOCIAL_LOG_FORMAT", defaultValue: "text (json in production)", summary: "text or json"),

@@ -351,15 +351,14 @@ struct GalleryRoutes: RouteCollection {
 
     @Sendable
     func enrol(_ req: Request) async throws -> Response {
-        let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes)
+        let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.enrol)
+        let p = try analysis.parameters(input)
+        let mode = EnrolMode(rawValue: try input.choice(.enrolMode))!
         let db = try router.primary
         let collection = try await self.collection(req, on: db)
         let subject = try await self.subject(req, collectionID: collection.id!, on: db)
-        guard let mode = EnrolMode(rawValue: input.fields["mode"] ?? "largest") else {
-            throw APIError.validation("mode must be largest or all", field: "mode")
-        }
         let result = try await enrol(
-            try input.image("image"), input: input, mode: mode, subject: subject, collectionID: collection.id!,
+            try input.image("image"), parameters: p, mode: mode, subject: subject, collectionID: collection.id!,
             context: req.context)
         let response = Response(status: .created)
         try response.content.encode(req.envelope(result))
@@ -368,7 +367,8 @@ struct GalleryRoutes: RouteCollection {
 
     /// Detects, embeds, seals and stores; refuses an image this subject already has.
     func enrol(
-        _ bytes: [UInt8], input: ImageRequest, mode: EnrolMode, subject: Subject, collectionID: UUID,
+        _ bytes: [UInt8], parameters p: AnalysisRoutes.FaceParameters, mode: EnrolMode, subject: Subject,
+        collectionID: UUID,
         context: RequestContext
     ) async throws -> EnrolResponse {
         let subjectID = try subject.requireID()
@@ -385,7 +385,6 @@ struct GalleryRoutes: RouteCollection {
         }
         // Checked before the models run (cheap refusal), and again inside the transaction.
         try await duplicate(db)
-        let p = try analysis.parameters(input)
         let (_, reports) = try await analysis.run(bytes, p, kinds: [.embedding, .quality], context: context)
         let chosen: [FaceReport]
         switch mode {
@@ -456,9 +455,11 @@ struct GalleryRoutes: RouteCollection {
     /// Subjects are created when missing; each item succeeds or fails on its own.
     @Sendable
     func batchEnrol(_ req: Request) async throws -> Envelope<BatchEnrolResponse> {
-        let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes * config.batchMaxImages)
+        let input = try await req.imageRequest(
+            maxBytes: config.imageLimits.maxBytes * config.batchMaxImages, parameters: RouteParameters.batchEnrol)
+        let p = try analysis.parameters(input)
         var items: [(externalID: String?, name: String?, image: [UInt8]?)] = []
-        if case .array(let list)? = input.jsonFields["items"] {
+        if case .array(let list)? = try input.json(.batchItems) {
             for entry in list {
                 guard case .object(let fields) = entry else {
                     throw APIError.validation("items must be objects", field: "items")
@@ -470,7 +471,7 @@ struct GalleryRoutes: RouteCollection {
                 items.append((fields["external_id"]?.scalarText, fields["name"]?.scalarText, image))
             }
         } else {
-            let ids = (input.fields["external_ids"] ?? "").split(separator: ",").map {
+            let ids = (try input.text(.externalIDs) ?? "").split(separator: ",").map {
                 $0.trimmingCharacters(in: .whitespaces)
             }
             guard ids.count == input.imageList.count else {
@@ -514,7 +515,7 @@ struct GalleryRoutes: RouteCollection {
                         metadata: "{}", on: db)
                 }
                 let data = try await enrol(
-                    image, input: input, mode: .largest, subject: subject, collectionID: collectionID,
+                    image, parameters: p, mode: .largest, subject: subject, collectionID: collectionID,
                     context: req.context)
                 results.append(.init(index: index, externalID: externalID, data: data, error: nil))
             } catch {
@@ -533,10 +534,11 @@ struct GalleryRoutes: RouteCollection {
 
     @Sendable
     func identify(_ req: Request) async throws -> Envelope<IdentifyResponse> {
-        let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes)
+        let input = try await req.imageRequest(
+            maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.identify)
         let p = try analysis.parameters(input)
-        let threshold = try input.float("threshold", default: config.verifyThreshold, in: -1...1)
-        let topK = try input.int("top_k", default: 5, in: 1...100)
+        let threshold = try input.number(.verifyThreshold, default: config.verifyThreshold)
+        let topK = try input.integer(.topK)
         let collectionID = try Self.uuid(req, "collection")
         let model = self.model
         // Loading (or checking) the index first makes an unknown collection a cheap 404.

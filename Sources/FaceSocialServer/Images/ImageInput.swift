@@ -4,14 +4,17 @@ import Vapor
 
 /// Image bytes and plain fields from a request, whichever way the client sent them: multipart
 /// (`image`, `image1`, `image2` parts plus form fields), a raw `image/*` body, or JSON with
-/// base64 images. Query parameters are fields too; body fields win over query ones.
+/// base64 images. Query parameters are fields too; body fields win over query ones. Fields are
+/// read only through the route's declared `RequestParameter`s (below), never by name.
 struct ImageRequest: Sendable {
     var images: [String: [UInt8]] = [:]
     /// Every image in the order it was sent (the batch routes read this).
     var imageList: [[UInt8]] = []
-    var fields: [String: String] = [:]
+    fileprivate var fields: [String: String] = [:]
     /// Non-string JSON values (arrays, objects), kept raw for routes that need them.
-    var jsonFields: [String: JSONValue] = [:]
+    fileprivate var jsonFields: [String: JSONValue] = [:]
+    /// The parameters the route declared (`RouteParameters`).
+    fileprivate var declared: Set<String> = []
 
     /// The image sent under `name`, or a clear 4xx.
     func image(_ name: String) throws -> [UInt8] {
@@ -75,9 +78,11 @@ enum JSONValue: Codable, Sendable, Equatable {
 extension Request {
     static let imageFieldNames: Set<String> = ["image", "image1", "image2"]
 
-    /// Collects the body (up to the configured limit) and extracts images and fields.
-    func imageRequest(maxBytes: Int) async throws -> ImageRequest {
+    /// Collects the body (up to the configured limit) and extracts images and fields; the route
+    /// may then read the `parameters` it declares and no others.
+    func imageRequest(maxBytes: Int, parameters: [RequestParameter]) async throws -> ImageRequest {
         var result = ImageRequest()
+        result.declared = Set(parameters.map(\.name))
         if let query = url.query {
             for pair in query.split(separator: "&") {
                 let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
@@ -264,5 +269,105 @@ enum MultipartHeaderCheck {
                 if length == 0 || (length == 1 && bytes[lineStart] == 13) { break }
             }
         }
+    }
+}
+
+/// Typed reads of declared parameters with range checks; a bad value is a 400 `VALIDATION_FAILED`
+/// naming the field. Reading an undeclared parameter is a programming error, answered 500 so
+/// every route test catches it.
+extension ImageRequest {
+    private func raw(_ parameter: RequestParameter) throws -> String? {
+        guard declared.contains(parameter.name) else {
+            throw APIError(
+                .internalServerError, "INTERNAL_ERROR",
+                "the route reads \(parameter.name), which its RouteParameters entry does not declare")
+        }
+        return fields[parameter.name]
+    }
+
+    /// A number; `configured` is the default where the declaration leaves it to configuration.
+    func number(_ parameter: RequestParameter, default configured: Float? = nil) throws -> Float {
+        guard case .number(let range, let declaredDefault) = parameter.kind,
+            let fallback = configured ?? declaredDefault
+        else { preconditionFailure("\(parameter.name) is not a number with a default") }
+        guard let raw = try raw(parameter) else { return fallback }
+        guard let value = Float(raw.trimmingCharacters(in: .whitespaces)), value.isFinite, range.contains(value) else {
+            throw APIError.validation(
+                "\(parameter.name) must be a number in \(range.lowerBound)...\(range.upperBound), got \"\(raw.prefix(40))\"",
+                field: parameter.name)
+        }
+        return value
+    }
+
+    /// An integer; `limit` narrows the declared range where configuration bounds it.
+    func integer(_ parameter: RequestParameter, default configured: Int? = nil, limit: Int? = nil) throws -> Int {
+        guard case .integer(let minimum, let maximum, let declaredDefault) = parameter.kind,
+            let fallback = configured ?? declaredDefault, let upper = limit ?? maximum
+        else { preconditionFailure("\(parameter.name) is not an integer with a default and a maximum") }
+        let range = minimum...min(upper, maximum ?? upper)
+        guard let raw = try raw(parameter) else { return fallback }
+        guard let value = Int(raw.trimmingCharacters(in: .whitespaces)), range.contains(value) else {
+            throw APIError.validation(
+                "\(parameter.name) must be an integer in \(range.lowerBound)...\(range.upperBound), got \"\(raw.prefix(40))\"",
+                field: parameter.name)
+        }
+        return value
+    }
+
+    /// One of the declared choices (or the declared default).
+    func choice(_ parameter: RequestParameter) throws -> String {
+        guard case .choice(let choices, let fallback) = parameter.kind else {
+            preconditionFailure("\(parameter.name) is not a choice")
+        }
+        let value = try raw(parameter) ?? fallback
+        guard choices.contains(value) else {
+            throw APIError.validation(
+                "\(parameter.name) must be one of \(choices.joined(separator: ", ")), got \"\(value.prefix(40))\"",
+                field: parameter.name)
+        }
+        return value
+    }
+
+    /// The named members of a list parameter, comma-separated or a JSON array; nil when absent.
+    func list(_ parameter: RequestParameter) throws -> [String]? {
+        guard case .list(let allowed) = parameter.kind else { preconditionFailure("\(parameter.name) is not a list") }
+        var names: [String]
+        if case .array(let items)? = try json(parameter) {
+            names = items.compactMap(\.scalarText)
+        } else if let raw = try raw(parameter) {
+            names = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        } else {
+            return nil
+        }
+        names = names.filter { !$0.isEmpty }
+        if let unknown = names.first(where: { !allowed.contains($0) }) {
+            throw APIError.validation(
+                "unknown \(parameter.name) value \"\(unknown.prefix(40))\"; choose from "
+                    + allowed.joined(separator: ", "), field: parameter.name)
+        }
+        guard !names.isEmpty else { throw APIError.validation("\(parameter.name) is empty", field: parameter.name) }
+        return names
+    }
+
+    /// A parameter's text as sent (a form field, a query value or a JSON scalar).
+    func text(_ parameter: RequestParameter) throws -> String? { try raw(parameter) }
+
+    /// A parameter sent as a JSON array or object.
+    func json(_ parameter: RequestParameter) throws -> JSONValue? {
+        _ = try raw(parameter)
+        return jsonFields[parameter.name]
+    }
+
+    /// The detector options shared by every route that finds faces.
+    func detectionOptions(maxFacesLimit: Int) throws -> DetectionOptions {
+        DetectionOptions(
+            confidenceThreshold: try number(.confidenceThreshold),
+            nmsThreshold: try number(.nmsThreshold),
+            maxFaces: try integer(.maxFaces, default: maxFacesLimit, limit: maxFacesLimit),
+            minFaceSize: try number(.minFaceSize))
+    }
+
+    func detector() throws -> DetectorKind {
+        DetectorKind(rawValue: try choice(.detector))!
     }
 }

@@ -165,9 +165,8 @@ extension OpenAPIDocument {
                 "post": galleryOperation(
                     "Enrol the largest face (mode=largest) or every face (mode=all) of an image; stores embeddings only",
                     "Enrol", status: "201",
-                    parameters: [collectionParameter, subjectParameter] + detectionParameters + [
-                        parameter("mode", ["type": "string", "enum": ["largest", "all"]], "which faces to enrol")
-                    ], body: imageBody(["image"]),
+                    parameters: [collectionParameter, subjectParameter] + parameters(RouteParameters.enrol),
+                    body: imageBody(["image"]),
                     errors: faceErrors.merging(["409": "DUPLICATE_IMAGE: this image is already enrolled"]) { $1 })
             ],
             "/v1/collections/{collection}/subjects/{subject}/faces/{face}": [
@@ -178,7 +177,7 @@ extension OpenAPIDocument {
             "/v1/collections/{collection}/batch/enroll": [
                 "post": galleryOperation(
                     "Enrol several people: subjects are created when missing; one result or error per item",
-                    "BatchEnrol", parameters: [collectionParameter] + detectionParameters,
+                    "BatchEnrol", parameters: [collectionParameter] + parameters(RouteParameters.batchEnrol),
                     body: [
                         "required": true,
                         "content": [
@@ -202,12 +201,8 @@ extension OpenAPIDocument {
             "/v1/collections/{collection}/identify": [
                 "post": galleryOperation(
                     "1:N identification: for each face, the top-k subjects and an unknown flag", "Identify",
-                    parameters: [collectionParameter] + detectionParameters + [
-                        parameter("top_k", ["type": "integer", "minimum": 1, "maximum": 100], "subjects per face (5)"),
-                        parameter(
-                            "threshold", ["type": "number", "minimum": -1, "maximum": 1],
-                            "similarity for a match (default: the verify threshold)"),
-                    ], body: imageBody(["image"]), errors: faceErrors)
+                    parameters: [collectionParameter] + parameters(RouteParameters.identify),
+                    body: imageBody(["image"]), errors: faceErrors)
             ],
         ]
     }

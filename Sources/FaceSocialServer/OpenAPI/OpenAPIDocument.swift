@@ -355,25 +355,47 @@ enum OpenAPIDocument {
         ["name": name, "in": "query", "required": false, "schema": schema, "description": description]
     }
 
-    static var detectionParameters: [[String: Any]] {
-        [
-            parameter(
-                "confidence_threshold", ["type": "number", "minimum": 0, "maximum": 1], "detector score cut-off"),
-            parameter("nms_threshold", ["type": "number", "minimum": 0, "maximum": 1], "overlap for suppression"),
-            parameter("max_faces", ["type": "integer", "minimum": 1], "most faces returned, best first"),
-            parameter("min_face_size", ["type": "number", "minimum": 0], "smallest box side in pixels"),
-            parameter("detector", ["type": "string", "enum": ["yunet", "retinaface"]], "face detector"),
-            parameter("min_quality", ["type": "number", "minimum": 0, "maximum": 1], "drop faces of lower quality"),
-        ]
+    /// A declared request parameter's schema: the same declaration the route reads it by.
+    static func schema(_ parameter: RequestParameter) -> [String: Any] {
+        switch parameter.kind {
+        case .number(let range, let fallback):
+            var schema: [String: Any] = ["type": "number", "minimum": range.lowerBound, "maximum": range.upperBound]
+            if let fallback { schema["default"] = fallback }
+            return schema
+        case .integer(let minimum, let maximum, let fallback):
+            var schema: [String: Any] = ["type": "integer", "minimum": minimum]
+            if let maximum { schema["maximum"] = maximum }
+            if let fallback { schema["default"] = fallback }
+            return schema
+        case .choice(let choices, let fallback):
+            return ["type": "string", "enum": choices, "default": fallback]
+        case .list(let names):
+            return [
+                "type": "string",
+                "description": "comma-separated (or a JSON array) of: " + names.joined(separator: ", "),
+            ]
+        case .value(let description):
+            return ["description": description]
+        }
+    }
+
+    /// The query parameters of an image route, from its `RouteParameters` entry.
+    static func parameters(_ declared: [RequestParameter]) -> [[String: Any]] {
+        declared.filter { $0.place == .query }.map { parameter($0.name, schema($0), $0.summary) }
     }
 
     /// Images as multipart, raw bytes or base64 JSON; parameters may also be body fields.
-    static func imageBody(_ fields: [String]) -> [String: Any] {
+    /// `declared`'s body parameters join the images as properties.
+    static func imageBody(_ fields: [String], declared: [RequestParameter] = []) -> [String: Any] {
         var multipart: [String: Any] = [:]
         var base64: [String: Any] = [:]
         for field in fields {
             multipart[field] = ["type": "string", "contentMediaType": "application/octet-stream"]
             base64[field] = ["type": "string", "contentEncoding": "base64"]
+        }
+        for parameter in declared where parameter.place == .body {
+            multipart[parameter.name] = schema(parameter).merging(["description": parameter.summary]) { $1 }
+            base64[parameter.name] = multipart[parameter.name]
         }
         var content: [String: Any] = [
             "multipart/form-data": ["schema": ["type": "object", "properties": multipart, "required": fields]],
@@ -388,7 +410,7 @@ enum OpenAPIDocument {
     }
 
     static func post(
-        _ summary: String, _ schema: String, body: [String: Any], parameters: [[String: Any]] = detectionParameters
+        _ summary: String, _ schema: String, body: [String: Any], parameters: [[String: Any]]
     ) -> [String: Any] {
         [
             "post": [
@@ -425,31 +447,21 @@ enum OpenAPIDocument {
     static var paths: [String: Any] {
         [
             "/v1/detect": post(
-                "Detect faces with boxes, scores and five landmarks", "Detect", body: imageBody(["image"])),
+                "Detect faces with boxes, scores and five landmarks", "Detect", body: imageBody(["image"]),
+                parameters: parameters(RouteParameters.detect)),
             "/v1/embed": post(
                 "A 128-d L2-normalised SFace embedding per face", "Embed", body: imageBody(["image"]),
-                parameters: detectionParameters + [
-                    parameter(
-                        "encoding", ["type": "string", "enum": ["float", "base64"]], "float32 LE base64 or JSON")
-                ]),
+                parameters: parameters(RouteParameters.embed)),
             "/v1/verify": post(
                 "1:1 verification of two images, or an image and an embedding", "Verify",
-                body: imageBody(["image1", "image2"]),
-                parameters: detectionParameters + [
-                    parameter("threshold", ["type": "number", "minimum": -1, "maximum": 1], "same-person cut-off")
-                ]),
+                body: imageBody(["image1", "image2"], declared: RouteParameters.verify),
+                parameters: parameters(RouteParameters.verify)),
             "/v1/liveness": post(
                 "Passive liveness (anti-spoofing) of the largest face, and of every face", "LivenessCheck",
-                body: imageBody(["image"]),
-                parameters: detectionParameters + [
-                    parameter("threshold", number, "real-minus-spoof logit margin for is_real")
-                ]),
+                body: imageBody(["image"]), parameters: parameters(RouteParameters.liveness)),
             "/v1/analyze": post(
                 "One detection, then the requested analyses per face", "Analyze", body: imageBody(["image"]),
-                parameters: detectionParameters + [
-                    parameter("analyses", string, "comma-separated: embedding,attributes,liveness,quality,landmarks"),
-                    parameter("liveness_threshold", number, "real-minus-spoof logit margin"),
-                ]),
+                parameters: parameters(RouteParameters.analyze)),
             "/v1/batch/analyze": post(
                 "Analyze several images; one result or error per item", "Batch",
                 body: [
@@ -461,11 +473,10 @@ enum OpenAPIDocument {
                         ],
                     ],
                 ],
-                parameters: detectionParameters + [parameter("analyses", string, "as for /v1/analyze")]),
+                parameters: parameters(RouteParameters.batchAnalyze)),
             "/v1/deepfake": post(
                 "Face-swap detection by an operator-installed model (503 until one is installed)", "Deepfake",
-                body: imageBody(["image"]),
-                parameters: detectionParameters + [parameter("threshold", number, "probability cut-off")]),
+                body: imageBody(["image"]), parameters: parameters(RouteParameters.deepfake)),
             "/health": [
                 "get": [
                     "summary": "Liveness: the process serves HTTP",

@@ -25,11 +25,13 @@ struct AnalysisRoutes: RouteCollection {
         var livenessThreshold: Float
     }
 
-    func parameters(_ input: ImageRequest) throws -> FaceParameters {
+    /// `RequestParameter.faces`, plus `liveness_threshold` where the route declares it.
+    func parameters(_ input: ImageRequest, liveness: Bool = false) throws -> FaceParameters {
         FaceParameters(
             detector: try input.detector(), detection: try input.detectionOptions(maxFacesLimit: config.maxFaces),
-            minQuality: try input.float("min_quality", default: 0, in: 0...1),
-            livenessThreshold: try input.float("liveness_threshold", default: config.livenessThreshold, in: -50...50))
+            minQuality: try input.number(.minQuality),
+            livenessThreshold: liveness
+                ? try input.number(.livenessThreshold, default: config.livenessThreshold) : config.livenessThreshold)
     }
 
     /// Decode, detect, analyse, filter by quality: the one path every face route takes.
@@ -46,37 +48,17 @@ struct AnalysisRoutes: RouteCollection {
     }
 
     static func kinds(_ input: ImageRequest) throws -> Set<AnalysisKind> {
-        var names: [String]
-        if case .array(let items)? = input.jsonFields["analyses"] {
-            names = items.compactMap(\.scalarText)
-        } else if let raw = input.fields["analyses"] {
-            names = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        } else {
-            return Set(AnalysisKind.allCases)
-        }
-        names = names.filter { !$0.isEmpty }
-        var kinds = Set<AnalysisKind>()
-        for name in names {
-            guard let kind = AnalysisKind(rawValue: name) else {
-                throw APIError.validation(
-                    "unknown analysis \"\(name.prefix(40))\"; choose from "
-                        + AnalysisKind.allCases.map(\.rawValue).joined(separator: ", "), field: "analyses")
-            }
-            kinds.insert(kind)
-        }
-        guard !kinds.isEmpty else { throw APIError.validation("analyses is empty", field: "analyses") }
-        return kinds
+        guard let names = try input.list(.analyses) else { return Set(AnalysisKind.allCases) }
+        return Set(names.compactMap(AnalysisKind.init(rawValue:)))
     }
 
     // MARK: - /v1/embed
 
     @Sendable
     func embed(_ req: Request) async throws -> Envelope<EmbedResponse> {
-        let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes)
+        let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.embed)
         let p = try parameters(input)
-        guard let encoding = EmbeddingEncoding(rawValue: input.fields["encoding"] ?? "float") else {
-            throw APIError.validation("encoding must be float or base64", field: "encoding")
-        }
+        let encoding = EmbeddingEncoding(rawValue: try input.choice(.encoding))!
         let (image, reports) = try await run(
             try input.image("image"), p, kinds: [.embedding, .quality], context: req.context)
         return req.envelope(
@@ -90,9 +72,10 @@ struct AnalysisRoutes: RouteCollection {
 
     @Sendable
     func verify(_ req: Request) async throws -> Envelope<VerifyResponse> {
-        let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes)
+        let input = try await req.imageRequest(
+            maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.verify)
         let p = try parameters(input)
-        let threshold = try input.float("threshold", default: config.verifyThreshold, in: -1...1)
+        let threshold = try input.number(.verifyThreshold, default: config.verifyThreshold)
         let first = try await primaryFace(try input.image("image1"), p, field: "image1", context: req.context)
         let second: (embedding: [Float], face: VerifyResponse.FaceSummary?)
         if input.images["image2"] != nil {
@@ -129,7 +112,7 @@ struct AnalysisRoutes: RouteCollection {
     /// A reference embedding sent instead of image2: a JSON array of numbers or base64 float32.
     static func embedding(_ input: ImageRequest) throws -> [Float]? {
         let values: [Float]?
-        if case .array(let items)? = input.jsonFields["embedding"] {
+        if case .array(let items)? = try input.json(.referenceEmbedding) {
             values = items.map { item -> Float? in
                 if case .number(let n) = item { return Float(n) }
                 return nil
@@ -137,7 +120,7 @@ struct AnalysisRoutes: RouteCollection {
             guard values?.count == items.count else {
                 throw APIError.validation("embedding must be an array of numbers", field: "embedding")
             }
-        } else if let text = input.fields["embedding"] {
+        } else if let text = try input.text(.referenceEmbedding) {
             if text.hasPrefix("[") {
                 values = try? JSONDecoder().decode([Float].self, from: Data(text.utf8))
             } else {
@@ -161,9 +144,10 @@ struct AnalysisRoutes: RouteCollection {
 
     @Sendable
     func liveness(_ req: Request) async throws -> Envelope<LivenessResponse> {
-        let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes)
+        let input = try await req.imageRequest(
+            maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.liveness)
         var p = try parameters(input)
-        p.livenessThreshold = try input.float("threshold", default: p.livenessThreshold, in: -50...50)
+        p.livenessThreshold = try input.number(.livenessCheckThreshold, default: config.livenessThreshold)
         let (image, reports) = try await run(
             try input.image("image"), p, kinds: [.liveness, .quality], context: req.context)
         guard let primary = reports.max(by: { $0.face.box.area < $1.face.box.area }), let result = primary.liveness
@@ -180,8 +164,9 @@ struct AnalysisRoutes: RouteCollection {
 
     @Sendable
     func analyze(_ req: Request) async throws -> Envelope<AnalyzeResponse> {
-        let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes)
-        let p = try parameters(input)
+        let input = try await req.imageRequest(
+            maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.analyze)
+        let p = try parameters(input, liveness: true)
         let kinds = try Self.kinds(input)
         let bytes = try input.image("image")
         // Embeddings are biometric templates: results that carry them are never cached.
@@ -211,8 +196,9 @@ struct AnalysisRoutes: RouteCollection {
     @Sendable
     func batchAnalyze(_ req: Request) async throws -> Envelope<BatchResponse> {
         // A batch may carry several images, each up to the single-image limit.
-        let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes * config.batchMaxImages)
-        let p = try parameters(input)
+        let input = try await req.imageRequest(
+            maxBytes: config.imageLimits.maxBytes * config.batchMaxImages, parameters: RouteParameters.batchAnalyze)
+        let p = try parameters(input, liveness: true)
         let kinds = try Self.kinds(input)
         let images = input.imageList
         guard !images.isEmpty else { throw APIError.validation("the batch holds no images", field: "images") }

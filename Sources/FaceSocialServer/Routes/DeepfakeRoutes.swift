@@ -38,19 +38,22 @@ struct DeepfakeRoutes: RouteCollection {
 
     @Sendable
     func deepfake(_ req: Request) async throws -> Envelope<Response> {
-        guard let entry = faces.registry.store.manifest.models.first(where: { $0.service == "deepfake" }),
-            let spec = entry.classifier
-        else {
+        let installed = faces.registry.store.manifest.models.first(where: { $0.service == "deepfake" })
+        // The request is read and checked first: a bad parameter is a 400 whether or not a model is installed.
+        let input = try await req.imageRequest(
+            maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.deepfake)
+        let options = try input.detectionOptions(maxFacesLimit: config.maxFaces)
+        let detector = try input.detector()
+        // Without a model the default is never used: the guard below answers 503.
+        let threshold = try input.number(.deepfakeThreshold, default: installed?.classifier?.threshold ?? 0.5)
+        guard let entry = installed, let spec = entry.classifier else {
             throw APIError.modelUnavailable(
                 "no deepfake detector is installed: add a model with service \"deepfake\" and a classifier spec to "
                     + "the manifest (docs/models.md, \"Adding a deepfake detector\"), then run `facesocial models pull`",
                 model: "deepfake")
         }
-        let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes)
-        let options = try input.detectionOptions(maxFacesLimit: config.maxFaces)
-        let threshold = try input.float("threshold", default: spec.threshold, in: 0...1)
         let (image, _) = try await faces.decode(try input.image("image"))
-        let detection = try await faces.detect(image, options: options)
+        let detection = try await faces.detect(image, detector: detector, options: options)
         req.context.used(detection.model)
         let session = try await faces.registry.session(for: entry.id)
         req.context.used(faces.modelLabel(entry.id))

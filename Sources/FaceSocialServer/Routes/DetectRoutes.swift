@@ -13,7 +13,8 @@ struct DetectRoutes: RouteCollection {
 
     @Sendable
     func detect(_ req: Request) async throws -> Envelope<DetectResponse> {
-        let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes)
+        let input = try await req.imageRequest(
+            maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.detect)
         let options = try input.detectionOptions(maxFacesLimit: config.maxFaces)
         let detector = try input.detector()
         let bytes = try input.image("image")
