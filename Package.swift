@@ -11,24 +11,31 @@ let openVINO = "\(root)/.deps/openvino"
 // from the pinned PyPI wheel, both unpacked by scripts/lib/fetch_onnxruntime.sh into .deps/onnxruntime.
 let onnxRuntime = "\(root)/.deps/onnxruntime"
 let onnxRuntimeInclude = "\(onnxRuntime)/header/usr/include/onnxruntime"
-let openVINOHeaders: [SwiftSetting] = [
-    .unsafeFlags(["-Xcc", "-I\(openVINO)/include", "-Xcc", "-I\(onnxRuntimeInclude)"])
-]
-
 // The image build's context holds the sources only (deploy/docker/*.dockerignore), so the test
 // targets are declared where their folder is.
 let testTargets: [Target] =
     FileManager.default.fileExists(atPath: "\(root)/Tests")
     ? [
-        .testTarget(name: "FaceKitTests", dependencies: ["FaceKit"]),
-        .testTarget(name: "FaceSearchTests", dependencies: ["FaceSearch"]),
-        .testTarget(name: "ModelRuntimeTests", dependencies: ["ModelRuntime"], swiftSettings: openVINOHeaders),
+        .testTarget(name: "FaceKitTests", dependencies: ["FaceKit", "CImageCodecs"]),
+        .testTarget(name: "FaceSearchTests", dependencies: ["FaceSearch", "CVectorKernels"]),
+        .testTarget(name: "ModelRuntimeTests", dependencies: ["ModelRuntime", "FaceKit"]),
         .testTarget(
             name: "FaceSocialServerTests",
-            dependencies: ["FaceSocialServer", "FaceSearch", .product(name: "VaporTesting", package: "vapor")],
-            swiftSettings: openVINOHeaders
+            dependencies: [
+                "FaceSocialServer", "FaceSearch", "FaceKit", "ModelRuntime", "CVectorKernels",
+                .product(name: "VaporTesting", package: "vapor"),
+                .product(name: "Vapor", package: "vapor"),
+                .product(name: "Fluent", package: "fluent"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SQLKit", package: "sql-kit"),
+            ]
         ),
-        .testTarget(name: "facesocialTests", dependencies: ["facesocial"], swiftSettings: openVINOHeaders),
+        .testTarget(name: "facesocialTests", dependencies: ["facesocial"]),
     ] : []
 
 let package = Package(
@@ -50,6 +57,13 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/vapor/jwt.git", from: "5.2.0"),
+        // Imported directly, so declared (each also comes with vapor, fluent or jwt).
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        .package(url: "https://github.com/vapor/fluent-kit.git", from: "1.57.0"),
+        .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
+        .package(url: "https://github.com/vapor/postgres-kit.git", from: "2.17.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/vapor/async-kit.git", from: "1.22.0"),
     ],
     targets: [
         // Layer 1: the only C boundary.
@@ -77,21 +91,31 @@ let package = Package(
         // The identify search's indexes (exact, and the 8-bit inverted file for large galleries).
         .target(name: "FaceSearch", dependencies: ["CVectorKernels"]),
         // Its benchmark and self-check (`facesocial-search-bench`, scripts/bench-search.sh).
-        .executableTarget(name: "facesocial-search-bench", dependencies: ["FaceSearch"]),
+        .executableTarget(name: "facesocial-search-bench", dependencies: ["FaceSearch", "CVectorKernels"]),
         // Layer 2: pure computation on images, tensors and faces.
         .target(
             name: "FaceKit",
             dependencies: ["CImageCodecs"]
         ),
-        // Layer 3: inference engines, model manifest, memory management.
+        // Layer 3: inference. The engine protocols, each engine in its own target (its C module
+        // imported `internal`, so the header flags stay there), then the manifest, memory
+        // management and admission over them.
+        .target(name: "EngineCore", dependencies: ["FaceKit"]),
+        .target(
+            name: "OpenVINOBackend", dependencies: ["EngineCore", "FaceKit", "COpenVINO"],
+            swiftSettings: [.unsafeFlags(["-Xcc", "-I\(openVINO)/include"])]
+        ),
+        .target(
+            name: "ONNXRuntimeBackend", dependencies: ["EngineCore", "FaceKit", "CONNXRuntime"],
+            swiftSettings: [.unsafeFlags(["-Xcc", "-I\(onnxRuntimeInclude)"])]
+        ),
         .target(
             name: "ModelRuntime",
             dependencies: [
-                "FaceKit", "COpenVINO", "CONNXRuntime", "CAllocator",
+                "FaceKit", "EngineCore", "OpenVINOBackend", "ONNXRuntimeBackend", "CAllocator",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
-            ],
-            swiftSettings: openVINOHeaders
+            ]
         ),
         // Layer 4: the HTTP application.
         .target(
@@ -107,18 +131,25 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "JWT", package: "jwt"),
                 .product(name: "FluentPostgresDriver", package: "fluent-postgres-driver"),
-            ],
-            swiftSettings: openVINOHeaders
+                .product(name: "FluentKit", package: "fluent-kit"),
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "PostgresKit", package: "postgres-kit"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "AsyncKit", package: "async-kit"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // Layer 5: the executable.
         .executableTarget(
             name: "facesocial",
             dependencies: [
-                "FaceSocialServer", "ModelRuntime", "FaceSearch",
+                "FaceSocialServer", "ModelRuntime", "FaceSearch", "FaceKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ],
-            swiftSettings: openVINOHeaders
+                .product(name: "Vapor", package: "vapor"),
+            ]
         ),
     ] + testTargets
 )

@@ -1,11 +1,5 @@
 import Foundation
 
-/// An engine that can say how much memory a device has and how much of it is in use.
-public protocol DeviceMemoryReporting: Sendable {
-    func deviceTotalBytes(_ device: String) -> Int?
-    func deviceUsedBytes(_ device: String) -> Int?
-}
-
 /// A live reading of a device's memory, with where it came from.
 public struct DeviceReading: Sendable, Codable, Equatable {
     public var source: String

@@ -1,4 +1,4 @@
-import CAllocator
+internal import CAllocator
 import Foundation
 
 /// The process's own memory, read from /proc: what CPU footprints are measured with.

@@ -69,15 +69,6 @@ public struct MemoryPolicy: Sendable, Equatable {
 
     public init() {}
 
-    /// The pool a class prefers when the device has it (the original design's zones).
-    public static func zone(for priority: ModelManifest.Priority) -> String {
-        switch priority {
-        case .critical: "critical"
-        case .high: "high"
-        case .standard, .low: "flexible"
-        }
-    }
-
     public struct Invalid: Error, Sendable, Equatable, CustomStringConvertible {
         public var variable: String
         public var reason: String

@@ -18,14 +18,7 @@ public actor ModelManager {
         var pool: String
     }
 
-    private struct Pool {
-        var key: PoolKey
-        var budget: Int
-        var resident: [String: Int] = [:]
-        var reserved: [String: Int] = [:]
-        var used: Int { resident.values.reduce(0, +) + reserved.values.reduce(0, +) }
-        var free: Int { budget - used }
-    }
+    private typealias Pool = MemoryRules.PoolLedger
 
     private struct Record {
         var entry: ModelManifest.Entry
@@ -120,7 +113,7 @@ public actor ModelManager {
                 let key = PoolKey(device: device.name, pool: spec.name)
                 let bytes = spec.amount.resolve(of: budget)
                 assigned += bytes
-                pools[key] = Pool(key: key, budget: bytes)
+                pools[key] = Pool(budget: bytes)
                 order.append(key)
             }
             guard assigned <= budget else {
@@ -130,7 +123,7 @@ public actor ModelManager {
             }
             // What the named pools leave is the device's default pool (the `CPU` in a placement).
             let key = PoolKey(device: device.name, pool: PlacementTarget.defaultPool)
-            pools[key] = Pool(key: key, budget: budget - assigned)
+            pools[key] = Pool(budget: budget - assigned)
             order.append(key)
         }
         self.pools = pools
@@ -172,17 +165,10 @@ public actor ModelManager {
     /// The placement order of a model: configured, or from its priority: on each placeable device
     /// in order, the pool of its class, then `flexible`, then the device's default pool.
     public nonisolated func placement(for entry: ModelManifest.Entry) -> [PlacementTarget] {
-        if let configured = policy.placement[entry.id] { return configured }
-        var targets: [PlacementTarget] = []
-        for device in inventory.devices where device.placeable {
-            let configured = Set((policy.pools[device.name] ?? []).map(\.name))
-            for pool in [MemoryPolicy.zone(for: entry.priority), "flexible", PlacementTarget.defaultPool]
-            where pool == PlacementTarget.defaultPool || configured.contains(pool) {
-                let target = PlacementTarget(device: device.name, pool: pool)
-                if !targets.contains(target) { targets.append(target) }
-            }
-        }
-        return targets
+        MemoryRules.placement(
+            priority: entry.priority, configured: policy.placement[entry.id],
+            devices: inventory.devices.filter(\.placeable).map(\.name),
+            pools: policy.pools.mapValues { $0.map(\.name) })
     }
 
     // MARK: - Sessions and inference
@@ -420,7 +406,18 @@ public actor ModelManager {
     }
 
     private func prior(_ entry: ModelManifest.Entry) -> Int {
-        learned[entry.id] ?? entry.estimatedMemoryMB * 1_048_576
+        MemoryRules.prior(learned: learned[entry.id], estimatedMB: entry.estimatedMemoryMB)
+    }
+
+    /// The loaded models of a pool (or of every pool) as the rules see them.
+    private func residents(in key: PoolKey?, now: ContinuousClock.Instant = .now) -> [MemoryRules.Resident] {
+        records.values.filter { $0.state == .loaded && (key == nil || $0.pool == key) }.map { record in
+            MemoryRules.Resident(
+                id: record.entry.id, priority: record.entry.priority,
+                bytes: record.pool.flatMap { pools[$0]?.resident[record.entry.id] } ?? 0,
+                idle: record.queue.isIdle && record.pending == nil, lastActive: record.lastActive ?? now,
+                pinned: pinned.contains(record.entry.id))
+        }
     }
 
     /// Frees `need` bytes in a pool by evicting idle models of lower or equal priority, lowest
@@ -428,21 +425,9 @@ public actor ModelManager {
     /// enough. Critical models and models with work in flight are never evicted.
     private func makeRoom(_ key: PoolKey, need: Int, for entry: ModelManifest.Entry, excluding: String) async -> Bool {
         guard let pool = pools[key] else { return false }
-        if pool.free >= need { return true }
-        let candidates = records.values.filter {
-            $0.pool == key && $0.state == .loaded && $0.entry.id != excluding && $0.entry.priority != .critical
-                && $0.entry.priority <= entry.priority && $0.queue.isIdle && $0.pending == nil
-        }.sorted {
-            if $0.entry.priority != $1.entry.priority { return $0.entry.priority < $1.entry.priority }
-            return ($0.lastActive ?? .now) < ($1.lastActive ?? .now)
-        }
-        var reclaimable = pool.free
-        var chosen: [String] = []
-        for candidate in candidates where reclaimable < need {
-            chosen.append(candidate.entry.id)
-            reclaimable += pool.resident[candidate.entry.id] ?? 0
-        }
-        guard reclaimable >= need else { return false }
+        let others = residents(in: key).filter { $0.id != excluding }
+        guard let chosen = MemoryRules.evictions(need: need, free: pool.free, residents: others, for: entry.priority)
+        else { return false }
         for id in chosen { await evict(id, reason: .capacity) }
         return (pools[key]?.free ?? 0) >= need
     }
@@ -612,15 +597,8 @@ public actor ModelManager {
     @discardableResult
     public func sweepIdle(now: ContinuousClock.Instant = .now) async -> [String] {
         await locked {
-            var unloaded: [String] = []
-            for record in records.values.sorted(by: { $0.entry.id < $1.entry.id }) {
-                guard record.state == .loaded, record.entry.priority != .critical, !pinned.contains(record.entry.id),
-                    record.queue.isIdle, let ttl = policy.idleTTL[record.entry.priority],
-                    let last = record.lastActive, last + ttl <= now
-                else { continue }
-                await evict(record.entry.id, reason: .idleTTL)
-                unloaded.append(record.entry.id)
-            }
+            let unloaded = MemoryRules.expired(residents(in: nil, now: now), ttl: policy.idleTTL, now: now)
+            for id in unloaded { await evict(id, reason: .idleTTL) }
             return unloaded
         }
     }
@@ -664,10 +642,12 @@ public actor ModelManager {
     /// Every device with its budget, pools and a live reading.
     public func devices() -> [DeviceStatus] {
         inventory.devices.map { device in
-            let devicePools = poolOrder.filter { $0.device == device.name }.compactMap { pools[$0] }.map {
-                PoolStatus(
-                    name: $0.key.pool, budgetBytes: $0.budget, usedBytes: $0.used,
-                    reservedBytes: $0.reserved.values.reduce(0, +), models: $0.resident)
+            let devicePools = poolOrder.filter { $0.device == device.name }.compactMap { key in
+                pools[key].map { pool in
+                    PoolStatus(
+                        name: key.pool, budgetBytes: pool.budget, usedBytes: pool.used,
+                        reservedBytes: pool.reserved.values.reduce(0, +), models: pool.resident)
+                }
             }
             return DeviceStatus(
                 name: device.name, kind: device.kind, placeable: device.placeable, totalBytes: device.totalBytes,

@@ -1,4 +1,5 @@
-import COpenVINO
+internal import COpenVINO
+import EngineCore
 import FaceKit
 import Foundation
 

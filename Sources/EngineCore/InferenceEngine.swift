@@ -42,6 +42,11 @@ public struct SessionOptions: Sendable, Equatable {
 public struct TensorInfo: Sendable, Equatable, Codable {
     public var name: String
     public var shape: [Int]
+
+    public init(name: String, shape: [Int]) {
+        self.name = name
+        self.shape = shape
+    }
 }
 
 /// A model compiled for one device, ready to run. Sessions are shared by every request handler and

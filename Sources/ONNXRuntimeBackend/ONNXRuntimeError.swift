@@ -1,4 +1,5 @@
-import CONNXRuntime
+internal import CONNXRuntime
+import EngineCore
 
 /// A failed ONNX Runtime C-API call: the function, ORT's error code and its own message.
 public struct ONNXRuntimeError: Error, Sendable, CustomStringConvertible {

@@ -19,6 +19,11 @@ public struct DeviceUnavailableError: Error, Sendable, CustomStringConvertible {
     public let device: String
     public let reason: String
 
+    public init(device: String, reason: String) {
+        self.device = device
+        self.reason = reason
+    }
+
     public var description: String { "device \(device) is unavailable: \(reason)" }
 }
 

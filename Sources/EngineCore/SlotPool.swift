@@ -1,19 +1,19 @@
 /// Hands out `count` numbered slots (infer requests) to concurrent callers; a caller with no free
 /// slot waits in FIFO order instead of blocking a thread.
-actor SlotPool {
+package actor SlotPool {
     private var free: [Int]
     private var waiters: [CheckedContinuation<Int, Never>] = []
 
-    init(count: Int) {
+    package init(count: Int) {
         free = Array((0..<count).reversed())
     }
 
-    func acquire() async -> Int {
+    package func acquire() async -> Int {
         if let slot = free.popLast() { return slot }
         return await withCheckedContinuation { waiters.append($0) }
     }
 
-    func release(_ slot: Int) {
+    package func release(_ slot: Int) {
         if waiters.isEmpty {
             free.append(slot)
         } else {

@@ -1,4 +1,5 @@
-import COpenVINO
+internal import COpenVINO
+import EngineCore
 
 /// A failed OpenVINO C-API call: the function, OpenVINO's status code and its message.
 public struct OpenVINOError: Error, Sendable, CustomStringConvertible {

@@ -1,4 +1,5 @@
-import CONNXRuntime
+internal import CONNXRuntime
+import EngineCore
 import FaceKit
 import Foundation
 
