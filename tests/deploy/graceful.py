@@ -9,6 +9,14 @@ max_exit = float(os.environ.get("GRACEFUL_MAX_EXIT", "10"))
 results = []
 
 
+def gone():
+    try:
+        st = open(f"/proc/{pid}/stat").read()
+        return st.split(") ")[1].startswith("Z")
+    except OSError:
+        return True
+
+
 def call():
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -27,14 +35,17 @@ for t in threads:
 time.sleep(0.15)  # requests are in flight (each takes a few hundred ms)
 t0 = time.time()
 os.kill(pid, signal.SIGTERM)
-# SIGTERM is handled asynchronously: poll until new connections are refused.
-refused = "still accepting after 2s"
-while time.time() - t0 < 2:
+# SIGTERM is handled asynchronously: poll until new connections are refused. The refusal counts
+# only while the process is still alive (a dead one refuses trivially); how soon it comes depends
+# on how busy the machine is, so it is reported, not bounded.
+refused = "still accepted until the process exited"
+while time.time() - t0 < max_exit:
+    alive = not gone()
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
         c.request("GET", "/health"); c.getresponse().read(); c.close()
     except ConnectionRefusedError:
-        refused = "refused"
+        refused = "refused" if alive else refused
         break
     except Exception as e:
         refused = repr(e)
@@ -43,14 +54,6 @@ while time.time() - t0 < 2:
 refused_s = time.time() - t0
 for t in threads:
     t.join()
-
-
-def gone():
-    try:
-        st = open(f"/proc/{pid}/stat").read()
-        return st.split(") ")[1].startswith("Z")
-    except OSError:
-        return True
 
 
 while not gone() and time.time() - t0 < max_exit + 5:

@@ -56,7 +56,16 @@ static_checks() {
     missing=$(grep -ohE "\\$\\{[A-Z_]+" deploy/compose/docker-compose.prod.yml | tr -d "\${" | sort -u |
               while read -r v; do grep -q "^$v=" .env.production.example || echo "$v"; done)
     [ -z "$missing" ] || { echo "not in .env.production.example: $missing"; exit 1; }'
-  run "promtool check config+rules" bash -c 'promtool check config deploy/prometheus/prometheus.yml >/dev/null &&
+  # The scrape token file exists only inside the compose stack: the check reads a copy of the
+  # config whose token path points at a file of its own, and holds the path to compose's mount.
+  run "promtool check config+rules" bash -c 'tmp=$(mktemp -d) && trap "rm -rf $tmp" EXIT &&
+      token=/etc/prometheus-secrets/metrics-token &&
+      grep -q "credentials_file: $token" deploy/prometheus/prometheus.yml &&
+      grep -q ":$token:ro" deploy/compose/docker-compose.prod.yml &&
+      echo token-for-the-check > "$tmp/metrics-token" &&
+      sed "s|$token|$tmp/metrics-token|" deploy/prometheus/prometheus.yml > "$tmp/prometheus.yml" &&
+      ln -s "$PWD/deploy/prometheus/rules" "$tmp/rules" &&
+      promtool check config "$tmp/prometheus.yml" >/dev/null &&
       promtool check rules deploy/prometheus/rules/*.yml'
   run "promtool test rules" promtool test rules deploy/prometheus/tests/facesocial.rules.test.yml
   run "grafana dashboard JSON" python3 -c 'import json; d = json.load(open("deploy/grafana/dashboards/facesocial.json")); assert len(d["panels"]) >= 10'
