@@ -277,7 +277,8 @@ def run(sc: Scenario, server, token: str) -> None:
                       ("\r\n", "CR LF")):
         for what, path, obj, field in [
             ("collection name", "/v1/collections", {"name": f"c{ch}x-{uuid.uuid4().hex[:6]}"}, "name"),
-            ("subject name", f"/v1/collections/{coll}/subjects", {"name": f"s{ch}x"}, "name"),
+            ("subject name", f"/v1/collections/{coll}/subjects", {"name": f"s{ch}x", "external_id": f"n{ord(ch[0])}"},
+             "name"),
             ("external id", f"/v1/collections/{coll}/subjects", {"name": "s", "external_id": f"e{ch}"}, "external_id"),
             ("metadata value", f"/v1/collections/{coll}/subjects",
              {"name": "s", "external_id": f"m-{uuid.uuid4().hex[:6]}", "metadata": {"k": f"v{ch}"}}, "metadata.k"),

@@ -91,11 +91,12 @@ struct GalleryRoutes: RouteCollection {
     }
 
     static func checkText(_ value: String, field: String, max: Int = 200) throws -> String {
+        // Checked before trimming: trimming would drop a trailing CR, LF or NEL (U+0085) unseen.
+        try TextPolicy.refuseControlCharacters(value, field: field)
         let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty, trimmed.count <= max else {
             throw APIError.validation("\(field) must be 1 to \(max) characters", field: field)
         }
-        try TextPolicy.refuseControlCharacters(trimmed, field: field)
         return trimmed
     }
 
