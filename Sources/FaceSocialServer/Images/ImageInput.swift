@@ -287,10 +287,18 @@ extension ImageRequest {
 
     /// A number; `configured` is the default where the declaration leaves it to configuration.
     func number(_ parameter: RequestParameter, default configured: Float? = nil) throws -> Float {
-        guard case .number(let range, let declaredDefault) = parameter.kind,
-            let fallback = configured ?? declaredDefault
-        else { preconditionFailure("\(parameter.name) is not a number with a default") }
-        guard let raw = try raw(parameter) else { return fallback }
+        guard case .number(_, let declaredDefault) = parameter.kind, let fallback = configured ?? declaredDefault else {
+            preconditionFailure("\(parameter.name) is not a number with a default")
+        }
+        return try numberIfSent(parameter) ?? fallback
+    }
+
+    /// The number sent, checked against the declared range; nil when none was sent.
+    func numberIfSent(_ parameter: RequestParameter) throws -> Float? {
+        guard case .number(let range, _) = parameter.kind else {
+            preconditionFailure("\(parameter.name) is not a number")
+        }
+        guard let raw = try raw(parameter) else { return nil }
         guard let value = Float(raw.trimmingCharacters(in: .whitespaces)), value.isFinite, range.contains(value) else {
             throw APIError.validation(
                 "\(parameter.name) must be a number in \(range.lowerBound)...\(range.upperBound), got \"\(raw.prefix(40))\"",

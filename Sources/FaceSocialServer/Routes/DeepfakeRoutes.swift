@@ -44,14 +44,14 @@ struct DeepfakeRoutes: RouteCollection {
             maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.deepfake)
         let options = try input.detectionOptions(maxFacesLimit: config.maxFaces)
         let detector = try input.detector()
-        // Without a model the default is never used: the guard below answers 503.
-        let threshold = try input.number(.deepfakeThreshold, default: installed?.classifier?.threshold ?? 0.5)
+        let requestedThreshold = try input.numberIfSent(.deepfakeThreshold)
         guard let entry = installed, let spec = entry.classifier else {
             throw APIError.modelUnavailable(
                 "no deepfake detector is installed: add a model with service \"deepfake\" and a classifier spec to "
                     + "the manifest (docs/models.md, \"Adding a deepfake detector\"), then run `facesocial models pull`",
                 model: "deepfake")
         }
+        let threshold = requestedThreshold ?? spec.threshold
         let (image, _) = try await faces.decode(try input.image("image"))
         let detection = try await faces.detect(image, detector: detector, options: options)
         req.context.used(detection.model)
