@@ -1,5 +1,4 @@
 internal import CONNXRuntime
-import EngineCore
 
 /// A failed ONNX Runtime C-API call: the function, ORT's error code and its own message.
 public struct ONNXRuntimeError: Error, Sendable, CustomStringConvertible {

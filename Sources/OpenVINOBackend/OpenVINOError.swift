@@ -1,5 +1,4 @@
 internal import COpenVINO
-import EngineCore
 
 /// A failed OpenVINO C-API call: the function, OpenVINO's status code and its message.
 public struct OpenVINOError: Error, Sendable, CustomStringConvertible {
