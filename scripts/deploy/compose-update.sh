@@ -49,7 +49,7 @@ for service in $services; do
   sleep 2  # connections nginx already holds to it finish
   old=$(container "$service")
   $engine stop -t 30 "$old" >/dev/null
-  $engine rm "$old" >/dev/null
+  $engine rm -v "$old" >/dev/null  # -v: an anonymous volume of the old container goes with it
   "${compose[@]}" up -d --no-deps "$service" >/dev/null 2>&1
   new=$(container "$service")
   for _ in $(seq 1 180); do

@@ -17,10 +17,21 @@ fi
 case $tool in
   docker) exec docker compose -p "$project" -f "$file" --env-file "$env_file" "$@" ;;
   podman) set -a; . "$env_file"; set +a
+          # podman-compose 1.0.3's `down -v` removes the named volumes only; docker compose also
+          # removes the anonymous ones of the project's containers (an image's VOLUME), so note them.
+          anonymous=""
+          if [ "${1:-}" = down ] && [[ " $* " =~ " -v " || " $* " =~ " --volumes " ]]; then
+            for c in $(podman ps -a -q --filter "label=io.podman.compose.project=$project"); do
+              for v in $(podman inspect -f '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}' "$c"); do
+                if [ "$(podman volume inspect -f '{{.Anonymous}}' "$v" 2>/dev/null)" = true ]; then anonymous="$anonymous $v"; fi
+              done
+            done
+          fi
           podman-compose -p "$project" -f "$file" "$@"
           # podman-compose 1.0.3's `down` leaves the project's networks; docker compose removes them.
           if [ "${1:-}" = down ]; then
             podman network ls -q --filter "label=io.podman.compose.project=$project" | xargs -r podman network rm >/dev/null
+            [ -z "$anonymous" ] || podman volume rm -f $anonymous >/dev/null
           fi ;;
   *) echo "FACESOCIAL_COMPOSE must be docker or podman" >&2; exit 2 ;;
 esac
