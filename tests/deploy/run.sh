@@ -79,7 +79,8 @@ static_checks() {
     grep -q "rollout status" <<<"$out" &&
     ! scripts/promote-to-staging.sh --version=1.2 --target=k8s --dry-run 2>/dev/null'
   run "script syntax" bash -c 'for f in scripts/deploy/*.sh scripts/promote-to-*.sh scripts/backup.sh scripts/restore.sh scripts/preflight.sh tests/deploy/*.sh deploy/compose/postgres/*.sh scripts/containers/*.sh scripts/lib/*.sh tests/containers/*.sh tests/containers/standins/*.sh; do bash -n "$f" || exit 1; done &&
-      python3 -m py_compile scripts/deploy/release.py scripts/deploy/kustomize_lite.py tests/deploy/*.py tests/containers/*.py'
+      for f in deploy/nginx/*.sh; do sh -n "$f" || exit 1; done &&
+      python3 -m py_compile scripts/deploy/release.py tests/deploy/*.py tests/containers/*.py'
 }
 
 metrics_check() {
