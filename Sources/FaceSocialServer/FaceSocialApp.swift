@@ -20,6 +20,12 @@ public enum FaceSocialApp {
     /// or whose provider cannot attach falls back to a CPU pool.
     public static func makeRegistry(_ config: AppConfig) throws -> ModelRegistry {
         let store = try ModelStore(manifestURL: config.manifestURL, directory: config.modelDirectory)
+        // Every pipeline's model as the manifest declares it, before anything loads.
+        let problems = FaceModel.mismatches(in: store.manifest)
+        guard problems.isEmpty else {
+            throw ConfigError.invalid(
+                variable: "FACESOCIAL_MODEL_MANIFEST", reason: problems.joined(separator: "; "))
+        }
         let engine = try makeEngine(config.engines)
         let device = config.engines.placementDevice
         engine.probe([device])

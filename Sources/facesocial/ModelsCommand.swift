@@ -96,7 +96,7 @@ struct ModelsCommand: AsyncParsableCommand {
             let store = try location.store()
             let rows = store.manifest.models.map { entry in
                 [
-                    entry.id, entry.service, entry.version, entry.priority.rawValue, String(entry.size),
+                    entry.id, entry.service.rawValue, entry.version, entry.priority.rawValue, String(entry.size),
                     "\(entry.estimatedMemoryMB) MB", entry.licence, store.status(of: entry).summary,
                 ]
             }

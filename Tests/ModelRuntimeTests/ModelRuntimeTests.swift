@@ -16,7 +16,7 @@ struct ModelStoreTests {
     @Test func manifestListsEveryServiceWithChecksums() throws {
         let manifest = try ModelManifest.load(from: manifestURL)
         #expect(
-            Set(manifest.models.map(\.service)) == ["detection", "recognition", "attributes", "liveness", "landmarks"])
+            Set(manifest.models.map(\.service)) == [.detection, .recognition, .attributes, .liveness, .landmarks])
         for entry in manifest.models {
             #expect(entry.sha256.count == 64)
             #expect(entry.size > 0)

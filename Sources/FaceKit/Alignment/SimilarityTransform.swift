@@ -88,8 +88,8 @@ extension RGBImage {
                         let x0 = Int(x0f)
                         let y0 = Int(y0f)
                         if border == .constant && (x0 < -1 || y0 < -1 || x0 >= w || y0 >= h) { continue }
-                        let xs = (Self.index(x0, w, border), Self.index(x0 + 1, w, border))
-                        let ys = (Self.index(y0, h, border), Self.index(y0 + 1, h, border))
+                        let xs = (Self.borderIndex(x0, w, border), Self.borderIndex(x0 + 1, w, border))
+                        let ys = (Self.borderIndex(y0, h, border), Self.borderIndex(y0 + 1, h, border))
                         for c in 0..<3 {
                             func px(_ x: Int, _ y: Int) -> Float {
                                 x < 0 || y < 0 ? 0 : Float(src[(y * w + x) * 3 + c])
@@ -103,23 +103,6 @@ extension RGBImage {
             }
         }
         return RGBImage(width: width, height: height, pixels: out)
-    }
-
-    /// A source coordinate under the border rule; -1 means "outside, use zero".
-    @inline(__always)
-    private static func index(_ i: Int, _ n: Int, _ border: BorderMode) -> Int {
-        if i >= 0 && i < n { return i }
-        switch border {
-        case .constant:
-            return -1
-        case .reflect:
-            // Reflect without repeating the edge pixel (OpenCV's BORDER_REFLECT_101).
-            guard n > 1 else { return 0 }
-            let period = 2 * (n - 1)
-            var m = i % period
-            if m < 0 { m += period }
-            return m < n ? m : period - m
-        }
     }
 }
 

@@ -106,18 +106,4 @@ public struct RetinaFace: Sendable {
         return DetectorPostprocessing.finish(
             candidates, imageWidth: imageWidth, imageHeight: imageHeight, options: options)
     }
-
-    /// The whole detector: letterbox, network, decode and NMS.
-    public func detect(
-        _ image: RGBImage, runner: any TensorRunner, options: DetectionOptions
-    ) async throws -> (faces: [DetectedFace], timings: StageTimings) {
-        var timings = StageTimings()
-        let (tensor, geometry) = measure(&timings.preprocessMs) { preprocess(image) }
-        let outputs = try await measure(&timings.inferenceMs) { try await runner.run([Self.inputName: tensor]) }
-        let faces = try measure(&timings.postprocessMs) {
-            try postprocess(
-                outputs, geometry: geometry, imageWidth: image.width, imageHeight: image.height, options: options)
-        }
-        return (faces, timings)
-    }
 }

@@ -34,7 +34,18 @@ extension Duration {
     }
 }
 
-extension YuNet {
+/// A one-pass face detector: a letterbox in, the network, then decoding and NMS. YuNet and
+/// RetinaFace differ only in those two steps; `detect` runs and times the three stages for both.
+public protocol LetterboxFaceDetector: Sendable {
+    static var inputName: String { get }
+    func preprocess(_ image: RGBImage) -> (Tensor, LetterboxGeometry)
+    func postprocess(
+        _ outputs: [String: Tensor], geometry: LetterboxGeometry, imageWidth: Int, imageHeight: Int,
+        options: DetectionOptions
+    ) throws -> [DetectedFace]
+}
+
+extension LetterboxFaceDetector {
     /// The whole detector: letterbox, network, decode and NMS.
     public func detect(
         _ image: RGBImage, runner: any TensorRunner, options: DetectionOptions
@@ -49,3 +60,6 @@ extension YuNet {
         return (faces, timings)
     }
 }
+
+extension YuNet: LetterboxFaceDetector {}
+extension RetinaFace: LetterboxFaceDetector {}

@@ -150,7 +150,8 @@ extension RGBImage {
         return taps
     }
 
-    /// A source coordinate under the border rule; -1 means "outside, use black".
+    /// A source coordinate under the border rule; -1 means "outside, use black" (zero). Shared by
+    /// resizing and the alignment warp.
     @inline(__always)
     static func borderIndex(_ i: Int, _ n: Int, _ border: BorderMode) -> Int {
         if i >= 0 && i < n { return i }
@@ -158,6 +159,7 @@ extension RGBImage {
         case .constant:
             return -1
         case .reflect:
+            // Reflect without repeating the edge pixel (OpenCV's BORDER_REFLECT_101).
             guard n > 1 else { return 0 }
             let period = 2 * (n - 1)
             var m = i % period

@@ -39,9 +39,9 @@ extension FaceService {
         case .yunet:
             return try await detect(image, options: options)
         case .retinaface:
-            let session = try await registry.session(for: "retinaface")
+            let session = try await registry.session(for: FaceModel.retinaface.id)
             let (faces, timings) = try await RetinaFace().detect(image, runner: session, options: options)
-            return Detection(faces: faces, timings: timings, model: modelLabel("retinaface"))
+            return Detection(faces: faces, timings: timings, model: modelLabel(FaceModel.retinaface.id))
         }
     }
 
@@ -72,11 +72,11 @@ extension FaceService {
         // Resolve every model first: a missing model fails the request before any work is done,
         // and each model loads once however many faces wait for it.
         var models: [String] = []
-        let sface = kinds.contains(.embedding) ? try await session("sface", &models) : nil
-        let age = kinds.contains(.attributes) ? try await session("age", &models) : nil
-        let gender = kinds.contains(.attributes) ? try await session("gender", &models) : nil
-        let minifas = kinds.contains(.liveness) ? try await session("minifas", &models) : nil
-        let mesh = kinds.contains(.landmarks) ? try await session("face-mesh", &models) : nil
+        let sface = kinds.contains(.embedding) ? try await session(FaceModel.sface.id, &models) : nil
+        let age = kinds.contains(.attributes) ? try await session(FaceModel.age.id, &models) : nil
+        let gender = kinds.contains(.attributes) ? try await session(FaceModel.gender.id, &models) : nil
+        let minifas = kinds.contains(.liveness) ? try await session(FaceModel.minifas.id, &models) : nil
+        let mesh = kinds.contains(.landmarks) ? try await session(FaceModel.faceMesh.id, &models) : nil
 
         let reports = try await withThrowingTaskGroup(of: (Int, FaceReport).self) { group in
             for (index, face) in faces.enumerated() {

@@ -11,7 +11,7 @@ public struct FaceService: Sendable {
     let threadPool: NIOThreadPool
     let yunet = YuNet()
 
-    public static let detectorModel = "yunet"
+    public static let detectorModel = FaceModel.yunet.id
 
     public init(registry: ModelRegistry, limits: ImageLimits, threadPool: NIOThreadPool) {
         self.registry = registry

@@ -7,23 +7,64 @@ public enum AuditOutcome: String, Sendable, Codable {
     case success, denied, failure
 }
 
+/// Who acted, from where and in which request: what every audit row records besides the action.
+/// Taken from the request (`Request.auditActor`) so that code below the routes can audit too.
+public struct AuditActor: Sendable {
+    let id: String
+    let type: String
+    let ip: String?
+    let requestID: String?
+    let logger: Logger
+
+    init(_ principal: Principal, ip: String?, requestID: String?, logger: Logger) {
+        self.init(id: principal.id, type: principal.kind.rawValue, ip: ip, requestID: requestID, logger: logger)
+    }
+
+    private init(id: String, type: String, ip: String?, requestID: String?, logger: Logger) {
+        (self.id, self.type, self.ip, self.requestID, self.logger) = (id, type, ip, requestID, logger)
+    }
+
+    /// The server itself or a command line tool, outside any request.
+    static func system(_ name: String, logger: Logger) -> AuditActor {
+        AuditActor(id: name, type: "system", ip: nil, requestID: nil, logger: logger)
+    }
+}
+
 extension Request {
-    /// Appends an audit row for this request's principal. A failed write is logged, never thrown:
-    /// the response the caller gets must not depend on it.
+    /// This request's principal, client address and request id.
+    public var auditActor: AuditActor {
+        AuditActor(principal, ip: clientAddress, requestID: context.requestID, logger: logger)
+    }
+
+    /// Appends an audit row for this request's principal (or `actor`, for a sign-in that has no
+    /// principal yet) on the request's database. A failed write is logged, never thrown: the
+    /// response the caller gets must not depend on it.
     public func audit(
         action: String, resourceType: String, resourceID: String, outcome: AuditOutcome = .success,
         details: [String: String] = [:], actor: Principal? = nil
     ) async {
-        let principal = actor ?? self.principal
-        await AuditLog.append(
-            on: db, logger: logger, actor: principal.id, actorType: principal.kind.rawValue, action: action,
-            resourceType: resourceType, resourceID: resourceID, outcome: outcome,
-            ip: clientAddress, requestID: context.requestID, details: details)
+        let who =
+            actor.map { AuditActor($0, ip: clientAddress, requestID: context.requestID, logger: logger) } ?? auditActor
+        await AuditLog.record(
+            on: db, by: who, action: action, resourceType: resourceType, resourceID: resourceID, outcome: outcome,
+            details: details)
     }
 }
 
 public enum AuditLog {
-    public static func append(
+    /// The one way to audit an action: on `db`, which may be the action's own transaction, so that
+    /// a write and its audit row commit together.
+    public static func record(
+        on db: any Database, by actor: AuditActor, action: String, resourceType: String, resourceID: String,
+        outcome: AuditOutcome = .success, details: [String: String] = [:]
+    ) async {
+        await append(
+            on: db, logger: actor.logger, actor: actor.id, actorType: actor.type,
+            action: action, resourceType: resourceType, resourceID: resourceID, outcome: outcome, ip: actor.ip,
+            requestID: actor.requestID, details: details)
+    }
+
+    private static func append(
         on db: any Database, logger: Logger, actor: String, actorType: String, action: String,
         resourceType: String, resourceID: String, outcome: AuditOutcome, ip: String?, requestID: String?,
         details: [String: String] = [:]

@@ -16,10 +16,9 @@ public enum SecurityAdmin {
                 email: email, password: password, role: role, collections: collections,
                 cost: config.security.bcryptCost, on: app.db, threadPool: app.threadPool)
             let id = try user.requireID().uuidString.lowercased()
-            await AuditLog.append(
-                on: app.db, logger: app.logger, actor: "cli", actorType: "system", action: "user.create",
-                resourceType: "user", resourceID: id, outcome: .success, ip: nil, requestID: nil,
-                details: ["role": role])
+            await AuditLog.record(
+                on: app.db, by: .system("cli", logger: app.logger), action: "user.create", resourceType: "user",
+                resourceID: id, details: ["role": role])
             try await app.asyncShutdown()
             return id
         } catch {

@@ -59,29 +59,6 @@ struct APIKeyDTO: Content {
     }
 }
 
-enum Users {
-    /// Validates and creates a user; shared by `POST /v1/users` and `facesocial users create`.
-    static func create(
-        email: String, password: String, role: String, collections: [String], cost: Int, on db: any Database,
-        threadPool: NIOThreadPool
-    ) async throws -> User {
-        let email = try EmailAddress.validated(email)
-        try PasswordPolicy.check(password, email: email)
-        guard let role = Role(rawValue: role) else {
-            throw APIError.validation(
-                "role must be one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))", field: "role")
-        }
-        for id in collections { try Collections.validate(id) }
-        guard try await User.query(on: db).filter(\.$email == email).count() == 0 else {
-            throw APIError(.conflict, "CONFLICT", "a user with this email exists", details: ["field": "email"])
-        }
-        let hash = try await threadPool.runIfActive { try Bcrypt.hash(password, cost: cost) }
-        let user = User(email: email, passwordHash: hash, role: role, collections: collections)
-        try await user.create(on: db)
-        return user
-    }
-}
-
 enum Collections {
     /// Collection ids are UUIDs in the galleries layer; any short safe token is accepted here.
     static func validate(_ id: String) throws {
@@ -151,62 +128,20 @@ struct AdminRoutes: RouteCollection {
             throw APIError.validation("user_id must be a UUID", field: "user_id")
         }
         let body = try req.content.decode(UpdateUserBody.self)
-        let role = try body.role.map { raw in
-            guard let role = Role(rawValue: raw) else {
-                throw APIError.validation(
-                    "role must be one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))", field: "role")
-            }
-            return role
-        }
+        let role = try body.role.map(Role.named)
         for collection in body.collections ?? [] { try Collections.validate(collection) }
+        var passwordHash: String?
         if let password = body.password {
             guard let user = try await User.find(id, on: req.db) else { throw APIError.notFound("no user \(id)") }
             try PasswordPolicy.check(password, email: user.email)
+            let cost = req.security.config.bcryptCost
+            passwordHash = try await req.application.threadPool.runIfActive { try Bcrypt.hash(password, cost: cost) }
         }
-        let cost = req.security.config.bcryptCost
-        var newHash: String?
-        if let password = body.password {
-            newHash = try await req.application.threadPool.runIfActive { try Bcrypt.hash(password, cost: cost) }
-        }
-        let hash = newHash
-        let (user, changed) = try await req.db.transaction { db -> (User, [String]) in
-            guard let user = try await User.find(id, on: db) else { throw APIError.notFound("no user \(id)") }
-            let wasActiveAdmin = user.isActive && user.role == Role.admin.rawValue
-            var changed: [String] = []
-            if let role, role.rawValue != user.role {
-                user.role = role.rawValue
-                changed.append("role")
-            }
-            if let collections = body.collections {
-                user.collections = collections
-                changed.append("collections")
-            }
-            if let active = body.isActive, active != user.isActive {
-                user.isActive = active
-                changed.append("is_active")
-            }
-            if let hash {
-                user.passwordHash = hash
-                changed.append("password")
-            }
-            // Access tokens issued before a new role, password or disabling end on their next request.
-            if !Set(changed).isDisjoint(with: ["role", "is_active", "password"]) { user.tokenVersion += 1 }
-            if wasActiveAdmin, !(user.isActive && user.role == Role.admin.rawValue) {
-                let admins = try await User.query(on: db).filter(\.$role == Role.admin.rawValue)
-                    .filter(\.$isActive == true).count()
-                guard admins > 1 else {
-                    throw APIError(
-                        .conflict, "CONFLICT", "the last active admin cannot be disabled or demoted",
-                        details: ["field": body.isActive == false ? "is_active" : "role"])
-                }
-            }
-            try await user.save(on: db)
-            if !user.isActive || hash != nil {
-                try await RefreshToken.query(on: db).filter(\.$userID == id).filter(\.$revokedAt == nil)
-                    .set(\.$revokedAt, to: Date()).update()
-            }
-            return (user, changed)
-        }
+        let (user, changed) = try await Users.update(
+            id,
+            change: Users.Change(
+                role: role, collections: body.collections, isActive: body.isActive, passwordHash: passwordHash),
+            on: req.db)
         await req.audit(
             action: "user.update", resourceType: "user", resourceID: id.uuidString.lowercased(),
             details: ["changed": changed.joined(separator: ","), "role": user.role, "active": String(user.isActive)])
@@ -250,42 +185,9 @@ struct AdminRoutes: RouteCollection {
             throw APIError(.forbidden, "FORBIDDEN", "API keys are managed by signed-in users")
         }
         let body = try req.content.decode(CreateKeyBody.self)
-        guard (1...100).contains(body.name.count) else {
-            throw APIError.validation("name must have 1 to 100 characters", field: "name")
-        }
-        try TextPolicy.refuseControlCharacters(body.name, field: "name")
-        var scopes = Set<Permission>()
-        for name in body.scopes {
-            guard let scope = Permission(rawValue: name), Permission.apiKeyScopes.contains(scope) else {
-                throw APIError.validation(
-                    "scope \(name.prefix(40)) is not one of "
-                        + Permission.apiKeyScopes.map(\.rawValue).sorted().joined(separator: ", "), field: "scopes")
-            }
-            // Nobody hands out more than they hold.
-            guard principal.has(scope) else {
-                throw APIError(.forbidden, "FORBIDDEN", "you do not hold the \(scope.rawValue) permission")
-            }
-            scopes.insert(scope)
-        }
-        guard !scopes.isEmpty else { throw APIError.validation("scopes is empty", field: "scopes") }
-        var expiresAt: Date?
-        if let text = body.expiresAt {
-            guard let date = try? Date(text, strategy: .iso8601), date > Date() else {
-                throw APIError.validation(
-                    "expires_at must be a future ISO 8601 time, e.g. 2027-01-31T12:00:00Z", field: "expires_at")
-            }
-            expiresAt = date
-        }
-        let secret = "fsk_" + Secrets.random()
-        let key = APIKey()
-        key.collectionID = collection
-        key.name = body.name
-        key.scopes = scopes.map(\.rawValue).sorted().joined(separator: " ")
-        key.prefix = String(secret.prefix(12))
-        key.keyHash = Secrets.sha256Hex(secret)
-        key.createdBy = principal.id
-        key.expiresAt = expiresAt
-        try await key.create(on: req.db)
+        let (key, secret) = try await APIKeys.issue(
+            collection: collection, name: body.name, scopes: body.scopes, expiresAt: body.expiresAt, by: principal,
+            on: req.db)
         await req.audit(
             action: "api_key.create", resourceType: "api_key", resourceID: try key.requireID().uuidString.lowercased(),
             details: ["collection": collection, "scopes": key.scopes])

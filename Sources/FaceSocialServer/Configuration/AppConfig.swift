@@ -83,24 +83,10 @@ public struct AppConfig: Sendable {
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws
         -> AppConfig
     {
-        func value(_ name: String) -> String? {
-            guard let raw = env[name]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
-            return raw
-        }
-        func integer(_ name: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
-            guard let raw = value(name) else { return fallback }
-            guard let number = Int(raw), range.contains(number) else {
-                throw ConfigError.invalid(variable: name, reason: "expected an integer in \(range), got \"\(raw)\"")
-            }
-            return number
-        }
-        func number(_ name: String, _ fallback: Float, _ range: ClosedRange<Float>) throws -> Float {
-            guard let raw = value(name) else { return fallback }
-            guard let number = Float(raw), range.contains(number) else {
-                throw ConfigError.invalid(variable: name, reason: "expected a number in \(range), got \"\(raw)\"")
-            }
-            return number
-        }
+        let read = EnvironmentReader(env)
+        let value = read.value
+        let integer = read.integer
+        let number = read.number
         guard let profile = Profile(rawValue: value("FACESOCIAL_PROFILE") ?? "development") else {
             throw ConfigError.invalid(variable: "FACESOCIAL_PROFILE", reason: "expected development or production")
         }

@@ -36,10 +36,8 @@ public struct EngineConfig: Sendable, Equatable {
     }
 
     static func fromEnvironment(_ env: [String: String]) throws -> EngineConfig {
-        func value(_ name: String) -> String? {
-            guard let raw = env[name]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
-            return raw
-        }
+        let read = EnvironmentReader(env)
+        let value = read.value
         var config = EngineConfig()
         if let raw = value("FACESOCIAL_ENGINE_CPU") {
             guard let engine = CPUEngine(rawValue: raw.lowercased()) else {

@@ -313,6 +313,6 @@ public enum DatabaseSetup {
                 databases: app.databases, logger: app.logger, poolCapacity: loops)
         }
         app.storage[DatabaseRouterKey.self] = router
-        for migration in GalleryMigrations.all { app.migrations.add(migration, to: router.primaryID) }
+        for migration in SchemaMigrations.all { app.migrations.add(migration, to: router.primaryID) }
     }
 }

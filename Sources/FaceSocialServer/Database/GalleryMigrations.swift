@@ -1,14 +1,7 @@
 import Fluent
 import SQLKit
 
-/// Every migration, in order. `facesocial migrate` runs them; `serve` runs them at start too
-/// (FACESOCIAL_AUTO_MIGRATE=false leaves that to the operator).
-public enum GalleryMigrations {
-    public static let all: [any Migration] = [
-        CreateGallerySchema(), CreateAuthTables(), CreateAuditEvents(), AddUserTokenVersion(), AddAPIKeyExpiry(),
-    ]
-}
-
+/// Collections, subjects, enrolled faces and the per-collection version counters.
 struct CreateGallerySchema: AsyncMigration {
     var name: String { "CreateGallerySchema" }
 

@@ -136,6 +136,14 @@ struct EnrolResponse: Content {
     }
 }
 
+extension EnrolResponse {
+    init(_ enrolled: GalleryUseCases.Enrolled) throws {
+        self.init(
+            subjectID: enrolled.subjectID, faces: try enrolled.faces.map { try StoredFaceDTO($0) },
+            facesDetected: enrolled.facesDetected)
+    }
+}
+
 struct BatchEnrolResponse: Content {
     struct Item: Content {
         let index: Int

@@ -30,8 +30,6 @@ public struct EmbeddingModelKey: Hashable, Sendable {
 /// every `FACESOCIAL_GALLERY_POLL_MS` on SQLite. An index older than the newest known version is
 /// rebuilt on its next search.
 public final class GalleryService: Sendable {
-    static let channel = "facesocial_gallery"
-
     struct Key: Hashable {
         let collectionID: UUID
         let model: EmbeddingModelKey
@@ -87,10 +85,17 @@ public final class GalleryService: Sendable {
             throw APIError.notFound("no collection \(collectionID.uuidString.lowercased())")
         }
         if router.kind == .postgres {
-            let payload = "\(collectionID.uuidString.lowercased()):\(version)"
-            try await sql.raw("SELECT pg_notify(\(bind: Self.channel), \(bind: payload))").run()
+            try await GalleryChange.version(collectionID: collectionID, version: version).notify(on: sql)
         }
         return version
+    }
+
+    /// Inside the transaction that erases a collection: other instances drop its indexes when it
+    /// commits (on SQLite they see its version row gone at their next poll).
+    func collectionDeleted(_ collectionID: UUID, on db: any Database) async throws {
+        if router.kind == .postgres, let sql = db as? any SQLDatabase {
+            try await GalleryChange.deleted(collectionID: collectionID).notify(on: sql)
+        }
     }
 
     /// Records a version seen from another instance (or this one).
@@ -241,17 +246,14 @@ public final class GalleryService: Sendable {
                 attempt = 0
                 listenConnection.withLock { $0 = connection }
                 do {
-                    try await connection.listen(on: Self.channel) { notifications in
+                    try await connection.listen(on: GalleryChange.channel) { notifications in
                         // Catch up on anything missed while (re)connecting.
                         await self.pollVersions()
                         for try await notification in notifications {
-                            let parts = notification.payload.split(separator: ":")
-                            if parts.count == 2, parts[1] == "deleted", let id = UUID(uuidString: String(parts[0])) {
-                                self.forget(id)
-                            } else if parts.count == 2, let id = UUID(uuidString: String(parts[0])),
-                                let version = Int64(parts[1])
-                            {
-                                self.observe(id, version: version)
+                            switch GalleryChange(payload: notification.payload) {
+                            case .version(let id, let version): self.observe(id, version: version)
+                            case .deleted(let id): self.forget(id)
+                            case nil: break
                             }
                         }
                     }

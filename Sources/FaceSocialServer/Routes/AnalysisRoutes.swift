@@ -2,6 +2,17 @@ import FaceKit
 import Foundation
 import Vapor
 
+extension ImageRequest {
+    /// `RequestParameter.faces`, plus `liveness_threshold` where the route declares it.
+    func faceParameters(_ config: AppConfig, liveness: Bool = false) throws -> FaceParameters {
+        FaceParameters(
+            detector: try detector(), detection: try detectionOptions(maxFacesLimit: config.maxFaces),
+            minQuality: try number(.minQuality),
+            livenessThreshold: liveness
+                ? try number(.livenessThreshold, default: config.livenessThreshold) : config.livenessThreshold)
+    }
+}
+
 /// The stateless face routes: embed, verify, liveness, analyze and the batch form of analyze.
 struct AnalysisRoutes: RouteCollection {
     let faces: FaceService
@@ -17,35 +28,7 @@ struct AnalysisRoutes: RouteCollection {
         v1.on(.POST, "batch", "analyze", body: .stream, use: batchAnalyze)
     }
 
-    /// Parameters every face route shares.
-    struct FaceParameters {
-        var detector: DetectorKind
-        var detection: DetectionOptions
-        var minQuality: Float
-        var livenessThreshold: Float
-    }
-
-    /// `RequestParameter.faces`, plus `liveness_threshold` where the route declares it.
-    func parameters(_ input: ImageRequest, liveness: Bool = false) throws -> FaceParameters {
-        FaceParameters(
-            detector: try input.detector(), detection: try input.detectionOptions(maxFacesLimit: config.maxFaces),
-            minQuality: try input.number(.minQuality),
-            livenessThreshold: liveness
-                ? try input.number(.livenessThreshold, default: config.livenessThreshold) : config.livenessThreshold)
-    }
-
-    /// Decode, detect, analyse, filter by quality: the one path every face route takes.
-    func run(
-        _ bytes: [UInt8], _ p: FaceParameters, kinds: Set<AnalysisKind>, context: RequestContext
-    ) async throws -> (RGBImage, [FaceReport]) {
-        let (image, _) = try await faces.decode(bytes)
-        let detection = try await faces.detect(image, detector: p.detector, options: p.detection)
-        context.used(detection.model)
-        let (reports, models) = try await faces.analyze(
-            image, faces: detection.faces, kinds: kinds, livenessThreshold: p.livenessThreshold)
-        models.forEach(context.used)
-        return (image, reports.filter { $0.quality.score >= p.minQuality })
-    }
+    var pipeline: FacePipeline { FacePipeline(faces: faces) }
 
     static func kinds(_ input: ImageRequest) throws -> Set<AnalysisKind> {
         guard let names = try input.list(.analyses) else { return Set(AnalysisKind.allCases) }
@@ -57,15 +40,16 @@ struct AnalysisRoutes: RouteCollection {
     @Sendable
     func embed(_ req: Request) async throws -> Envelope<EmbedResponse> {
         let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.embed)
-        let p = try parameters(input)
+        let p = try input.faceParameters(config)
         let encoding = EmbeddingEncoding(rawValue: try input.choice(.encoding))!
-        let (image, reports) = try await run(
+        let (image, reports) = try await pipeline.run(
             try input.image("image"), p, kinds: [.embedding, .quality], context: req.context)
         return req.envelope(
             EmbedResponse(
                 faces: reports.map { FaceReportDTO($0, kinds: [.embedding, .quality], encoding: encoding) },
                 faceCount: reports.count, image: ImageSizeDTO(width: image.width, height: image.height),
-                embeddingModel: faces.modelLabel("sface"), dimension: SFace.dimension, encoding: encoding.rawValue))
+                embeddingModel: faces.modelLabel(FaceModel.sface.id), dimension: SFace.dimension,
+                encoding: encoding.rawValue))
     }
 
     // MARK: - /v1/verify
@@ -74,7 +58,7 @@ struct AnalysisRoutes: RouteCollection {
     func verify(_ req: Request) async throws -> Envelope<VerifyResponse> {
         let input = try await req.imageRequest(
             maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.verify)
-        let p = try parameters(input)
+        let p = try input.faceParameters(config)
         let threshold = try input.number(.verifyThreshold, default: config.verifyThreshold)
         let first = try await primaryFace(try input.image("image1"), p, field: "image1", context: req.context)
         let second: (embedding: [Float], face: VerifyResponse.FaceSummary?)
@@ -91,7 +75,7 @@ struct AnalysisRoutes: RouteCollection {
             VerifyResponse(
                 similarity: (similarity * 10000).rounded() / 10000, thresholdUsed: threshold,
                 isSamePerson: similarity >= threshold,
-                faces: .init(image1: .init(first), image2: second.face), model: faces.modelLabel("sface")))
+                faces: .init(image1: .init(first), image2: second.face), model: faces.modelLabel(FaceModel.sface.id)))
     }
 
     /// The largest face of an image with its embedding, or 422 `NO_FACE_DETECTED` naming the image.
@@ -100,7 +84,7 @@ struct AnalysisRoutes: RouteCollection {
     {
         var options = p
         options.detection.maxFaces = config.maxFaces
-        let (_, reports) = try await run(bytes, options, kinds: [.embedding, .quality], context: context)
+        let (_, reports) = try await pipeline.run(bytes, options, kinds: [.embedding, .quality], context: context)
         guard let largest = reports.max(by: { $0.face.box.area < $1.face.box.area }) else {
             var error = APIError.noFace("no face was detected in \(field)")
             error.details["image"] = field
@@ -146,9 +130,9 @@ struct AnalysisRoutes: RouteCollection {
     func liveness(_ req: Request) async throws -> Envelope<LivenessResponse> {
         let input = try await req.imageRequest(
             maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.liveness)
-        var p = try parameters(input)
+        var p = try input.faceParameters(config)
         p.livenessThreshold = try input.number(.livenessCheckThreshold, default: config.livenessThreshold)
-        let (image, reports) = try await run(
+        let (image, reports) = try await pipeline.run(
             try input.image("image"), p, kinds: [.liveness, .quality], context: req.context)
         guard let primary = reports.max(by: { $0.face.box.area < $1.face.box.area }), let result = primary.liveness
         else { throw APIError.noFace() }
@@ -166,7 +150,7 @@ struct AnalysisRoutes: RouteCollection {
     func analyze(_ req: Request) async throws -> Envelope<AnalyzeResponse> {
         let input = try await req.imageRequest(
             maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.analyze)
-        let p = try parameters(input, liveness: true)
+        let p = try input.faceParameters(config, liveness: true)
         let kinds = try Self.kinds(input)
         let bytes = try input.image("image")
         // Embeddings are biometric templates: results that carry them are never cached.
@@ -183,7 +167,7 @@ struct AnalysisRoutes: RouteCollection {
         {
             return req.envelope(cached)
         }
-        let (image, reports) = try await run(bytes, p, kinds: kinds, context: req.context)
+        let (image, reports) = try await pipeline.run(bytes, p, kinds: kinds, context: req.context)
         let result = AnalyzeResponse(
             faces: reports.map { FaceReportDTO($0, kinds: kinds) }, faceCount: reports.count,
             image: ImageSizeDTO(width: image.width, height: image.height))
@@ -198,7 +182,7 @@ struct AnalysisRoutes: RouteCollection {
         // A batch may carry several images, each up to the single-image limit.
         let input = try await req.imageRequest(
             maxBytes: config.imageLimits.maxBytes * config.batchMaxImages, parameters: RouteParameters.batchAnalyze)
-        let p = try parameters(input, liveness: true)
+        let p = try input.faceParameters(config, liveness: true)
         let kinds = try Self.kinds(input)
         let images = input.imageList
         guard !images.isEmpty else { throw APIError.validation("the batch holds no images", field: "images") }
@@ -220,7 +204,7 @@ struct AnalysisRoutes: RouteCollection {
                         guard images[index].count <= config.imageLimits.maxBytes else {
                             throw APIError.imageTooLarge("image \(index) exceeds \(config.imageLimits.maxBytes) bytes")
                         }
-                        let (image, reports) = try await run(images[index], p, kinds: kinds, context: context)
+                        let (image, reports) = try await pipeline.run(images[index], p, kinds: kinds, context: context)
                         let data = AnalyzeResponse(
                             faces: reports.map { FaceReportDTO($0, kinds: kinds) }, faceCount: reports.count,
                             image: ImageSizeDTO(width: image.width, height: image.height))

@@ -38,7 +38,7 @@ struct DeepfakeRoutes: RouteCollection {
 
     @Sendable
     func deepfake(_ req: Request) async throws -> Envelope<Response> {
-        let installed = faces.registry.store.manifest.models.first(where: { $0.service == "deepfake" })
+        let installed = faces.registry.store.manifest.models.first(where: { $0.service == .deepfake })
         // The request is read and checked first: a bad parameter is a 400 whether or not a model is installed.
         let input = try await req.imageRequest(
             maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.deepfake)

@@ -47,25 +47,10 @@ public struct SecurityConfig: Sendable {
     static let developmentAdminPassword = "facesocial-dev-admin"
 
     static func fromEnvironment(_ env: [String: String], profile: Profile) throws -> SecurityConfig {
-        func value(_ name: String) -> String? {
-            guard let raw = env[name]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
-            return raw
-        }
-        func integer(_ name: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
-            guard let raw = value(name) else { return fallback }
-            guard let number = Int(raw), range.contains(number) else {
-                throw ConfigError.invalid(variable: name, reason: "expected an integer in \(range), got \"\(raw)\"")
-            }
-            return number
-        }
-        func flag(_ name: String, _ fallback: Bool) throws -> Bool {
-            guard let raw = value(name)?.lowercased() else { return fallback }
-            switch raw {
-            case "1", "true", "yes", "on": return true
-            case "0", "false", "no", "off": return false
-            default: throw ConfigError.invalid(variable: name, reason: "expected true or false, got \"\(raw)\"")
-            }
-        }
+        let read = EnvironmentReader(env)
+        let value = read.value
+        let integer = read.integer
+        let flag = read.flag
         var config = SecurityConfig()
         config.jwtKeyDirectory = value("FACESOCIAL_JWT_KEY_DIR").map { URL(fileURLWithPath: $0) }
         config.accessTokenTTL = try integer("FACESOCIAL_ACCESS_TOKEN_TTL_SECONDS", 900, 30...86_400)

@@ -65,7 +65,7 @@ public final class SecurityServices: Sendable {
         app.storage[Key.self] = services
         app.lifecycle.use(Shutdown(services: services))
 
-        // The tables come with the other migrations (GalleryMigrations.all), applied before this.
+        // The tables come with the other migrations (SchemaMigrations.all), applied before this.
         try await services.bootstrapAdmin(app)
         let purged = try await AuditLog.purge(on: app.db, retentionDays: security.auditRetentionDays)
         if purged > 0 { app.logger.notice("purged \(purged) audit rows past retention") }
@@ -113,9 +113,9 @@ public final class SecurityServices: Sendable {
             try Bcrypt.hash(password, cost: cost)
         }
         try await User(email: email, passwordHash: hash, role: .admin, collections: []).create(on: app.db)
-        await AuditLog.append(
-            on: app.db, logger: app.logger, actor: "system", actorType: "system", action: "user.bootstrap_admin",
-            resourceType: "user", resourceID: email, outcome: .success, ip: nil, requestID: nil)
+        await AuditLog.record(
+            on: app.db, by: .system("system", logger: app.logger), action: "user.bootstrap_admin",
+            resourceType: "user", resourceID: email)
         app.logger.notice("created the first admin from the environment", metadata: ["email": .string(email)])
     }
 

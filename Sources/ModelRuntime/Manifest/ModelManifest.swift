@@ -7,7 +7,8 @@ public struct ModelManifest: Sendable, Codable, Equatable {
 
     public struct Entry: Sendable, Codable, Equatable {
         public var id: String
-        public var service: String
+        /// What the model does, which decides the pipeline that runs it (manifest key `service`).
+        public var service: ModelRole
         public var version: String
         /// Path relative to the model directory (and to a mirror folder).
         public var file: String
@@ -21,11 +22,24 @@ public struct ModelManifest: Sendable, Codable, Equatable {
         public var estimatedMemoryMB: Int
         /// For models served by the generic face classifier (e.g. a deepfake detector).
         public var classifier: ClassifierSpec?
+        /// Whether the graph takes a batch of inputs along its first axis, so that concurrent
+        /// requests are run together (`FACESOCIAL_MAX_BATCH`); absent means no.
+        public var batching: Bool?
+
+        /// Batches when the manifest says so (the memory manager's micro-batcher reads it).
+        public var batches: Bool { batching ?? false }
 
         enum CodingKeys: String, CodingKey {
             case id, service, version, file, sha256, size, licence, sources, input, precision, priority, classifier
+            case batching
             case estimatedMemoryMB = "estimated_memory_mb"
         }
+    }
+
+    /// What a model does. The server has a pipeline for each role; a manifest entry with a role
+    /// it does not know is refused when the manifest is read.
+    public enum ModelRole: String, Sendable, Codable, CaseIterable {
+        case detection, recognition, attributes, liveness, landmarks, deepfake
     }
 
     /// How to run a face classifier that no pipeline in code knows: crop, normalisation, output

@@ -441,7 +441,7 @@ public actor ModelManager {
         var options = sessionOptions(entry)
         options.device = inventory.engineDevice(device)
         // Per-face models batch across requests; detectors see whole images one at a time.
-        options.maxBatch = entry.service != "detection" && policy.maxBatch > 1 ? policy.maxBatch : 1
+        options.maxBatch = entry.batches && policy.maxBatch > 1 ? policy.maxBatch : 1
         let untuned = options
         let tuner = self.tuner
         // Tuning applies where the hint and precision mean something: OpenVINO on the CPU.
@@ -627,7 +627,8 @@ public actor ModelManager {
 
     private func status(_ record: Record) -> ModelStatus {
         ModelStatus(
-            id: record.entry.id, service: record.entry.service, version: record.entry.version, state: record.state,
+            id: record.entry.id, service: record.entry.service.rawValue, version: record.entry.version,
+            state: record.state,
             device: record.pool?.device, pool: record.pool?.pool, priority: record.entry.priority,
             failure: record.failure, loadMilliseconds: record.loadMilliseconds, uses: record.uses,
             lastUsed: record.lastUsed, bytes: record.bytes, bytesSource: record.bytesSource,

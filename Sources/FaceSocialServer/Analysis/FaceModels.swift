@@ -1,0 +1,58 @@
+import FaceKit
+import Foundation
+import ModelRuntime
+
+/// The models the face pipelines run: each one's manifest id, its role, and the input its pipeline
+/// feeds it (FaceKit's constants, one square NCHW tensor). The ids are spelled here only.
+/// `mismatches` holds a manifest to them at start, so an edited manifest fails with a message that
+/// names the model instead of giving wrong answers at the first request.
+struct FaceModel: Sendable, Equatable {
+    let id: String
+    let role: ModelManifest.ModelRole
+    let inputName: String
+    let inputSize: Int
+
+    static let yunet = FaceModel(id: "yunet", role: .detection, inputName: YuNet.inputName, inputSize: YuNet.inputSize)
+    static let retinaface = FaceModel(
+        id: "retinaface", role: .detection, inputName: RetinaFace.inputName, inputSize: RetinaFace.inputSize)
+    static let sface = FaceModel(
+        id: "sface", role: .recognition, inputName: SFace.inputName, inputSize: SFace.inputSize)
+    static let age = FaceModel(
+        id: "age", role: .attributes, inputName: AgeEstimator.inputName, inputSize: AgeEstimator.inputSize)
+    static let gender = FaceModel(
+        id: "gender", role: .attributes, inputName: GenderClassifier.inputName,
+        inputSize: GenderClassifier.inputSize)
+    static let minifas = FaceModel(
+        id: "minifas", role: .liveness, inputName: MiniFAS.inputName, inputSize: MiniFAS.inputSize)
+    static let faceMesh = FaceModel(
+        id: "face-mesh", role: .landmarks, inputName: FaceMesh.inputName, inputSize: FaceMesh.inputSize)
+
+    static let all = [yunet, retinaface, sface, age, gender, minifas, faceMesh]
+
+    /// What in a manifest does not fit the pipelines, one line per problem; empty when all fits.
+    /// A pipeline model the manifest lacks is not a problem here: the routes that need it answer
+    /// 503 `MODEL_UNAVAILABLE`. A deepfake entry needs a classifier spec (docs/models.md).
+    static func mismatches(in manifest: ModelManifest) -> [String] {
+        var problems: [String] = []
+        for model in all {
+            guard let entry = manifest.entry(model.id) else { continue }
+            let name = "model \(model.id)"
+            if entry.service != model.role {
+                problems.append(
+                    "\(name): service is \(entry.service.rawValue), but the \(model.role.rawValue) pipeline runs it")
+            }
+            if entry.input.name != model.inputName {
+                problems.append("\(name): input is named \(entry.input.name), the pipeline feeds \(model.inputName)")
+            }
+            let shape = [1, 3, model.inputSize, model.inputSize]
+            if entry.input.shape != shape || entry.input.layout != "NCHW" {
+                problems.append(
+                    "\(name): input is \(entry.input.shape) \(entry.input.layout), the pipeline feeds \(shape) NCHW")
+            }
+        }
+        for entry in manifest.models where entry.service == .deepfake && entry.classifier == nil {
+            problems.append("model \(entry.id): a deepfake model needs a classifier spec")
+        }
+        return problems
+    }
+}

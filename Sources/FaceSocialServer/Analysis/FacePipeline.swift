@@ -1,0 +1,29 @@
+import FaceKit
+import Foundation
+
+/// The parameters every face use case shares; the routes parse them
+/// (`ImageRequest.faceParameters`).
+struct FaceParameters: Sendable {
+    var detector: DetectorKind
+    var detection: DetectionOptions
+    var minQuality: Float
+    var livenessThreshold: Float
+}
+
+/// Decode, detect, analyse, filter by quality: the one path every face use case takes (the
+/// analysis routes, and the gallery's enrolment and identification).
+struct FacePipeline: Sendable {
+    let faces: FaceService
+
+    func run(
+        _ bytes: [UInt8], _ p: FaceParameters, kinds: Set<AnalysisKind>, context: RequestContext
+    ) async throws -> (RGBImage, [FaceReport]) {
+        let (image, _) = try await faces.decode(bytes)
+        let detection = try await faces.detect(image, detector: p.detector, options: p.detection)
+        context.used(detection.model)
+        let (reports, models) = try await faces.analyze(
+            image, faces: detection.faces, kinds: kinds, livenessThreshold: p.livenessThreshold)
+        models.forEach(context.used)
+        return (image, reports.filter { $0.quality.score >= p.minQuality })
+    }
+}

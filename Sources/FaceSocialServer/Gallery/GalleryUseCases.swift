@@ -1,0 +1,179 @@
+import Crypto
+import FaceKit
+import FaceSearch
+import Foundation
+import Logging
+
+/// What the gallery does with faces: enrol, identify, erase and export. Each use case takes
+/// checked values from a route, works through the store (rows) and the gallery service (the
+/// in-memory indexes), and returns plain results the route turns into its answer.
+struct GalleryUseCases: Sendable {
+    let store: GalleryStore
+    let pipeline: FacePipeline
+    var gallery: GalleryService { store.gallery }
+
+    /// The embedding model enrolments and searches use now.
+    var model: EmbeddingModelKey {
+        EmbeddingModelKey(
+            id: FaceModel.sface.id,
+            version: pipeline.faces.registry.store.manifest.entry(FaceModel.sface.id)?.version ?? "unknown")
+    }
+
+    // MARK: - Enrolment
+
+    enum EnrolMode: String { case largest, all }
+
+    struct Enrolled {
+        let subjectID: UUID
+        let faces: [EnrolledFace]
+        let facesDetected: Int
+    }
+
+    /// Detects, embeds, seals and stores the faces of one image for a subject, then applies them
+    /// to the loaded indexes. Refuses an image this subject already has: checked before the models
+    /// run (a cheap refusal) and again inside the transaction.
+    func enrol(
+        _ bytes: [UInt8], parameters p: FaceParameters, mode: EnrolMode, subject: Subject, collectionID: UUID,
+        context: RequestContext
+    ) async throws -> Enrolled {
+        let subjectID = try subject.requireID()
+        let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        try await store.refuseDuplicate(subjectID: subjectID, imageSHA256: digest, on: try store.router.primary)
+        let (_, reports) = try await pipeline.run(bytes, p, kinds: [.embedding, .quality], context: context)
+        let chosen: [FaceReport]
+        switch mode {
+        case .largest: chosen = reports.max(by: { $0.face.box.area < $1.face.box.area }).map { [$0] } ?? []
+        case .all: chosen = reports
+        }
+        guard !chosen.isEmpty else {
+            throw p.minQuality > 0
+                ? APIError.noFace("no face with quality of at least \(p.minQuality) was detected") : APIError.noFace()
+        }
+        let model = self.model
+        var rows: [(EnrolledFace, [Float])] = []
+        for report in chosen {
+            guard let embedding = report.embedding else { continue }
+            let id = UUID()
+            let (sealed, keyID) = try gallery.cipher.sealEmbedding(embedding, context: EnrolledFace.sealContext(id))
+            let face = EnrolledFace()
+            face.id = id
+            face.$subject.id = subjectID
+            face.collectionID = collectionID
+            face.embedding = sealed
+            face.keyID = keyID
+            face.embeddingModel = model.id
+            face.embeddingModelVersion = model.version
+            face.quality = report.quality.score
+            face.boxX = report.face.box.x
+            face.boxY = report.face.box.y
+            face.boxWidth = report.face.box.width
+            face.boxHeight = report.face.box.height
+            face.imageSHA256 = digest
+            rows.append((face, embedding))
+        }
+        let stored = rows
+        let version = try await store.storeFaces(
+            stored.map(\.0), subjectID: subjectID, imageSHA256: digest, collectionID: collectionID)
+        gallery.committed(collectionID, version: version) { indexModel, index in
+            guard indexModel == model else { return }
+            for (face, embedding) in stored { index.add(faceID: face.id!, subjectID: subjectID, vector: embedding) }
+        }
+        return Enrolled(subjectID: subjectID, faces: stored.map(\.0), facesDetected: reports.count)
+    }
+
+    /// The subject of a batch item: found by external id, or created with the item's name (checked
+    /// only then; the external id arrives checked).
+    func subjectForBatch(externalID: String, name: String?, collectionID: UUID) async throws -> Subject {
+        if let existing = try await store.subject(
+            externalID: externalID, in: collectionID, on: try store.router.primary)
+        {
+            return existing
+        }
+        return try await store.createSubject(
+            collectionID: collectionID, externalID: externalID,
+            name: try name.map { try TextPolicy.checked($0, field: "name") } ?? externalID, metadata: "{}")
+    }
+
+    // MARK: - Identification
+
+    struct Identified {
+        struct Face {
+            let report: FaceReport
+            /// Best first; a subject erased since the index was built is left out.
+            let matches: [(match: EmbeddingIndex.Match, subject: Subject)]
+        }
+        let image: RGBImage
+        let faces: [Face]
+        let gallerySize: Int
+        let model: EmbeddingModelKey
+    }
+
+    /// The `topK` nearest enrolled subjects of every face in an image.
+    func identify(
+        _ bytes: [UInt8], collectionID: UUID, parameters p: FaceParameters, topK: Int, context: RequestContext
+    ) async throws -> Identified {
+        let model = self.model
+        // Loading (or checking) the index first makes an unknown collection a cheap 404.
+        let index = try await gallery.index(collectionID, model: model)
+        let (image, reports) = try await pipeline.run(bytes, p, kinds: [.embedding, .quality], context: context)
+        let results = reports.map { report in
+            (report, report.embedding.map { index.search(EmbeddingMath.normalized($0), k: topK) } ?? [])
+        }
+        let subjects = try await store.subjects(Array(Set(results.flatMap { $0.1.map(\.subjectID) })))
+        let faces = results.map { report, matches in
+            Identified.Face(
+                report: report,
+                matches: matches.compactMap { match in subjects[match.subjectID].map { (match, $0) } })
+        }
+        return Identified(image: image, faces: faces, gallerySize: index.count, model: model)
+    }
+
+    // MARK: - Erasure
+
+    /// A subject's faces and row, then the loaded indexes and every erasure hook (cached results).
+    func eraseSubject(_ subjectID: UUID, in collectionID: UUID, audit: AuditActor) async throws -> Int {
+        let (erased, version) = try await store.eraseSubject(subjectID, in: collectionID, audit: audit)
+        gallery.committed(collectionID, version: version) { _, index in index.remove(subjectID: subjectID) }
+        await runErasureHooks(collectionID: collectionID, subjectID: subjectID, logger: audit.logger)
+        return erased
+    }
+
+    /// A collection with everything in it; other instances drop its indexes when it commits.
+    func eraseCollection(_ collectionID: UUID, audit: AuditActor) async throws -> Int {
+        let (subjectIDs, erased) = try await store.deleteCollection(collectionID, audit: audit)
+        gallery.forget(collectionID)
+        for subjectID in subjectIDs {
+            await runErasureHooks(collectionID: collectionID, subjectID: subjectID, logger: audit.logger)
+        }
+        return erased
+    }
+
+    func deleteFace(_ faceID: UUID, subjectID: UUID, in collectionID: UUID) async throws {
+        let version = try await store.deleteFace(faceID, subjectID: subjectID, in: collectionID)
+        gallery.committed(collectionID, version: version) { _, index in index.remove(faceID: faceID) }
+    }
+
+    private func runErasureHooks(collectionID: UUID, subjectID: UUID, logger: Logger) async {
+        for hook in gallery.erasureHooks {
+            do {
+                try await hook.subjectErased(collectionID: collectionID, subjectID: subjectID)
+            } catch {
+                logger.error("erasure hook failed: \(error)", metadata: ["subject": .string("\(subjectID)")])
+            }
+        }
+    }
+
+    // MARK: - Export
+
+    /// Everything stored about a subject with its embeddings decrypted, audited.
+    func export(_ subjectID: UUID, in collectionID: UUID, audit: AuditActor) async throws
+        -> (record: GalleryStore.SubjectRecord, embeddings: [[Float]])
+    {
+        let record = try await store.exportRecord(subjectID, in: collectionID, audit: audit)
+        let embeddings = try record.faces.map { face in
+            try gallery.cipher.openEmbedding(
+                face.embedding, keyID: face.keyID, context: EnrolledFace.sealContext(try face.requireID()))
+        }
+        return (record, embeddings)
+    }
+}
