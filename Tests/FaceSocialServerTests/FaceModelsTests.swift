@@ -46,6 +46,10 @@ import Testing
                 "model minifas: input is [1, 3, 128, 128] NHWC, the pipeline feeds [1, 3, 128, 128] NCHW"
             ),
             (
+                try Self.edited("sface") { $0.input.color = "BGR" },
+                "model sface: input colour is BGR, the pipeline feeds RGB"
+            ),
+            (
                 try Self.edited("gender") { $0.service = .deepfake },
                 "model gender: a deepfake model needs a classifier spec"
             ),

@@ -111,6 +111,8 @@ public struct GenderEstimate: Sendable, Codable, Equatable {
 /// The age network: a 64×64 chip in, a softmax over 81 ages (0.25, 1, 2, …, 80) out.
 public struct AgeEstimator: Sendable {
     public static let inputName = "images"
+    /// The channel order the network was trained on (the manifest's `input.color`).
+    public static let channelOrder: ChannelOrder = .rgb
     public static let outputName = "probabilities"
     public static let inputSize = 64
     /// The age of each output bin.
@@ -125,7 +127,7 @@ public struct AgeEstimator: Sendable {
     public func preprocess(chip: RGBImage) -> Tensor {
         precondition(
             chip.width == Self.inputSize && chip.height == Self.inputSize, "the age network needs a 64×64 chip")
-        return Preprocessing.planar(chip, order: .rgb, normalization: AttributeAlignment.normalization)
+        return Preprocessing.planar(chip, order: Self.channelOrder, normalization: AttributeAlignment.normalization)
     }
 
     /// One estimate per batch row.
@@ -186,6 +188,8 @@ public struct AgeEstimator: Sendable {
 /// The gender network: a 32×32 chip in, softmax (female, male) out.
 public struct GenderClassifier: Sendable {
     public static let inputName = "images"
+    /// The channel order the network was trained on (the manifest's `input.color`).
+    public static let channelOrder: ChannelOrder = .rgb
     public static let outputName = "probabilities"
     public static let inputSize = 32
     public static let labels = ["female", "male"]
@@ -199,7 +203,7 @@ public struct GenderClassifier: Sendable {
     public func preprocess(chip: RGBImage) -> Tensor {
         precondition(
             chip.width == Self.inputSize && chip.height == Self.inputSize, "the gender network needs a 32×32 chip")
-        return Preprocessing.planar(chip, order: .rgb, normalization: AttributeAlignment.normalization)
+        return Preprocessing.planar(chip, order: Self.channelOrder, normalization: AttributeAlignment.normalization)
     }
 
     /// One estimate per batch row.

@@ -7,6 +7,8 @@ public struct RetinaFace: Sendable {
     /// The graph takes any size; the manifest fixes it at 640×640 so one compiled model serves all.
     public static let inputSize = 640
     public static let inputName = "input"
+    /// The channel order the network was trained on (the manifest's `input.color`).
+    public static let channelOrder: ChannelOrder = .bgr
     public static let steps = [8, 16, 32]
     public static let minSizes: [[Float]] = [[16, 32], [64, 128], [256, 512]]
     /// Box-coding variances of the training code (centre, size).
@@ -20,7 +22,8 @@ public struct RetinaFace: Sendable {
     /// padding is left at zero, i.e. the mean colour after normalisation.
     public func preprocess(_ image: RGBImage) -> (Tensor, LetterboxGeometry) {
         Preprocessing.letterbox(
-            image, width: Self.inputSize, height: Self.inputSize, order: .bgr, normalization: Self.normalization)
+            image, width: Self.inputSize, height: Self.inputSize, order: Self.channelOrder,
+            normalization: Self.normalization)
     }
 
     /// Prior boxes (cx, cy, w, h), normalised to the input size, in the order the heads emit them:

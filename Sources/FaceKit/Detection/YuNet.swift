@@ -6,12 +6,14 @@ public struct YuNet: Sendable {
     public static let inputSize = 640
     public static let strides = [8, 16, 32]
     public static let inputName = "input"
+    /// The channel order the network was trained on (the manifest's `input.color`).
+    public static let channelOrder: ChannelOrder = .bgr
 
     public init() {}
 
     /// The network sees a 640×640 BGR letterbox with values 0…255.
     public func preprocess(_ image: RGBImage) -> (Tensor, LetterboxGeometry) {
-        Preprocessing.letterbox(image, width: Self.inputSize, height: Self.inputSize, order: .bgr)
+        Preprocessing.letterbox(image, width: Self.inputSize, height: Self.inputSize, order: Self.channelOrder)
     }
 
     /// Decodes the per-stride heads (`cls_s`, `obj_s`, `bbox_s`, `kps_s`) into faces in the

@@ -31,6 +31,8 @@ public struct DenseLandmarks: Sendable, Codable, Equatable {
 /// a 192×192 crop around a detected face.
 public struct FaceMesh: Sendable {
     public static let inputName = "input_1"
+    /// The channel order the network was trained on (the manifest's `input.color`).
+    public static let channelOrder: ChannelOrder = .rgb
     public static let landmarksOutput = "conv2d_20"
     public static let presenceOutput = "conv2d_30"
     public static let inputSize = 192
@@ -83,7 +85,8 @@ public struct FaceMesh: Sendable {
     public func preprocess(crop: RGBImage) -> Tensor {
         precondition(
             crop.width == Self.inputSize && crop.height == Self.inputSize, "the face mesh needs a 192×192 crop")
-        return Preprocessing.planar(crop, order: .rgb, normalization: Normalization(scale: (1 / 255, 1 / 255, 1 / 255)))
+        return Preprocessing.planar(
+            crop, order: Self.channelOrder, normalization: Normalization(scale: (1 / 255, 1 / 255, 1 / 255)))
     }
 
     /// Maps the crop-pixel points back through `transform` into the image; z is divided by the

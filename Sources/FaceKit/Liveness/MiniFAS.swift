@@ -23,6 +23,8 @@ public struct LivenessResult: Sendable, Codable, Equatable {
 /// anti-spoofing classifier on a 128×128 crop with context around the face.
 public struct MiniFAS: Sendable {
     public static let inputName = "input"
+    /// The channel order the network was trained on (the manifest's `input.color`).
+    public static let channelOrder: ChannelOrder = .rgb
     public static let outputName = "output"
     public static let inputSize = 128
     /// The crop is a square of side max(w, h) × this, centred on the face box (the authors' crop).
@@ -55,7 +57,8 @@ public struct MiniFAS: Sendable {
     /// RGB planes scaled to 0…1.
     public func preprocess(crop: RGBImage) -> Tensor {
         precondition(crop.width == Self.inputSize && crop.height == Self.inputSize, "MiniFAS needs a 128×128 crop")
-        return Preprocessing.planar(crop, order: .rgb, normalization: Normalization(scale: (1 / 255, 1 / 255, 1 / 255)))
+        return Preprocessing.planar(
+            crop, order: Self.channelOrder, normalization: Normalization(scale: (1 / 255, 1 / 255, 1 / 255)))
     }
 
     /// One result per batch row from the (real, spoof) logits.

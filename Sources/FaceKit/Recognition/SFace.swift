@@ -3,6 +3,8 @@
 /// running the network is the engine's job.
 public struct SFace: Sendable {
     public static let inputName = "data"
+    /// The channel order the network was trained on (the manifest's `input.color`).
+    public static let channelOrder: ChannelOrder = .rgb
     public static let outputName = "fc1"
     public static let inputSize = FaceAlignment.templateSize
     public static let dimension = 128
@@ -12,7 +14,7 @@ public struct SFace: Sendable {
     /// The network sees the chip as RGB planes with raw 0…255 values (no mean, no scale).
     public func preprocess(chip: RGBImage) -> Tensor {
         precondition(chip.width == Self.inputSize && chip.height == Self.inputSize, "SFace needs a 112×112 chip")
-        return Preprocessing.planar(chip, order: .rgb)
+        return Preprocessing.planar(chip, order: Self.channelOrder)
     }
 
     /// `fc1` is unnormalised; L2-normalising it makes cosine similarity a plain dot product and

@@ -3,7 +3,7 @@ import Foundation
 import ModelRuntime
 
 /// The models the face pipelines run: each one's manifest id, its role, and the input its pipeline
-/// feeds it (FaceKit's constants, one square NCHW tensor). The ids are spelled here only.
+/// feeds it (FaceKit's constants: one square NCHW tensor in a channel order). The ids are spelled here only.
 /// `mismatches` holds a manifest to them at start, so an edited manifest fails with a message that
 /// names the model instead of giving wrong answers at the first request.
 struct FaceModel: Sendable, Equatable {
@@ -11,21 +11,30 @@ struct FaceModel: Sendable, Equatable {
     let role: ModelManifest.ModelRole
     let inputName: String
     let inputSize: Int
+    let color: ChannelOrder
 
-    static let yunet = FaceModel(id: "yunet", role: .detection, inputName: YuNet.inputName, inputSize: YuNet.inputSize)
+    static let yunet = FaceModel(
+        id: "yunet", role: .detection, inputName: YuNet.inputName, inputSize: YuNet.inputSize,
+        color: YuNet.channelOrder)
     static let retinaface = FaceModel(
-        id: "retinaface", role: .detection, inputName: RetinaFace.inputName, inputSize: RetinaFace.inputSize)
+        id: "retinaface", role: .detection, inputName: RetinaFace.inputName, inputSize: RetinaFace.inputSize,
+        color: RetinaFace.channelOrder)
     static let sface = FaceModel(
-        id: "sface", role: .recognition, inputName: SFace.inputName, inputSize: SFace.inputSize)
+        id: "sface", role: .recognition, inputName: SFace.inputName, inputSize: SFace.inputSize,
+        color: SFace.channelOrder)
     static let age = FaceModel(
-        id: "age", role: .attributes, inputName: AgeEstimator.inputName, inputSize: AgeEstimator.inputSize)
+        id: "age", role: .attributes, inputName: AgeEstimator.inputName, inputSize: AgeEstimator.inputSize,
+        color: AgeEstimator.channelOrder)
     static let gender = FaceModel(
         id: "gender", role: .attributes, inputName: GenderClassifier.inputName,
-        inputSize: GenderClassifier.inputSize)
+        inputSize: GenderClassifier.inputSize,
+        color: GenderClassifier.channelOrder)
     static let minifas = FaceModel(
-        id: "minifas", role: .liveness, inputName: MiniFAS.inputName, inputSize: MiniFAS.inputSize)
+        id: "minifas", role: .liveness, inputName: MiniFAS.inputName, inputSize: MiniFAS.inputSize,
+        color: MiniFAS.channelOrder)
     static let faceMesh = FaceModel(
-        id: "face-mesh", role: .landmarks, inputName: FaceMesh.inputName, inputSize: FaceMesh.inputSize)
+        id: "face-mesh", role: .landmarks, inputName: FaceMesh.inputName, inputSize: FaceMesh.inputSize,
+        color: FaceMesh.channelOrder)
 
     static let all = [yunet, retinaface, sface, age, gender, minifas, faceMesh]
 
@@ -43,6 +52,10 @@ struct FaceModel: Sendable, Equatable {
             }
             if entry.input.name != model.inputName {
                 problems.append("\(name): input is named \(entry.input.name), the pipeline feeds \(model.inputName)")
+            }
+            let color = model.color == .rgb ? "RGB" : "BGR"
+            if entry.input.color != color {
+                problems.append("\(name): input colour is \(entry.input.color), the pipeline feeds \(color)")
             }
             let shape = [1, 3, model.inputSize, model.inputSize]
             if entry.input.shape != shape || entry.input.layout != "NCHW" {
