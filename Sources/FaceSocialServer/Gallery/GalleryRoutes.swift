@@ -92,7 +92,7 @@ struct GalleryRoutes: RouteCollection {
         let name = try body.name.map { try TextPolicy.checked($0, field: "name") } ?? externalID
         let metadata = try TextPolicy.metadataJSON(body.metadata)
         let collectionID = try Self.uuid(req, "collection")
-        _ = try await store.collection(collectionID, on: try store.router.primary)
+        try await store.requireCollection(collectionID)
         let subject = try await store.createSubject(
             collectionID: collectionID, externalID: externalID, name: name, metadata: metadata)
         let response = Response(status: .created)
@@ -177,9 +177,7 @@ struct GalleryRoutes: RouteCollection {
         let p = try input.faceParameters(config)
         let mode = GalleryUseCases.EnrolMode(rawValue: try input.choice(.enrolMode))!
         let collectionID = try Self.uuid(req, "collection")
-        let db = try store.router.primary
-        _ = try await store.collection(collectionID, on: db)
-        let subject = try await store.subject(try Self.uuid(req, "subject"), in: collectionID, on: db)
+        let subject = try await store.subjectForWrite(try Self.uuid(req, "subject"), in: collectionID)
         let enrolled = try await useCases.enrol(
             try input.image("image"), parameters: p, mode: mode, subject: subject, collectionID: collectionID,
             context: req.context)
@@ -234,7 +232,7 @@ struct GalleryRoutes: RouteCollection {
                 "a batch holds at most \(config.batchMaxImages) items, got \(items.count)", field: "items")
         }
         let collectionID = try Self.uuid(req, "collection")
-        _ = try await store.collection(collectionID, on: try store.router.primary)
+        try await store.requireCollection(collectionID)
         var results: [BatchEnrolResponse.Item] = []
         // One item at a time: the models already use every core for one image.
         for (index, item) in items.enumerated() {

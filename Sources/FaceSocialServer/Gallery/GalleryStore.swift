@@ -28,6 +28,18 @@ struct GalleryStore: Sendable {
         return found
     }
 
+    /// 404 unless the collection exists (on the primary: a write follows).
+    func requireCollection(_ id: UUID) async throws {
+        _ = try await collection(id, on: try router.primary)
+    }
+
+    /// A subject a write is about to change (enrolment), with its collection, from the primary.
+    func subjectForWrite(_ id: UUID, in collectionID: UUID) async throws -> Subject {
+        let db = try router.primary
+        _ = try await collection(collectionID, on: db)
+        return try await subject(id, in: collectionID, on: db)
+    }
+
     func subject(externalID: String, in collectionID: UUID, on db: any Database) async throws -> Subject? {
         try await Subject.query(on: db).filter(\.$collection.$id == collectionID)
             .filter(\.$externalID == externalID).first()
