@@ -88,6 +88,7 @@ public enum FaceSocialApp {
         if config.autoMigrate { try await app.autoMigrate() }
         let security = try await SecurityServices.configure(app, config: config)
         security.cache.statistics.export(to: metrics.registry, routes: ["detect", "analyze"])
+        security.redis?.metrics?.export(to: metrics.registry)
         let gallery = GalleryService(
             router: app.databaseRouter, cipher: try DataCipher(config: config), logger: app.logger,
             pollMs: config.galleryPollMs,

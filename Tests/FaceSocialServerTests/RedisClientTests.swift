@@ -79,7 +79,7 @@ struct RedisClientTests {
     @Test func aCommandOnAClosedConnectionFailsAtOnce() async throws {
         let server = try RedisTestServer()
         let connection = try await RedisConnection.connect(
-            to: RedisEndpoint(url: server.url), group: MultiThreadedEventLoopGroup.singleton,
+            to: RedisEndpoint(url: server.url), tls: nil, group: MultiThreadedEventLoopGroup.singleton,
             connectTimeout: .seconds(60), commandTimeout: .seconds(60))
         #expect(try await connection.send(["PING"]).string == "PONG")
         connection.close()

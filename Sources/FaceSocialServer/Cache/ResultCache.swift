@@ -16,10 +16,18 @@ public final class CacheStatistics: Sendable {
     /// defined (and alerting works) before the first request.
     func export(to registry: PrometheusCollectorRegistry, routes: [String]) {
         self.registry.withLock { $0 = registry }
+        _ = registry.makeCounter(name: "cache_evictions_total", labels: [("store", "memory")])
         for route in routes {
             _ = registry.makeCounter(name: "cache_hits_total", labels: [("route", route)])
             _ = registry.makeCounter(name: "cache_misses_total", labels: [("route", route)])
         }
+    }
+
+    /// Entries the in-memory store dropped to stay within its bound (Redis's own evictions are
+    /// `redis_evicted_keys`, read from the servers at scrape time).
+    func recordEvictions(_ count: Int) {
+        registry.withLock { $0 }?.makeCounter(name: "cache_evictions_total", labels: [("store", "memory")])
+            .increment(by: Int64(count))
     }
 
     func record(hit: Bool, route: String) {
@@ -38,14 +46,16 @@ public final class CacheStatistics: Sendable {
 /// when configured (shared by instances); process memory (LRU) otherwise or while Redis is down.
 public final class ResultCache: Sendable {
     public let ttl: Int
-    public let statistics = CacheStatistics()
+    public let statistics: CacheStatistics
     let redis: RedisGate?
     private let memory: MemoryLRU
 
     public init(ttl: Int, maxEntries: Int, redis: RedisGate?) {
         self.ttl = ttl
         self.redis = redis
-        self.memory = MemoryLRU(capacity: maxEntries)
+        let statistics = CacheStatistics()
+        self.statistics = statistics
+        self.memory = MemoryLRU(capacity: maxEntries) { statistics.recordEvictions($0) }
     }
 
     public var isEnabled: Bool { ttl > 0 }
@@ -68,7 +78,9 @@ public final class ResultCache: Sendable {
     public func get(_ key: String, route: String) async -> Data? {
         guard isEnabled else { return nil }
         var value: Data?
-        if let redis, let reply = await redis.run({ try await $0.send(["GET", key]) }) {
+        if let redis,
+            let reply = await redis.run({ try await $0.send(bytes: [Array("GET".utf8), Array(key.utf8)], key: key) })
+        {
             value = reply.bytes.map { Data($0) }
         } else {
             value = memory.get(key)
@@ -81,9 +93,11 @@ public final class ResultCache: Sendable {
         guard isEnabled else { return }
         if let redis {
             let stored = await redis.run { client in
-                try await client.send(bytes: [
-                    Array("SET".utf8), Array(key.utf8), Array(value), Array("EX".utf8), Array(String(self.ttl).utf8),
-                ])
+                try await client.send(
+                    bytes: [
+                        Array("SET".utf8), Array(key.utf8), Array(value), Array("EX".utf8),
+                        Array(String(self.ttl).utf8),
+                    ], key: key)
             }
             if stored != nil { return }
         }
@@ -95,14 +109,8 @@ public final class ResultCache: Sendable {
     public func removeAll() async {
         memory.removeAll()
         _ = await redis?.run { client in
-            var cursor = "0"
-            repeat {
-                let reply = try await client.send(["SCAN", cursor, "MATCH", "fs:result:*", "COUNT", "500"])
-                guard let parts = reply.array, parts.count == 2 else { break }
-                cursor = parts[0].string ?? "0"
-                let keys = parts[1].array?.compactMap(\.string) ?? []
-                if !keys.isEmpty { _ = try await client.send(["DEL"] + keys) }
-            } while cursor != "0"
+            // One DEL per key: on a cluster the keys lie in different slots.
+            for key in try await client.keys(matching: "fs:result:*") { _ = try await client.send(["DEL", key]) }
         }
     }
 }
@@ -115,8 +123,12 @@ final class MemoryLRU: Sendable {
     }
     private let state = Mutex(State())
     let capacity: Int
+    private let onEvict: @Sendable (Int) -> Void
 
-    init(capacity: Int) { self.capacity = capacity }
+    init(capacity: Int, onEvict: @escaping @Sendable (Int) -> Void = { _ in }) {
+        self.capacity = capacity
+        self.onEvict = onEvict
+    }
 
     func get(_ key: String) -> Data? {
         state.withLock { state in
@@ -133,7 +145,7 @@ final class MemoryLRU: Sendable {
 
     func set(_ key: String, _ data: Data, ttl: Int) {
         guard capacity > 0 else { return }
-        state.withLock { state in
+        let evicted = state.withLock { state -> Int in
             state.tick += 1
             state.values[key] = (data, ContinuousClock.now + .seconds(ttl), state.tick)
             if state.values.count > capacity {
@@ -141,8 +153,11 @@ final class MemoryLRU: Sendable {
                 let drop = max(1, capacity / 10)
                 let oldest = state.values.sorted { $0.value.tick < $1.value.tick }.prefix(drop).map(\.key)
                 oldest.forEach { state.values[$0] = nil }
+                return oldest.count
             }
+            return 0
         }
+        if evicted > 0 { onEvict(evicted) }
     }
 
     func removeAll() { state.withLock { $0.values.removeAll() } }

@@ -2,12 +2,15 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A small Redis client: a bounded pool of pipelined RESP connections with connect and command
 /// timeouts. A failed connection is dropped and replaced on the next command, so a Redis restart
 /// heals by itself; callers decide how to degrade when a command fails.
-public actor RedisClient {
+public actor RedisClient: RedisCommands {
     public let endpoint: RedisEndpoint
+    private let tls: NIOSSLContext?
+    private let metrics: RedisMetrics?
     private let group: any EventLoopGroup
     private let maxConnections: Int
     private let connectTimeout: TimeAmount
@@ -19,13 +22,30 @@ public actor RedisClient {
     /// The outcome of the latest command or connection attempt, for readiness.
     public private(set) var lastFailure: String?
     private var scripts: [String: String] = [:]
+    /// A cluster's node clients leave outage logging to the cluster client, which knows the slots.
+    private let quiet: Bool
 
     public init(
         url: String, group: any EventLoopGroup, maxConnections: Int = 8,
         connectTimeout: TimeAmount = .milliseconds(500),
         commandTimeout: TimeAmount = .milliseconds(500), logger: Logger = Logger(label: "facesocial.redis")
     ) throws {
-        self.endpoint = try RedisEndpoint(url: url)
+        let endpoint = try RedisEndpoint(url: url)
+        self.init(
+            endpoint: endpoint, tls: try endpoint.tls ? RedisTLS.context(caFile: nil) : nil, group: group,
+            maxConnections: maxConnections, connectTimeout: connectTimeout, commandTimeout: commandTimeout,
+            metrics: nil, logger: logger)
+    }
+
+    public init(
+        endpoint: RedisEndpoint, tls: NIOSSLContext?, group: any EventLoopGroup, maxConnections: Int = 8,
+        connectTimeout: TimeAmount = .milliseconds(500), commandTimeout: TimeAmount = .milliseconds(500),
+        metrics: RedisMetrics?, logger: Logger = Logger(label: "facesocial.redis"), quiet: Bool = false
+    ) {
+        self.endpoint = endpoint
+        self.tls = tls
+        self.metrics = metrics
+        self.quiet = quiet
         self.group = group
         self.maxConnections = max(1, maxConnections)
         self.connectTimeout = connectTimeout
@@ -41,20 +61,45 @@ public actor RedisClient {
     }
 
     public func send(bytes arguments: [[UInt8]]) async throws -> RESPValue {
-        let connection = try await acquire()
+        try await run([arguments])
+    }
+
+    /// The key's slot does not matter to a single server.
+    public func send(bytes arguments: [[UInt8]], key: String?) async throws -> RESPValue {
+        try await run([arguments])
+    }
+
+    /// `ASKING` and then the command on the same connection: a cluster's answer to `ASK`.
+    func sendAsking(bytes arguments: [[UInt8]]) async throws -> RESPValue {
+        try await run([[Array("ASKING".utf8)], arguments])
+    }
+
+    /// Sends the commands on one connection and answers the last one's reply.
+    private func run(_ commands: [[[UInt8]]]) async throws -> RESPValue {
+        let started = ContinuousClock.now
+        let connection: RedisConnection
         do {
-            let reply = try await connection.send(bytes: arguments)
+            connection = try await acquire()
+        } catch {
+            metrics?.command(node: endpoint.address, duration: ContinuousClock.now - started, error: error)
+            throw error
+        }
+        do {
+            let reply = try await connection.pipeline(commands).last!.get()
             release(connection)
             recordSuccess()
+            metrics?.command(node: endpoint.address, duration: ContinuousClock.now - started, error: nil)
             return reply
         } catch let error as RedisError {
             // A server-side error reply leaves the connection usable; anything else does not.
             if case .server = error { release(connection) } else { discard(connection) }
             if case .server = error {} else { recordFailure(error) }
+            metrics?.command(node: endpoint.address, duration: ContinuousClock.now - started, error: error)
             throw error
         } catch {
             discard(connection)
             recordFailure(error)
+            metrics?.command(node: endpoint.address, duration: ContinuousClock.now - started, error: error)
             throw error
         }
     }
@@ -79,6 +124,31 @@ public actor RedisClient {
         (try? await send(["PING"]))?.string == "PONG"
     }
 
+    public func probe() async -> String? {
+        await ping() ? nil : (lastFailure ?? "no PONG")
+    }
+
+    public func keys(matching pattern: String) async throws -> [String] {
+        var cursor = "0"
+        var found: [String] = []
+        repeat {
+            let reply = try await send(["SCAN", cursor, "MATCH", pattern, "COUNT", "500"])
+            guard let parts = reply.array, parts.count == 2 else { break }
+            cursor = parts[0].string ?? "0"
+            found += parts[1].array?.compactMap(\.string) ?? []
+        } while cursor != "0"
+        return found
+    }
+
+    public nonisolated var isCluster: Bool { false }
+
+    public func evictedKeys() async -> [String: Int] {
+        guard let value = (try? await send(["INFO", "stats"]))?.infoField("evicted_keys").flatMap({ Int($0) }) else {
+            return [:]
+        }
+        return [endpoint.address: value]
+    }
+
     public func shutdown() {
         idle.forEach { $0.close() }
         idle.removeAll()
@@ -94,7 +164,8 @@ public actor RedisClient {
                 open += 1
                 do {
                     return try await RedisConnection.connect(
-                        to: endpoint, group: group, connectTimeout: connectTimeout, commandTimeout: commandTimeout)
+                        to: endpoint, tls: tls, group: group, connectTimeout: connectTimeout,
+                        commandTimeout: commandTimeout)
                 } catch {
                     open -= 1
                     wakeOne()
@@ -122,14 +193,14 @@ public actor RedisClient {
     }
 
     private func recordFailure(_ error: any Error) {
-        if lastFailure == nil {
+        if lastFailure == nil, !quiet {
             logger.warning("Redis unavailable; degrading to local state", metadata: ["error": "\(error)"])
         }
         lastFailure = "\(error)"
     }
 
     private func recordSuccess() {
-        if lastFailure != nil { logger.notice("Redis reachable again") }
+        if lastFailure != nil, !quiet { logger.notice("Redis reachable again") }
         lastFailure = nil
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 public enum RedisError: Error, Sendable, CustomStringConvertible, Equatable {
     case server(String)
@@ -8,14 +9,20 @@ public enum RedisError: Error, Sendable, CustomStringConvertible, Equatable {
     case connectionClosed
     case invalidURL(String)
     case unexpectedReply(String)
+    /// A cluster node that failed moments ago: its slots are skipped until it is retried.
+    case nodeUnavailable(String)
+    /// A cluster redirected or refused a command more often than the client follows.
+    case tooManyRedirections(String)
 
     public var description: String {
         switch self {
         case .server(let message): "Redis error: \(message)"
         case .timeout: "Redis did not answer in time"
         case .connectionClosed: "the Redis connection closed"
-        case .invalidURL(let url): "not a redis:// URL: \(url)"
+        case .invalidURL(let url): "not a redis:// or rediss:// URL: \(url)"
         case .unexpectedReply(let what): "unexpected Redis reply: \(what)"
+        case .nodeUnavailable(let node): "Redis node \(node) failed moments ago"
+        case .tooManyRedirections(let what): "Redis Cluster kept redirecting: \(what)"
         }
     }
 }
@@ -78,13 +85,20 @@ final class RedisConnection: Sendable {
     var isActive: Bool { channel.isActive }
 
     static func connect(
-        to endpoint: RedisEndpoint, group: any EventLoopGroup, connectTimeout: TimeAmount, commandTimeout: TimeAmount
+        to endpoint: RedisEndpoint, tls: NIOSSLContext?, group: any EventLoopGroup, connectTimeout: TimeAmount,
+        commandTimeout: TimeAmount
     ) async throws -> RedisConnection {
+        // An address is verified against the certificate's IP entries, a name against its DNS ones.
+        let serverName = endpoint.hostIsAddress ? nil : endpoint.host
         let channel = try await ClientBootstrap(group: group)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls, serverHostname: serverName))
+                    }
                     try channel.pipeline.syncOperations.addHandlers([
                         MessageToByteHandler(RESPCommandEncoder()),
                         ByteToMessageHandler(RESPDecoder()),
@@ -113,18 +127,35 @@ final class RedisConnection: Sendable {
     }
 
     func send(bytes arguments: [[UInt8]]) async throws -> RESPValue {
-        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
+        try await pipeline([arguments]).last!.get()
+    }
+
+    /// Sends the commands back to back in one write (ASKING must come right before the command it
+    /// allows), and gives each one's reply or error.
+    func pipeline(_ commands: [[[UInt8]]]) async throws -> [Result<RESPValue, any Error>] {
+        let promises = commands.map { _ in channel.eventLoop.makePromise(of: RESPValue.self) }
         let timeout = channel.eventLoop.scheduleTask(in: commandTimeout) { [channel] in
-            promise.fail(RedisError.timeout)
+            promises.forEach { $0.fail(RedisError.timeout) }
             channel.close(promise: nil)
         }
-        promise.futureResult.whenComplete { _ in timeout.cancel() }
-        // A write to a channel that has already closed never reaches the handler that fails pending
-        // commands, so its failure must fail the command here, not after the timeout.
-        let written = channel.eventLoop.makePromise(of: Void.self)
-        written.futureResult.whenFailure { promise.fail($0) }
-        channel.writeAndFlush(RESPRequest(arguments: arguments, promise: promise), promise: written)
-        return try await promise.futureResult.get()
+        promises.last!.futureResult.whenComplete { _ in timeout.cancel() }
+        channel.eventLoop.execute { [channel] in
+            for (command, promise) in zip(commands, promises) {
+                // A write to a channel that has already closed never reaches the handler that fails
+                // pending commands, so its failure must fail the command here, not after the timeout.
+                let written = channel.eventLoop.makePromise(of: Void.self)
+                written.futureResult.whenFailure { promise.fail($0) }
+                channel.write(RESPRequest(arguments: command, promise: promise), promise: written)
+            }
+            channel.flush()
+        }
+        var results: [Result<RESPValue, any Error>] = []
+        for promise in promises {
+            do { results.append(.success(try await promise.futureResult.get())) } catch {
+                results.append(.failure(error))
+            }
+        }
+        return results
     }
 
     func close() {
@@ -132,24 +163,70 @@ final class RedisConnection: Sendable {
     }
 }
 
-/// Where Redis is: `redis://[user:password@]host[:port][/db]`.
-public struct RedisEndpoint: Sendable, Equatable {
+/// Where Redis is: `redis://[user:password@]host[:port][/db]`, or `rediss://…` for TLS.
+public struct RedisEndpoint: Sendable, Equatable, Hashable {
     public var host: String
     public var port: Int
     public var username: String?
     public var password: String?
     public var database: Int
+    public var tls: Bool
 
     public init(url: String) throws {
-        guard let components = URLComponents(string: url), components.scheme == "redis",
+        guard let components = URLComponents(string: url),
+            components.scheme == "redis" || components.scheme == "rediss",
             let host = components.host, !host.isEmpty
-        else { throw RedisError.invalidURL(url) }
+        else { throw RedisError.invalidURL(Self.redacted(url)) }
         self.host = host
         self.port = components.port ?? 6379
         self.username = components.user.flatMap { $0.isEmpty ? nil : $0.removingPercentEncoding }
         self.password = components.password?.removingPercentEncoding
+        self.tls = components.scheme == "rediss"
         let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-        guard path.isEmpty || Int(path) != nil else { throw RedisError.invalidURL(url) }
+        guard path.isEmpty || Int(path) != nil else { throw RedisError.invalidURL(Self.redacted(url)) }
         self.database = Int(path) ?? 0
+    }
+
+    /// The same credentials and transport at another node (a cluster's `MOVED` or slot map names
+    /// nodes by address only).
+    public func at(host: String, port: Int) -> RedisEndpoint {
+        var copy = self
+        copy.host = host
+        copy.port = port
+        return copy
+    }
+
+    /// `host:port`, the node's name in metrics, logs and the slot map.
+    public var address: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    var hostIsAddress: Bool { IPNetwork(host) != nil }
+
+    /// The seed nodes of `REDIS_CLUSTER_NODES`: `host:port,host:port`, optionally after one
+    /// `redis://` or `rediss://` prefix with credentials that every node shares
+    /// (`rediss://app:secret@10.0.0.1:6379,10.0.0.2:6379`). A cluster has only database 0.
+    public static func clusterSeeds(_ text: String) throws -> [RedisEndpoint] {
+        var rest = text.trimmingCharacters(in: .whitespaces)
+        var prefix = "redis://"
+        if let scheme = rest.range(of: "://") {
+            let afterScheme = rest[scheme.upperBound...]
+            let firstHostStart = afterScheme.range(of: "@").map { $0.upperBound } ?? afterScheme.startIndex
+            prefix = String(rest[..<firstHostStart])
+            rest = String(rest[firstHostStart...])
+        }
+        let entries = rest.split(separator: ",", omittingEmptySubsequences: false).map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
+        guard !entries.isEmpty, entries.allSatisfy({ !$0.isEmpty && !$0.contains("/") && !$0.contains("@") }) else {
+            throw RedisError.invalidURL(redacted(text))
+        }
+        return try entries.map { try RedisEndpoint(url: prefix + $0) }
+    }
+
+    /// The URL without its password, for error messages and logs.
+    static func redacted(_ url: String) -> String {
+        guard let at = url.lastIndex(of: "@"), let scheme = url.range(of: "://"), scheme.upperBound < at else {
+            return url
+        }
+        return String(url[..<scheme.upperBound]) + "***" + String(url[at...])
     }
 }

@@ -9,7 +9,10 @@ public struct SecurityConfig: Sendable {
     public var adminEmail: String?
     public var adminPassword: String?
     public var allowAnonymousAnalysis: Bool = true
-    public var redisURL: String?
+    /// One Redis server (`REDIS_URL`) or a cluster (`REDIS_CLUSTER_NODES`), or neither.
+    public var redis: RedisTarget?
+    /// A private CA that signed the Redis servers' certificates (`rediss://`).
+    public var redisTLSCAFile: String?
     public var rateLimitPerMinute: Int = 600
     public var rateLimitIPPerMinute: Int = 1200
     public var cacheTTL: Int = 300
@@ -46,6 +49,32 @@ public struct SecurityConfig: Sendable {
     /// The development-only admin password `make run` uses; production refuses it.
     static let developmentAdminPassword = "facesocial-dev-admin"
 
+    static func redisTarget(url: String?, clusterNodes: String?) throws -> RedisTarget? {
+        switch (url, clusterNodes) {
+        case (nil, nil): return nil
+        case (_?, _?):
+            throw ConfigError.invalid(
+                variable: "REDIS_URL", reason: "set REDIS_URL (one server) or REDIS_CLUSTER_NODES (a cluster), not both"
+            )
+        case (let url?, nil):
+            do { return .server(try RedisEndpoint(url: url)) } catch {
+                throw ConfigError.invalid(variable: "REDIS_URL", reason: "\(error)")
+            }
+        case (nil, let nodes?):
+            do {
+                let seeds = try RedisEndpoint.clusterSeeds(nodes)
+                guard seeds.allSatisfy({ $0.database == 0 }) else {
+                    throw RedisError.invalidURL("a cluster has only database 0")
+                }
+                return .cluster(seeds)
+            } catch {
+                throw ConfigError.invalid(
+                    variable: "REDIS_CLUSTER_NODES",
+                    reason: "\(error); expected [redis[s]://[user:password@]]host:port,host:port")
+            }
+        }
+    }
+
     static func fromEnvironment(_ env: [String: String], profile: Profile) throws -> SecurityConfig {
         let read = EnvironmentReader(env)
         let value = read.value
@@ -59,7 +88,8 @@ public struct SecurityConfig: Sendable {
         config.adminEmail = value("FACESOCIAL_ADMIN_EMAIL")
         config.adminPassword = value("FACESOCIAL_ADMIN_PASSWORD")
         config.allowAnonymousAnalysis = try flag("FACESOCIAL_ALLOW_ANONYMOUS_ANALYSIS", profile == .development)
-        config.redisURL = value("REDIS_URL")
+        config.redis = try redisTarget(url: value("REDIS_URL"), clusterNodes: value("REDIS_CLUSTER_NODES"))
+        config.redisTLSCAFile = value("REDIS_TLS_CA_FILE")
         config.rateLimitPerMinute = try integer("FACESOCIAL_RATE_LIMIT_PER_MINUTE", 600, 1...1_000_000)
         config.rateLimitIPPerMinute = try integer("FACESOCIAL_RATE_LIMIT_IP_PER_MINUTE", 1200, 1...1_000_000)
         config.cacheTTL = try integer("FACESOCIAL_CACHE_TTL_SECONDS", 300, 0...86_400)
@@ -170,7 +200,17 @@ public struct SecurityConfig: Sendable {
             summary: "serve the OpenAPI document at /openapi.json"),
         .init(
             name: "REDIS_URL", defaultValue: "(none: in-memory)",
-            summary: "redis://[:password@]host:port[/db] for shared rate limits and the result cache"),
+            summary:
+                "one Redis server for shared rate limits and the result cache: redis://[user:password@]host:port[/db], rediss:// for TLS"
+        ),
+        .init(
+            name: "REDIS_CLUSTER_NODES", defaultValue: "(none)",
+            summary:
+                "a Redis Cluster instead: seed nodes host:port,host:port, optionally after one redis:// or rediss:// prefix "
+                + "with the credentials every node shares (rediss://app:secret@10.0.0.1:6379,10.0.0.2:6379)"),
+        .init(
+            name: "REDIS_TLS_CA_FILE", defaultValue: "(system roots)",
+            summary: "PEM CA that signed the Redis servers' certificates, for rediss:// with a private CA"),
         .init(
             name: "FACESOCIAL_RATE_LIMIT_PER_MINUTE", defaultValue: "600",
             summary: "requests per minute per authenticated principal"),

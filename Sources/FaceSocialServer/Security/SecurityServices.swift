@@ -50,9 +50,11 @@ public final class SecurityServices: Sendable {
             secret: config.jwtSecret, keyDirectory: security.jwtKeyDirectory,
             maxLifetime: TimeInterval(security.accessTokenTTL))
         var gate: RedisGate?
-        if let url = security.redisURL {
-            let client = try RedisClient(url: url, group: app.eventLoopGroup, logger: app.logger)
-            gate = RedisGate(client: client)
+        if let target = security.redis {
+            let metrics = RedisMetrics()
+            let client = try target.makeClient(
+                caFile: security.redisTLSCAFile, group: app.eventLoopGroup, metrics: metrics, logger: app.logger)
+            gate = RedisGate(client: client, metrics: metrics)
             if await gate?.probe() != nil {
                 app.logger.warning("Redis is not reachable at start; using local rate limits and cache until it is")
             }

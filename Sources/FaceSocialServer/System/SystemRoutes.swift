@@ -30,6 +30,7 @@ struct SystemRoutes: RouteCollection {
             "metrics"
         ) { req async -> Response in
             await req.application.databaseRouter.exportPoolMetrics(to: metrics.registry)
+            await req.application.security?.redis?.exportServerMetrics(to: metrics.registry)
             let text = await metrics.scrape(manager)
             return Response(
                 status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"],
