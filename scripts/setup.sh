@@ -20,7 +20,8 @@ source "$root/scripts/lib/debian-packages.sh"
 # also the servers they start on loopback themselves (Redis, PostgreSQL).
 packages=(libturbojpeg0-dev libpng-dev libwebp-dev libsqlite3-dev python3 python3-venv python3-pip
           curl ca-certificates)
-[ "$mode" = test ] && packages+=(redis-server postgresql-15)
+# openssl makes the TLS certificates of the Redis Cluster tests.
+[ "$mode" = test ] && packages+=(redis-server postgresql-15 openssl)
 install_missing_packages "${packages[@]}"
 
 # 2. OpenVINO runtime from the pinned wheel (the C API headers and the shared libraries only).

@@ -7,6 +7,7 @@ more at the end of the suite: an acknowledged subject or face that cannot be rea
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import threading
 import time
 import uuid
 
-from common import ADMIN_EMAIL, ROOT, TESTDATA, Scenario, json_body, multipart, request, testimage
+from common import ADMIN_EMAIL, ROOT, TESTDATA, Scenario, json_body, login, multipart, request, testimage
 
 CLEAR_503 = {"DATABASE_UNAVAILABLE", "QUEUE_FULL", "MODEL_UNAVAILABLE", "INSUFFICIENT_MEMORY"}
 FACES = ["obama.jpg", "obama2.jpg", "biden.jpg", "kit_harington_john1.jpeg", "rose_leslie_img1.jpg",
@@ -501,3 +502,191 @@ def sigterm_fault(sc: Scenario, server) -> None:
     sc.check("exit status 0 after SIGTERM", rc == 0, str(rc))
     if rc != 0:
         sc.crashes += 1
+
+
+# --- Redis Cluster ------------------------------------------------------------------------------
+
+
+class RedisCluster:
+    """Six redis-server nodes on loopback (three masters with a replica each), made with
+    `redis-cli --cluster create`, as docs/redis.md describes; the cluster bus is port + 10000."""
+
+    def __init__(self, ports: list, work: str, node_timeout_ms: int = 5000):
+        self.ports, self.work = ports, work
+        self.dir = os.path.join(work, "redis-cluster")
+        os.makedirs(self.dir, exist_ok=True)
+        self.procs: dict = {}
+        self.node_timeout_ms = node_timeout_ms
+        self.seeds = ",".join(f"127.0.0.1:{p}" for p in ports[:2])
+
+    def launch(self, p: int) -> None:
+        from common import remember_pid
+        self.procs[p] = subprocess.Popen(
+            ["redis-server", "--port", str(p), "--bind", "127.0.0.1", "--dir", self.dir, "--save", "",
+             "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{p}.conf",
+             "--cluster-node-timeout", str(self.node_timeout_ms), "--logfile", f"redis-{p}.log"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        remember_pid(self.work, self.procs[p].pid)
+
+    def start(self) -> None:
+        for p in self.ports:
+            self.launch(p)
+        for p in self.ports:
+            if wait_for(lambda: self.cli(p, "PING").strip() == "PONG", 10) is None:
+                raise RuntimeError(f"redis-server :{p} did not start")
+        out = subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
+                              "--cluster-replicas", "1", "--cluster-yes"], capture_output=True, text=True, timeout=60)
+        if "All 16384 slots covered" not in out.stdout:
+            raise RuntimeError(f"redis-cli --cluster create failed: {out.stdout[-300:]} {out.stderr[-300:]}")
+        if wait_for(self.healthy, 60) is None:
+            raise RuntimeError("the cluster did not become healthy")
+
+    def cli(self, port: int, *args, timeout: float = 5) -> str:
+        try:
+            return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
+                                  timeout=timeout).stdout
+        except subprocess.TimeoutExpired:
+            return ""
+
+    def live(self) -> list:
+        return [p for p, pr in self.procs.items() if pr.poll() is None and p not in self.paused]
+
+    paused: set = set()
+
+    def healthy(self) -> bool:
+        """Every live node says cluster_state:ok and every live replica has finished its sync (a
+        replica that never synced does not take over)."""
+        for p in self.live():
+            if "cluster_state:ok" not in self.cli(p, "CLUSTER", "INFO"):
+                return False
+            rep = self.cli(p, "INFO", "replication")
+            if "role:master" not in rep and "master_link_status:up" not in rep:
+                return False
+        return True
+
+    def masters(self) -> list:
+        """(port, node id, first slot range) of each live master that holds slots."""
+        for p in self.live():
+            found = []
+            for line in self.cli(p, "CLUSTER", "NODES").splitlines():
+                f = line.split()
+                if len(f) >= 9 and "master" in f[2] and "fail" not in f[2]:
+                    found.append((int(f[1].split(":")[1].split("@")[0]), f[0], f[8]))
+            if found:
+                return sorted(found)
+        return []
+
+    def kill(self, port: int) -> None:
+        self.procs[port].kill()
+        self.procs[port].wait()
+
+    def pause(self, port: int) -> None:
+        self.paused = self.paused | {port}
+        os.kill(self.procs[port].pid, signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        os.kill(self.procs[port].pid, signal.SIGCONT)
+        self.paused = self.paused - {port}
+
+    def stop(self) -> None:
+        for p, pr in self.procs.items():
+            if pr.poll() is None:
+                if p in self.paused:
+                    os.kill(pr.pid, signal.SIGCONT)
+                pr.kill()
+                pr.wait()
+        self.paused = set()
+
+
+def metric_sum(port: int, name: str, label: str = "") -> float:
+    """The sum of a series over its labels in /metrics (development allows anonymous status)."""
+    r = request(port, "GET", "/metrics", timeout=10)
+    total = 0.0
+    for line in (r.body or b"").decode(errors="replace").splitlines():
+        if line.startswith(name) and (line[len(name):len(name) + 1] in (" ", "{")) and label in line:
+            try:
+                total += float(line.rsplit(" ", 1)[1])
+            except ValueError:
+                pass
+    return total
+
+
+def redis_cluster_fault(sc: Scenario, make_server, ports: list, work: str) -> None:
+    """Analysis and sign-in traffic on a server whose cache and rate limits live in a Redis Cluster:
+    one master SIGKILLed, another SIGSTOPped, then slots resharded, all under load. Nothing may fail
+    or answer 5xx; readiness says degraded while a master is lost and ready again after its replica
+    takes over, and the time until then is measured."""
+    cluster = RedisCluster(ports, work)
+    t0 = time.monotonic()
+    cluster.start()
+    sc.check("six-node cluster created and synced", True, f"in {time.monotonic() - t0:.1f} s")
+    server = make_server("rcluster", {"REDIS_CLUSTER_NODES": cluster.seeds})
+    try:
+        server.start()
+        port = server.port
+        token = login(port)
+        auth = {"Authorization": f"Bearer {token}"}
+        small, face = testimage("obama_small.jpg"), testimage("obama.jpg")
+
+        # Each threshold is another cached result, so the cache's keys fall into slots all over the
+        # cluster (also into the ones the reshard moves).
+        thresholds = itertools.cycle(f"0.{n}" for n in range(500, 700))
+
+        def traffic(ph):
+            for m, p, b, h in (("POST", "/v1/detect", small, {"Content-Type": "image/jpeg"}),
+                               ("POST", f"/v1/detect?confidence_threshold={next(thresholds)}", face,
+                                {"Content-Type": "image/jpeg"}),
+                               ("GET", "/v1/auth/me", None, auth)):
+                r, phase = call(ph, port, m, p, b, h, timeout=30)
+                sc.count(r, ok_2xx(r, phase), f"[{phase}] {m} {p}")
+
+        with Traffic([traffic, traffic, traffic]) as t:
+            time.sleep(3)
+            masters = cluster.masters()
+            for how, (victim, _, _) in (("SIGKILL", masters[0]), ("SIGSTOP", masters[1])):
+                t.phase = f"master {how}"
+                started = time.monotonic()
+                cluster.kill(victim) if how == "SIGKILL" else cluster.pause(victim)
+                s = wait_for(lambda: ready_status(port) == (200, "degraded"), 20)
+                sc.check(f"{how}: /health/ready says 200 degraded while the master is lost", s is not None,
+                         f"after {s:.1f} s" if s is not None else f"last {ready_status(port)}")
+                back = wait_for(lambda: ready_status(port) == (200, "ready"), 60)
+                sc.check(f"{how}: ready again once its replica took over", back is not None,
+                         f"cluster used again {time.monotonic() - started:.1f} s after the {how}"
+                         if back is not None else f"last {ready_status(port)}")
+                # The lost master comes back (restarted, or resumed) and rejoins as its successor's replica.
+                cluster.launch(victim) if how == "SIGKILL" else cluster.resume(victim)
+                rejoined = wait_for(cluster.healthy, 60)
+                sc.check(f"{how}: the old master rejoined as a replica", rejoined is not None,
+                         f"after {rejoined:.1f} s" if rejoined is not None else "cluster not healthy")
+                t.phase = "after failover"
+                time.sleep(2)
+            t.phase = "resharding"
+            src, dst = cluster.masters()[0], cluster.masters()[1]
+            started = time.monotonic()
+            try:
+                out = subprocess.run(["redis-cli", "--cluster", "reshard", f"127.0.0.1:{src[0]}", "--cluster-from",
+                                      src[1], "--cluster-to", dst[1], "--cluster-slots", "1000", "--cluster-yes"],
+                                     capture_output=True, text=True, timeout=120)
+                sc.check("1000 slots resharded under load", out.returncode == 0 and "ERR" not in out.stdout,
+                         f"in {time.monotonic() - started:.1f} s" if out.returncode == 0 else out.stdout[-300:])
+            except subprocess.TimeoutExpired:
+                sc.check("1000 slots resharded under load", False, "redis-cli --cluster reshard ran past 120 s")
+            time.sleep(3)
+            t.phase = "after"
+            time.sleep(2)
+        failovers = metric_sum(port, "redis_cluster_failovers_total")
+        moved = metric_sum(port, "redis_redirections_total", 'kind="moved"')
+        ask = metric_sum(port, "redis_redirections_total", 'kind="ask"')
+        sc.check("both failovers seen by the client (redis_cluster_failovers_total)", failovers >= 2, f"{failovers:.0f}")
+        sc.check("redirections followed after the reshard (redis_redirections_total)", moved >= 1,
+                 f"MOVED {moved:.0f}, ASK {ask:.0f}")
+        r = request(port, "GET", "/health/ready")
+        cache = ((r.json() or {}).get("data", {}).get("checks", {}).get("cache", {}) or {})
+        sc.check("the cache uses the cluster again", cache.get("status") == "ok", str(cache))
+        server.stop()
+        sc.crashes += server.crashes
+    finally:
+        if server.proc and server.proc.poll() is None:
+            server.stop()
+        cluster.stop()

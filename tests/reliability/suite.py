@@ -29,7 +29,10 @@ from common import (ROOT, Postgres, Redis, Scenario, Server, free_port, image_si
 # The main server's PostgreSQL statement silence limit and pool wait, which bound the answers in
 # the frozen-primary scenario (the server's defaults are 30 s and 10 s; 2 s keeps it short).
 STATEMENT_LIMIT_S, POOL_WAIT_S = 2, 10
-PORTS = {"redis": 18301, "load": 18310, "main": 18311, "models": 18312, "sigterm": 18313, "abuse": 18314}
+PORTS = {"redis": 18301, "load": 18310, "main": 18311, "models": 18312, "sigterm": 18313, "abuse": 18314,
+         "rcluster": 18315}
+# The Redis Cluster scenario's six nodes; each one's cluster bus is its port + 10000.
+CLUSTER_PORTS = list(range(18320, 18326))
 PLANS = {
     #          load s, warm-up, bursts at, burst s, schemathesis s, fuzz s, sign-in hammering s
     "smoke": dict(load=45, warmup=20, bursts=[3, 12], burst_len=5, schema=25, fuzz=10, hammer=8),
@@ -171,7 +174,8 @@ def main() -> int:
     started = time.time()
     os.makedirs(os.path.join(a.work, "logs"), exist_ok=True)
     os.makedirs(os.path.join(a.work, "tools"), exist_ok=True)
-    for name, port in PORTS.items():
+    for name, port in [*PORTS.items(), *[("redis cluster", p) for p in CLUSTER_PORTS],
+                       *[("redis cluster bus", p + 10000) for p in CLUSTER_PORTS]]:
         if not free_port(port):
             print(f"port {port} ({name}) is in use", file=sys.stderr)
             return 2
@@ -265,6 +269,8 @@ def main() -> int:
         scenario("schemathesis", "schemathesis /openapi.json", run_schemathesis, main_srv, token, plan["schema"], a.work)
         scenario("redis", "fault: Redis killed, restarted", faults.redis_fault, main_srv, redis, token, ledger,
                  pg.primary_url)
+        scenario("rcluster", "fault: Redis Cluster master killed, stopped, resharded", faults.redis_cluster_fault,
+                 make_server, CLUSTER_PORTS, a.work)
         scenario("replica", "fault: PG replica killed", faults.replica_fault, main_srv, pg, token, ledger)
         scenario("primary", "fault: PG primary killed", faults.primary_fault, main_srv, pg, token, ledger)
         scenario("frozen", "fault: PG primary frozen", faults.frozen_primary_fault, main_srv, pg, token, ledger,
