@@ -88,7 +88,7 @@ public actor RedisClusterClient: RedisCommands {
 
     /// Nil when every slot has a master that answers; otherwise which do not.
     public func probe() async -> String? {
-        if slotMap == nil || !failedUntil.isEmpty { await refresh() }
+        if slotMap == nil || !failedUntil.isEmpty { await refreshNow() }
         guard let map = slotMap else { return lastFailure ?? "no cluster node answered" }
         let masters = map.masters
         let answers = await Self.pingAll(masters.map { ($0, client(for: $0)) })
@@ -112,7 +112,7 @@ public actor RedisClusterClient: RedisCommands {
     }
 
     public func keys(matching pattern: String) async throws -> [String] {
-        if slotMap == nil { await refresh() }
+        await ensureSlotMap()
         guard let map = slotMap else { throw RedisError.nodeUnavailable("no slot map") }
         var found: [String] = []
         for node in map.masters { found += try await client(for: node).keys(matching: pattern) }
@@ -146,7 +146,7 @@ public actor RedisClusterClient: RedisCommands {
             if let redirect {
                 node = redirect
             } else {
-                if slotMap == nil { await refresh() }
+                await ensureSlotMap()
                 guard let map = slotMap else { throw RedisError.nodeUnavailable("no slot map") }
                 guard let owner = slot.map({ map.master(for: $0) }) ?? map.masters.first else {
                     refreshSoon()
@@ -243,6 +243,22 @@ public actor RedisClusterClient: RedisCommands {
         guard refreshing == nil else { return }
         if let lastRefresh, ContinuousClock.now - lastRefresh < Self.refreshSpacing { return }
         refreshing = Task { await self.refresh() }
+    }
+
+    /// Waits for the running refresh, or runs one.
+    private func refreshNow() async {
+        if let refreshing { return await refreshing.value }
+        let task = Task { await self.refresh() }
+        refreshing = task
+        await task.value
+    }
+
+    /// Before the first map: concurrent callers share one discovery, and while no seed answers
+    /// the callers fail at once for a moment instead of each waiting out the connect timeouts.
+    private func ensureSlotMap() async {
+        guard slotMap == nil else { return }
+        if refreshing == nil, let lastRefresh, ContinuousClock.now - lastRefresh < skipFailedNodeFor { return }
+        await refreshNow()
     }
 
     /// Asks the known nodes (the ones not failing first), then the seeds, for `CLUSTER SLOTS`.
