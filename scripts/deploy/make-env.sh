@@ -36,6 +36,7 @@ fi
 # The metrics token twice: in the env file for the API, and as a file for Prometheus (its
 # configuration cannot read the environment). Readable by the Prometheus container's user.
 metrics_token=$(secret)
+redis_password=$(secret)
 mkdir -p "$secrets_dir"
 secrets_dir=$(cd "$secrets_dir" && pwd)
 chmod 0711 "$secrets_dir"
@@ -62,7 +63,11 @@ POSTGRES_USER=facesocial
 POSTGRES_PASSWORD=$(secret)
 POSTGRES_DB=facesocial
 REPLICATION_PASSWORD=$(secret)
-REDIS_PASSWORD=$(secret)
+REDIS_PASSWORD=$redis_password
+# A Redis Cluster instead (compose profile redis-cluster): REDIS_URL= and
+# REDIS_CLUSTER_NODES=redis://:$redis_password@redis-node-1:6379,redis-node-2:6379,redis-node-3:6379
+REDIS_URL=redis://:$redis_password@redis:6379/0
+REDIS_CLUSTER_NODES=
 TLS_CERT_DIR=$tls_dir
 PROMETHEUS_RETENTION=15d
 GRAFANA_ADMIN_USER=admin

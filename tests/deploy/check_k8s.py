@@ -2,6 +2,7 @@
 """Renders every deploy/k8s overlay with kubectl's built-in kustomize, validates the objects against
 the Kubernetes schema (kubernetes-validate, strict), and checks what the deployment guide requires."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,8 @@ if not shutil.which("kubectl"):
 out_dir = sys.argv[1]
 validate = sys.argv[2]
 key = lambda o: (o["kind"], o["metadata"]["name"])
+# REDIS_CLUSTER_NODES as the server parses it: host:port seeds after one optional redis[s]:// prefix.
+SEEDS = re.compile(r"(rediss?://([^@/]*@)?)?[^,/@:\s]+:[0-9]+(,[^,/@:\s]+:[0-9]+)*")
 failures = []
 overlays = sorted(os.listdir(os.path.join(root, "deploy/k8s/overlays")))
 for ov in overlays:
@@ -45,6 +48,14 @@ for ov in overlays:
         "namespace": all(o["metadata"].get("namespace", "").startswith("facesocial-") for o in objects),
         "non-root": dep["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True,
     }
+    secret = objs.get(("Secret", "facesocial-secrets"), {})
+    env = {**(secret.get("data") or {}), **(secret.get("stringData") or {})}
+    redis = {k for k in ("REDIS_URL", "REDIS_CLUSTER_NODES") if env.get(k)}
+    if "redis-cluster" in ov:
+        checks["Secret: REDIS_CLUSTER_NODES, no REDIS_URL"] = redis == {"REDIS_CLUSTER_NODES"} and "REDIS_URL" not in env
+        checks["REDIS_CLUSTER_NODES host:port seeds"] = bool(SEEDS.fullmatch(env.get("REDIS_CLUSTER_NODES", "")))
+    else:
+        checks["Secret: REDIS_URL, no REDIS_CLUSTER_NODES"] = redis == {"REDIS_URL"}
     if "gpu" in ov:
         checks["requests nvidia.com/gpu"] = c["resources"]["limits"].get("nvidia.com/gpu") == 1
         checks["gpu image"] = c["image"].endswith("-gpu")

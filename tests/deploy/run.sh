@@ -21,12 +21,13 @@ command -v promtool >/dev/null || need+=(prometheus)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
+command -v redis-server >/dev/null || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     say "installing ${need[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     # Debian starts the services it installs where it can; these tests run their own.
-    for s in nginx prometheus postgresql; do service "$s" stop >/dev/null 2>&1 || true; done
+    for s in nginx prometheus postgresql redis-server; do service "$s" stop >/dev/null 2>&1 || true; done
   else
     echo "missing Debian packages: ${need[*]} (sudo apt-get install ${need[*]})" >&2; exit 1
   fi
@@ -78,7 +79,7 @@ static_checks() {
     grep -q "kubectl -n facesocial-production set image deployment/facesocial api=.*:v1.2.3" <<<"$out" &&
     grep -q "rollout status" <<<"$out" &&
     ! scripts/promote-to-staging.sh --version=1.2 --target=k8s --dry-run 2>/dev/null'
-  run "script syntax" bash -c 'for f in scripts/deploy/*.sh scripts/promote-to-*.sh scripts/backup.sh scripts/restore.sh scripts/preflight.sh tests/deploy/*.sh deploy/compose/postgres/*.sh scripts/containers/*.sh scripts/lib/*.sh tests/containers/*.sh tests/containers/standins/*.sh; do bash -n "$f" || exit 1; done &&
+  run "script syntax" bash -c 'for f in scripts/deploy/*.sh scripts/promote-to-*.sh scripts/backup.sh scripts/restore.sh scripts/preflight.sh tests/deploy/*.sh deploy/compose/postgres/*.sh deploy/compose/redis/*.sh scripts/containers/*.sh scripts/lib/*.sh tests/containers/*.sh tests/containers/standins/*.sh; do bash -n "$f" || exit 1; done &&
       for f in deploy/nginx/*.sh; do sh -n "$f" || exit 1; done &&
       python3 -m py_compile scripts/deploy/release.py tests/deploy/*.py tests/containers/*.py'
 }
@@ -87,11 +88,20 @@ metrics_check() {
   local bin=${FACESOCIAL_BIN:-$root/.build/release/facesocial} port=${METRICS_TEST_PORT:-18190} d rc
   [ -x "$bin" ] || { echo "no server binary at $bin"; return 1; }
   d=$(mktemp -d)
-  FACESOCIAL_HOST=127.0.0.1 FACESOCIAL_PORT=$port FACESOCIAL_DATA_DIR=$d "$bin" serve > "$d/log" 2>&1 &
+  # With a Redis behind it, so the Redis series exist; check_metrics.py stops it after a first
+  # scrape, so the error series exists too (the server answers on, with local state).
+  local redis_port=$((port + 1)) redis_pid
+  redis-server --port $redis_port --bind 127.0.0.1 --save '' --appendonly no --dir "$d" > "$d/redis.log" 2>&1 &
+  redis_pid=$!
+  for _ in $(seq 100); do redis-cli -p $redis_port ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
+  FACESOCIAL_HOST=127.0.0.1 FACESOCIAL_PORT=$port FACESOCIAL_DATA_DIR=$d REDIS_URL=redis://127.0.0.1:$redis_port \
+    "$bin" serve > "$d/log" 2>&1 &
   local pid=$!
   for _ in $(seq 100); do curl -sf -o /dev/null 127.0.0.1:$port/health/ready && break; sleep 0.1; done
-  "$venv/bin/python" tests/deploy/check_metrics.py http://127.0.0.1:$port; rc=$?
-  kill $pid; wait $pid 2>/dev/null; rm -rf "$d"
+  curl -sf -o /dev/null -H 'Content-Type: image/jpeg' --data-binary @"${FACESOCIAL_TESTDATA:-$root/../shared/testdata}/obama.jpg" \
+    127.0.0.1:$port/v1/detect
+  "$venv/bin/python" tests/deploy/check_metrics.py http://127.0.0.1:$port "$redis_pid"; rc=$?
+  kill $pid; wait $pid 2>/dev/null; kill $redis_pid 2>/dev/null; wait $redis_pid 2>/dev/null; rm -rf "$d"
   return $rc
 }
 

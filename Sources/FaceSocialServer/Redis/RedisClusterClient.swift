@@ -156,7 +156,10 @@ public actor RedisClusterClient: RedisCommands {
             }
             if let until = failedUntil[node], ContinuousClock.now < until {
                 refreshSoon()
-                throw RedisError.nodeUnavailable(node.description)
+                // Counted like a failed command of that node, so its error rate shows the outage.
+                let error = RedisError.nodeUnavailable(node.description)
+                metrics?.command(node: node.description, duration: .zero, error: error)
+                throw error
             }
             do {
                 let reply = try await operation(client(for: node), asking)
