@@ -20,8 +20,8 @@ cd "$root"
 source scripts/containers/env.sh
 export FACESOCIAL_TESTDATA=${FACESOCIAL_TESTDATA:-$root/../shared/testdata}
 phases=${1:-all}
-[ "$phases" = all ] && phases="image gpu-image run docker compose"
-[ "$phases" = quick ] && phases="binary-image run docker compose"
+[ "$phases" = all ] && phases="image gpu-image run docker compose compose-cluster"
+[ "$phases" = quick ] && phases="binary-image run docker compose compose-cluster"
 [ "${FACESOCIAL_CONTAINERS_GPU:-1}" = 0 ] && phases=${phases/gpu-image/}
 run=fsct$$
 label="org.facesocial.test=$run"
@@ -52,14 +52,17 @@ cleanup() {
   local rc=$?
   set +e
   if [ -n "$compose_env" ]; then
-    COMPOSE_PROJECT_NAME=$run scripts/deploy/compose.sh --env-file "$compose_env" down -v -t 5 >/dev/null 2>&1
+    COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-$run} scripts/deploy/compose.sh --env-file "$compose_env" down -v -t 5 >/dev/null 2>&1
   fi
   podman ps -a -q --filter "label=$label" | xargs -r podman rm -f -v -t 0 >/dev/null 2>&1
-  podman ps -a -q --filter "label=com.docker.compose.project=$run" | xargs -r podman rm -f -t 0 >/dev/null 2>&1
   podman volume ls -q --filter "label=$label" | xargs -r podman volume rm -f >/dev/null 2>&1
-  podman volume ls -q --filter "label=io.podman.compose.project=$run" | xargs -r podman volume rm -f >/dev/null 2>&1
-  podman network ls -q --filter "label=io.podman.compose.project=$run" | xargs -r podman network rm -f >/dev/null 2>&1
-  podman pod rm -f "pod_$run" >/dev/null 2>&1
+  # The compose phase's project and the cluster phase's (${run}c).
+  for project in "$run" "${run}c"; do
+    podman ps -a -q --filter "label=com.docker.compose.project=$project" | xargs -r podman rm -f -v -t 0 >/dev/null 2>&1
+    podman volume ls -q --filter "label=io.podman.compose.project=$project" | xargs -r podman volume rm -f >/dev/null 2>&1
+    podman network ls -q --filter "label=io.podman.compose.project=$project" | xargs -r podman network rm -f >/dev/null 2>&1
+    podman pod rm -f "pod_$project" >/dev/null 2>&1
+  done
   [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null
   [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null
   [ -n "$pg_dir" ] && scripts/test-services/postgres.sh stop "$pg_dir" >/dev/null 2>&1
@@ -350,6 +353,92 @@ print(f"{len(rules)} rules in {len(groups)} groups, {len(bad)} unhealthy {bad}")
   left="$(podman ps -a -q --filter "label=com.docker.compose.project=$run" | wc -l) containers, $(new_volumes) volumes, $(podman network ls --format '{{.Name}}' | grep -c "^${run}_" || true) networks"
   [ "$left" = "0 containers, 0 volumes, 0 networks" ] || { record "compose: down -v" "FAIL: left $left"; return 1; }
   record "compose: down -v" "left $left"
+}
+
+# The redis-cluster profile: six Redis nodes and the one-shot init, and an API replica whose cache
+# and rate limits live in the cluster (REDIS_URL empty, REDIS_CLUSTER_NODES set in the env file);
+# then a master container killed, and the API ready on the cluster again once its replica took over.
+phase_compose_cluster() {
+  ensure_image
+  eval "$(scripts/containers/base-images.sh)"
+  compose_env="$work/.env.cluster"
+  scripts/deploy/make-env.sh --domain api.facesocial.test --out "$compose_env" --image "${image%:*}" \
+    --version "${image##*:}" --tls-dir "$work/tls-cluster" --backup-dir "$work/backups-cluster" \
+    --secrets-dir "$work/secrets-cluster" > /dev/null
+  local password
+  password=$(sed -n 's/^REDIS_PASSWORD=//p' "$compose_env")
+  sed -i -e 's/^REDIS_URL=.*/REDIS_URL=/' \
+    -e "s|^REDIS_CLUSTER_NODES=.*|REDIS_CLUSTER_NODES=redis://:$password@redis-node-1:6379,redis-node-2:6379,redis-node-3:6379|" "$compose_env"
+  {
+    echo "HTTP_PORT=$(free_port)"; echo "HTTPS_PORT=$(free_port)"; echo "PROMETHEUS_PORT=$(free_port)"
+    echo "GRAFANA_PORT=$(free_port)"; echo "API_CPUS=1"; echo "API_MEMORY=3g"
+    third_party POSTGRES_IMAGE docker.io/library/postgres:16-bookworm postgres
+    third_party REDIS_IMAGE docker.io/library/redis:7-bookworm redis
+  } >> "$compose_env"
+  set -a; . "$compose_env"; set +a
+  export COMPOSE_PROJECT_NAME=${run}c
+  local start=$(date +%s) end ready api=${run}c_api-1_1
+  scripts/deploy/compose.sh --env-file "$compose_env" up -d redis-cluster-init api-1 > "$work/cluster-up.log" 2>&1 ||
+    { tail -30 "$work/cluster-up.log"; return 1; }
+  readiness() { podman exec "$api" curl -s http://127.0.0.1:8000/health/ready 2>/dev/null |
+    python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(d["status"], d["checks"]["cache"]["status"])' 2>/dev/null; }
+  end=$(( start + 240 ))
+  until [ "$(readiness)" = "ready ok" ]; do
+    [ "$(date +%s)" -lt "$end" ] || { record "compose cluster: api-1 ready on the cluster" "FAIL: $(readiness)";
+      podman logs --tail 20 "${run}c_redis-cluster-init_1"; podman logs --tail 20 "$api"; return 1; }
+    sleep 2
+  done
+  podman logs "$api" 2>&1 | grep -Eq 'masters(=|":")redis-node-' ||
+    { record "compose cluster: slot map by node names" "FAIL: $(podman logs "$api" 2>&1 | grep -i 'redis' | tail -3)"; return 1; }
+  record "compose cluster: init + api-1 ready, cache on the cluster" "$(( $(date +%s) - start )) s; masters $(podman logs "$api" 2>&1 | grep -Eo 'masters(=|":")[^ "]*' | head -1 | sed -E 's/masters(=|":")//')"
+  # Cached results land on the cluster's masters.
+  podman cp "${FACESOCIAL_TESTDATA:-$root/../shared/testdata}/obama.jpg" "$api:/tmp/obama.jpg" 2>/dev/null ||
+    podman exec -i "$api" sh -c 'cat > /tmp/obama.jpg' < "${FACESOCIAL_TESTDATA:-$root/../shared/testdata}/obama.jpg"
+  # Production refuses anonymous analysis: the admin of the env file signs in.
+  local token
+  token=$(podman exec "$api" curl -fsS -H 'Content-Type: application/json' \
+    -d "{\"email\":\"$FACESOCIAL_ADMIN_EMAIL\",\"password\":\"$FACESOCIAL_ADMIN_PASSWORD\"}" \
+    http://127.0.0.1:8000/v1/auth/login | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["access_token"])') ||
+    { record "compose cluster: sign-in" "FAIL"; return 1; }
+  local keys=0 n
+  for t in 0.51 0.52 0.53 0.54 0.55 0.56 0.57 0.58; do
+    podman exec "$api" curl -fsS -o /dev/null -H "Authorization: Bearer $token" -H 'Content-Type: image/jpeg' \
+      --data-binary @/tmp/obama.jpg "http://127.0.0.1:8000/v1/detect?confidence_threshold=$t" 2>/dev/null ||
+      { record "compose cluster: detect" "FAIL"; return 1; }
+  done
+  for i in 1 2 3 4 5 6; do
+    n=$(podman exec -e REDISCLI_AUTH="$password" "${run}c_redis-node-${i}_1" redis-cli --scan --pattern 'fs:result:*' 2>/dev/null | wc -l)
+    keys=$((keys + n))
+  done
+  [ "$keys" -ge 8 ] || { record "compose cluster: cached results in the cluster" "FAIL: $keys keys"; return 1; }
+  record "compose cluster: 8 detect results cached on the masters" "$keys keys"
+  # A master's container killed: degraded, then ready once its replica took over.
+  local victim="" role
+  for i in 1 2 3; do
+    role=$(podman exec -e REDISCLI_AUTH="$password" "${run}c_redis-node-${i}_1" redis-cli role 2>/dev/null | head -1)
+    [ "$role" = master ] && { victim=${run}c_redis-node-${i}_1; break; }
+  done
+  [ -n "$victim" ] || { record "compose cluster: a master to kill" "FAIL: none of nodes 1-3 is a master"; return 1; }
+  local killed degraded="" back=""
+  podman kill "$victim" > /dev/null
+  killed=$(date +%s)
+  end=$(( killed + 90 ))
+  while [ "$(date +%s)" -lt "$end" ]; do
+    ready=$(readiness)
+    [ "$ready" = "degraded degraded" ] && [ -z "$degraded" ] && degraded=$(( $(date +%s) - killed ))
+    [ -n "$degraded" ] && [ "$ready" = "ready ok" ] && { back=$(( $(date +%s) - killed )); break; }
+    podman exec "$api" curl -fsS -o /dev/null -H "Authorization: Bearer $token" -H 'Content-Type: image/jpeg' \
+      --data-binary @/tmp/obama.jpg http://127.0.0.1:8000/v1/detect 2>/dev/null || { record "compose cluster: detect while a master is lost" "FAIL"; return 1; }
+    sleep 0.5
+  done
+  [ -n "$back" ] || { record "compose cluster: master killed" "FAIL: readiness $ready (degraded after ${degraded:-never})"; return 1; }
+  record "compose cluster: master container killed" "degraded after ${degraded} s, ready on the cluster again after ${back} s; detect 200 throughout"
+  scripts/deploy/compose.sh --env-file "$compose_env" down -v > "$work/cluster-down.log" 2>&1
+  compose_env=""
+  local left
+  left="$(podman ps -a -q --filter "label=com.docker.compose.project=${run}c" | wc -l) containers, $(new_volumes) volumes, $(podman network ls --format '{{.Name}}' | grep -c "^${run}c_" || true) networks"
+  [ "$left" = "0 containers, 0 volumes, 0 networks" ] || { record "compose cluster: down -v" "FAIL: left $left"; return 1; }
+  record "compose cluster: down -v" "left $left"
 }
 
 for phase in $phases; do
