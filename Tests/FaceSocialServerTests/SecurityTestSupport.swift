@@ -131,3 +131,25 @@ func awayFromAMinuteBoundary(leaving seconds: Double = 15) async throws {
     let second = Date().timeIntervalSince1970.truncatingRemainder(dividingBy: 60)
     if 60 - second < seconds { try await Task.sleep(for: .milliseconds(Int((60.5 - second) * 1000))) }
 }
+
+/// Two instances that share Redis count one per-address limit of `limit` requests a minute: the
+/// limit spent half on each passes, the next request is refused by either.
+func expectOneIPLimit(of limit: Int, across first: Application, _ second: Application) async throws {
+    // After both instances are up: starting them took over 30 s in a cold fresh-clone run, and the
+    // sixth request landed in the next window.
+    try await awayFromAMinuteBoundary(leaving: 30)  // generous: the suite runs in parallel
+    var statuses: [HTTPStatus] = []
+    for app in Array(repeating: first, count: (limit + 1) / 2) + Array(repeating: second, count: limit / 2) {
+        try await app.testing().test(.GET, "/v1/auth/me") { res in statuses.append(res.status) }
+    }
+    #expect(!statuses.contains(.tooManyRequests), "\(statuses)")
+    try await second.testing().test(.GET, "/v1/auth/me") { res in
+        #expect(res.status == .tooManyRequests)
+        #expect(errorCode(res) == "RATE_LIMIT_EXCEEDED")
+        #expect(res.headers.first(name: "X-RateLimit-Limit") == String(limit))
+        #expect(res.headers.first(name: "X-RateLimit-Remaining") == "0")
+        #expect(Int(res.headers.first(name: "Retry-After") ?? "") != nil)
+        expectConforms("GET", "/v1/auth/me", res)
+    }
+    try await first.testing().test(.GET, "/v1/auth/me") { res in #expect(res.status == .tooManyRequests) }
+}

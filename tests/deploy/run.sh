@@ -3,7 +3,8 @@
 #   static   hadolint, compose schema, env example, promtool (config, rules, unit tests),
 #            Kubernetes overlays (render + schema + guide checks), release.py unit tests, script syntax
 #   metrics  every metric the rules and dashboard use is exported by the server (skips until /metrics)
-#   releases nginx + 4 instances under load: blue-green, canary good/bad, rollback, rolling restart
+#   releases nginx + 4 instances under load: blue-green, canary good/bad, rollback, rolling restart,
+#            slow clients (dripped heads and bodies, limit_conn)
 #   backup   backup.sh / restore.sh, PITR and dump, restore times (galleries part skips until ready)
 # Installs what is missing: Debian packages (nginx, prometheus for promtool, postgresql, openssl)
 # when root, and the Python tools into .venv-deploy. `tests/deploy/run.sh static` runs one group.

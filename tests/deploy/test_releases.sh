@@ -4,7 +4,8 @@
 # (promote-to-staging.sh), a good canary 5 -> 25 -> 100 % (promote-to-production.sh), rollback,
 # a bad canary that must roll back by itself, and a rolling restart gated on readiness.
 # Passes only with zero failed client requests. Also checks the nginx edge (TLS versions, HSTS,
-# gzip, body limit, rate limit, redirect) and graceful shutdown on SIGTERM.
+# gzip, body limit, rate limit, redirect), graceful shutdown on SIGTERM, and, the load still
+# running, slow clients against nginx (slow_clients.py: head and body timeouts, limit_conn).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -156,6 +157,14 @@ python3 scripts/deploy/release.py status | python3 -c 'import json,sys; d=json.l
 phase rolling-restart
 python3 scripts/deploy/release.py rolling-restart --drain-wait 1
 
+# Slow clients, the load still running: dripped heads, paused and dripped uploads and more requests
+# in flight than limit_conn allows, each attack from its own loopback address (nginx limits per
+# address, so the load on 127.0.0.1 is a bystander). A failure fails the test after the load's table.
+phase slow-clients
+slow_rc=0
+python3 tests/deploy/slow_clients.py --port $https_port --cafile "$ca" --conf "$T/nginx/conf/nginx.conf" \
+  --access-log "$T/nginx/logs/access.log" || slow_rc=$?
+
 phase steady
 sleep 3
 touch "$T/stop"; wait $load_pid; load_pid=""
@@ -178,4 +187,5 @@ for path, label in ((sys.argv[1], "keep-alive clients"), (sys.argv[2], "new conn
 print(f"releases took {sys.argv[3]} s under load")
 sys.exit(1 if bad else 0)
 PY
-say "PASS: zero failed requests through blue-green, canary (good and bad), rollback and rolling restart"
+[ $slow_rc = 0 ] || fail "slow clients"
+say "PASS: zero failed requests through blue-green, canary (good and bad), rollback, rolling restart and slow clients"
