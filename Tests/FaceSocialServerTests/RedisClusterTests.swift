@@ -347,6 +347,28 @@ struct RedisClusterTests {
         }
     }
 
+    /// No seed answers (nothing listens at either address): every command degrades at once, and
+    /// the callers share discoveries, at most one per second, instead of each trying every seed.
+    @Test func anUnreachableClusterIsNotAskedOnEveryCommand() async throws {
+        let ports = [try RedisTestServer.freePort(), try RedisTestServer.freePort()]
+        let seeds = try RedisEndpoint.clusterSeeds(ports.map { "127.0.0.1:\($0)" }.joined(separator: ","))
+        let metrics = RedisMetrics()
+        let client = RedisClusterClient(
+            seeds: seeds, tls: nil, group: MultiThreadedEventLoopGroup.singleton, metrics: metrics)
+        let gate = RedisGate(client: client, metrics: metrics)
+        let started = ContinuousClock.now
+        let answers = await withTaskGroup(of: Bool.self) { group in
+            for i in 0..<40 { group.addTask { await gate.run { try await $0.send(["GET", "fs:test:\(i)"]) } == nil } }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        let seconds = Int((ContinuousClock.now - started).components.seconds) + 1
+        #expect(answers.count == 40 && answers.allSatisfy { $0 }, "every command degrades")
+        // Each discovery asks both seeds once; one discovery per started second at most.
+        #expect(metrics.counts.commands <= 2 * (seconds + 1), "\(metrics.counts.commands) attempts in \(seconds) s")
+        #expect(await gate.probe() != nil)
+        await client.shutdown()
+    }
+
     /// Credentials and TLS in the same URL form for one server and for a cluster.
     @Test func credentialsAndTLSWorkForAServerAndForACluster() async throws {
         let cluster = try RedisClusterTestServer(password: "cluster-secret", tls: true)
