@@ -77,29 +77,29 @@ public actor RedisClient: RedisCommands {
     /// Sends the commands on one connection and answers the last one's reply.
     private func run(_ commands: [[[UInt8]]]) async throws -> RESPValue {
         let started = ContinuousClock.now
+        var failure: (any Error)?
+        defer { metrics?.command(node: endpoint.address, duration: ContinuousClock.now - started, error: failure) }
         let connection: RedisConnection
         do {
             connection = try await acquire()
         } catch {
-            metrics?.command(node: endpoint.address, duration: ContinuousClock.now - started, error: error)
+            failure = error
             throw error
         }
         do {
             let reply = try await connection.pipeline(commands).last!.get()
             release(connection)
             recordSuccess()
-            metrics?.command(node: endpoint.address, duration: ContinuousClock.now - started, error: nil)
             return reply
-        } catch let error as RedisError {
-            // A server-side error reply leaves the connection usable; anything else does not.
-            if case .server = error { release(connection) } else { discard(connection) }
-            if case .server = error {} else { recordFailure(error) }
-            metrics?.command(node: endpoint.address, duration: ContinuousClock.now - started, error: error)
-            throw error
         } catch {
-            discard(connection)
-            recordFailure(error)
-            metrics?.command(node: endpoint.address, duration: ContinuousClock.now - started, error: error)
+            failure = error
+            // A server-side error reply leaves the connection usable; anything else does not.
+            if case RedisError.server = error {
+                release(connection)
+            } else {
+                discard(connection)
+                recordFailure(error)
+            }
             throw error
         }
     }

@@ -270,7 +270,7 @@ public actor RedisClusterClient: RedisCommands {
             refreshing = nil
             lastRefresh = .now
         }
-        let seedNodes = seeds.map { ClusterNode(host: $0.host, port: $0.port) }
+        let seedNodes = seeds.map(\.node)
         var candidates: [ClusterNode] = []
         for node in (slotMap?.nodes ?? []) + seedNodes where !candidates.contains(node) { candidates.append(node) }
         let now = ContinuousClock.now
@@ -313,7 +313,7 @@ public actor RedisClusterClient: RedisCommands {
         // Nodes no longer in the map keep no connections.
         let known = Set(next.nodes)
         for (node, client) in clients
-        where !known.contains(node) && !seeds.contains(where: { $0.host == node.host && $0.port == node.port }) {
+        where !known.contains(node) && !seeds.contains(where: { $0.node == node }) {
             clients[node] = nil
             Task { await client.shutdown() }
         }

@@ -196,8 +196,11 @@ public struct RedisEndpoint: Sendable, Equatable, Hashable {
         return copy
     }
 
+    /// The node it names, as the slot map does.
+    public var node: ClusterNode { ClusterNode(host: host, port: port) }
+
     /// `host:port`, the node's name in metrics, logs and the slot map.
-    public var address: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    public var address: String { node.description }
 
     var hostIsAddress: Bool { IPNetwork(host) != nil }
 
