@@ -212,6 +212,23 @@ struct SubjectTopK {
         }
     }
 
+    /// `offer` for rows that are never offered twice (no look-up of an earlier item).
+    mutating func offerDistinct(_ score: Float, row: Int) {
+        if items.count < capacity {
+            items.append(Item(score: score, row: row, subject: 0))
+            var child = items.count - 1
+            while child > 0 {
+                let parent = (child - 1) / 2
+                guard items[child].score < items[parent].score else { break }
+                items.swapAt(child, parent)
+                child = parent
+            }
+        } else if score > items[0].score {
+            items[0] = Item(score: score, row: row, subject: 0)
+            siftDown(from: 0)
+        }
+    }
+
     private mutating func siftDown(from start: Int) {
         var parent = start
         while true {

@@ -26,20 +26,25 @@ public final class FaceIndex: @unchecked Sendable {
         public var candidates: Int
         /// Retrain once the rows reach this multiple of the rows the centroids were trained on.
         public var retrainGrowth: Int
+        /// Refinement planes each row keeps for the re-score (`QuantizedIVFIndex.refinementBits`).
+        public var refinementBits: Int
 
         public init(
-            approximateFrom: Int, probes: Int = 512, lists: Int? = nil, candidates: Int = 64, retrainGrowth: Int = 4
+            approximateFrom: Int, probes: Int = 512, lists: Int? = nil, candidates: Int = 64, retrainGrowth: Int = 4,
+            refinementBits: Int = QuantizedIVFIndex.defaultRefinementBits
         ) {
             self.approximateFrom = approximateFrom
             self.probes = probes
             self.lists = lists
             self.candidates = candidates
             self.retrainGrowth = retrainGrowth
+            self.refinementBits = refinementBits
         }
 
         /// The default: exact below 500,000 rows (14 ms there on the slower of the two development
-        /// CPUs, 28 ms at 1M), and 512 probes (16.6 ms, recall@10 0.982 at 10M realistic rows;
-        /// docs/benchmarks.md, "Large galleries").
+        /// CPUs, 28 ms at 1M), then 512 probes with one refinement plane (at 10M realistic rows on
+        /// the AMD machine: 11.2 ms p50, recall@10 0.990, 1,874 MB; docs/benchmarks.md, "Large
+        /// galleries").
         public static let standard = Policy(approximateFrom: 500_000)
         /// Exact at every size.
         public static let exactOnly = Policy(approximateFrom: .max)
@@ -83,7 +88,7 @@ public final class FaceIndex: @unchecked Sendable {
             storage = .approximate(
                 QuantizedIVFIndex.build(
                     from: exact, training: policy.training(rows: exact.count), probes: policy.probes,
-                    candidates: policy.candidates))
+                    candidates: policy.candidates, refinementBits: policy.refinementBits))
         } else {
             storage = .exact(exact)
         }
@@ -248,7 +253,7 @@ public final class FaceIndex: @unchecked Sendable {
             case .exact(let index):
                 built = QuantizedIVFIndex.build(
                     from: index, training: policy.training(rows: index.count), probes: policy.probes,
-                    candidates: policy.candidates)
+                    candidates: policy.candidates, refinementBits: policy.refinementBits)
             case .approximate(let index):
                 built = index.retrained(training: policy.training(rows: index.count))
             }

@@ -98,7 +98,8 @@ extension QuantizedIVFIndex {
     /// sizes before any row is added (the first later add to a list grows it by an eighth).
     public static func build(
         dimension: Int, rows: Int, subjects: Int, training: Training, probes: Int, candidates: Int,
-        log: ((String) -> Void)? = nil, forEachRow: ((UUID, UUID, UnsafePointer<Float>) -> Void) -> Void
+        refinementBits: Int = defaultRefinementBits, log: ((String) -> Void)? = nil,
+        forEachRow: ((UUID, UUID, UnsafePointer<Float>) -> Void) -> Void
     ) -> QuantizedIVFIndex {
         var stage = ContinuousClock.now
         func lap(_ what: String) {
@@ -124,7 +125,8 @@ extension QuantizedIVFIndex {
         lap("train \(training.lists) centroids on \(sample.count / dimension) rows x \(training.iterations) rounds:")
         sample = []
         var index = QuantizedIVFIndex(
-            centroids: centroids, dimension: dimension, trainedRows: rows, probes: probes, candidates: candidates)
+            centroids: centroids, dimension: dimension, trainedRows: rows, probes: probes, candidates: candidates,
+            refinementBits: refinementBits)
         // Assign in chunks (each split across cores), remembering each row's list.
         var labels = [Int32](repeating: 0, count: rows)
         let chunkRows = 8192
@@ -164,11 +166,11 @@ extension QuantizedIVFIndex {
     /// An index over the rows of an exact index.
     public static func build(
         from exact: EmbeddingIndex, training: Training, probes: Int, candidates: Int,
-        log: ((String) -> Void)? = nil
+        refinementBits: Int = defaultRefinementBits, log: ((String) -> Void)? = nil
     ) -> QuantizedIVFIndex {
         build(
             dimension: exact.dimension, rows: exact.count, subjects: exact.subjectIDs.count, training: training,
-            probes: probes, candidates: candidates, log: log
+            probes: probes, candidates: candidates, refinementBits: refinementBits, log: log
         ) { body in
             exact.vectors.withUnsafeBufferPointer { v in
                 for row in 0..<exact.count {
@@ -180,11 +182,11 @@ extension QuantizedIVFIndex {
         }
     }
 
-    /// The same rows under new centroids (the float rows are gone: trains on the 8-bit rows).
+    /// The same rows under new centroids (the float rows are gone: trains on the refined 8-bit rows).
     public func retrained(training: Training) -> QuantizedIVFIndex {
         QuantizedIVFIndex.build(
             dimension: dimension, rows: count, subjects: subjectIDs.count, training: training, probes: probes,
-            candidates: candidates, forEachRow: forEachRow)
+            candidates: candidates, refinementBits: refinementBits, forEachRow: forEachRow)
     }
 }
 

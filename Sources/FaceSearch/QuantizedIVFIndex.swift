@@ -10,10 +10,15 @@ import Foundation
 ///   steps), in 128 signed 8-bit steps of its own scale (`max |r_i| / 127`, 4 bytes),
 ///   kept as unsigned bytes (value + 128) so that AVX-512 VNNI multiplies them with the 8-bit
 ///   query directly; the query's constant `128 * sum(q)` is subtracted once.
+/// - Each row also keeps `refinementBits` (0, 1 or 2) bit planes of what the 8-bit step rounded
+///   away: plane 1 says on which side of the step the value lay, plane 2 in which half of that
+///   side. The scan never reads them; the re-score does, which cuts the rounding left in a
+///   returned similarity by 2x (one plane) or 4x (two), for 16 bytes a row each.
 /// - A search scores the query against every centroid, scans the best `probes` lists with the
-///   8-bit kernel (split across cores), adds the list's centroid score, keeps the best `candidates` subjects by that estimate,
-///   and re-scores each of their rows with the float query against the 8-bit row (only the row's
-///   rounding is left: about 1e-3 of cosine) before the final top k.
+///   8-bit kernel (split across cores), adds the list's centroid score, keeps the best `candidates`
+///   subjects and the best `4 * candidates` faces by that estimate, and re-scores each of those
+///   rows with the float query against the refined row before the final top k (per subject: its
+///   best re-scored face, so a subject is not judged by the face the 8-bit estimate preferred).
 /// - Adding a row appends to one list; removing one moves that list's last row into its place.
 ///   Neither copies more than one list.
 public struct QuantizedIVFIndex: Sendable {
@@ -25,34 +30,69 @@ public struct QuantizedIVFIndex: Sendable {
     public let trainedRows: Int
     /// Lists scanned per query.
     public var probes: Int
-    /// Subjects kept by the 8-bit estimate and re-scored.
+    /// Subjects kept by the 8-bit estimate and re-scored (and four times as many faces).
     public var candidates: Int
+    /// Bit planes of refinement a row keeps (0, 1 or 2); see the type's comment.
+    public private(set) var refinementBits: Int
 
     struct List: Sendable {
         var codes: [UInt8] = []
+        /// `refinementBits * dimension / 8` bytes a row: plane 1's bytes, then plane 2's.
+        var refinement: [UInt8] = []
         var scales: [Float] = []
         var ordinals: [UInt32] = []
     }
     private(set) var lists: [List]
-    // Per face ordinal; a free ordinal has `faceList == .max`.
+    // Per face ordinal; a free ordinal has `faceList == .max`. A row's place in its list is not
+    // kept (4 bytes a face): a search carries it from the scan, a removal looks it up in the list.
     private(set) var faceIDs: [UUID] = []
     private(set) var faceSubjects: [Int32] = []
-    private var faceList: [UInt32] = []
-    private var facePosition: [UInt32] = []
+    private var faceList: [UInt16] = []
     private var freeOrdinals: [UInt32] = []
     private var faceTable = OrdinalTable()
     private(set) var subjectIDs: [UUID] = []
     private var subjectTable = OrdinalTable()
     public private(set) var count = 0
 
-    public init(centroids: [Float], dimension: Int, trainedRows: Int, probes: Int, candidates: Int) {
+    public init(
+        centroids: [Float], dimension: Int, trainedRows: Int, probes: Int, candidates: Int,
+        refinementBits: Int = QuantizedIVFIndex.defaultRefinementBits
+    ) {
         precondition(dimension > 0 && dimension % 16 == 0 && centroids.count % dimension == 0 && !centroids.isEmpty)
+        precondition(centroids.count / dimension < Int(UInt16.max), "list numbers are kept in 16 bits")
+        precondition((0...2).contains(refinementBits))
         self.dimension = dimension
         self.centroids = centroids
         self.trainedRows = trainedRows
         self.probes = probes
         self.candidates = candidates
+        self.refinementBits = refinementBits
         lists = [List](repeating: List(), count: centroids.count / dimension)
+    }
+
+    /// One plane: at 10M realistic rows recall@10 0.990 in 1,874 MB (none: 0.982 in 1,713 MB; two:
+    /// 0.994 in 2,034 MB), docs/benchmarks.md "Large galleries".
+    public static let defaultRefinementBits = 1
+
+    /// Bytes of refinement a row keeps.
+    var refinementBytes: Int { refinementBits * dimension / 8 }
+
+    /// Drops the last refinement plane of every row (the benchmark measures each plane count on
+    /// one build; the memory it reports is then what that count really holds).
+    public mutating func dropRefinementPlane() {
+        guard refinementBits > 0 else { return }
+        let plane = dimension / 8
+        let kept = (refinementBits - 1) * plane
+        for l in lists.indices {
+            let rows = lists[l].ordinals.count
+            var refinement: [UInt8] = []
+            refinement.reserveCapacity(lists[l].ordinals.capacity * kept)
+            for r in 0..<rows {
+                refinement.append(contentsOf: lists[l].refinement[(r * refinementBytes)..<(r * refinementBytes + kept)])
+            }
+            lists[l].refinement = refinement
+        }
+        refinementBits -= 1
     }
 
     public var subjectCount: Int {
@@ -68,11 +108,14 @@ public struct QuantizedIVFIndex: Sendable {
         return n
     }
 
-    /// Bytes held, by capacity: codes, scales, ordinals, per-face ids and places, both tables.
+    /// Bytes held, by capacity: codes, refinement, scales, ordinals, per-face ids and lists, both tables.
     public var memoryBytes: Int {
         var bytes = centroids.capacity * 4 + lists.capacity * MemoryLayout<List>.stride
-        for list in lists { bytes += list.codes.capacity + list.scales.capacity * 4 + list.ordinals.capacity * 4 }
-        bytes += faceIDs.capacity * 16 + faceSubjects.capacity * 4 + faceList.capacity * 4 + facePosition.capacity * 4
+        for list in lists {
+            bytes +=
+                list.codes.capacity + list.refinement.capacity + list.scales.capacity * 4 + list.ordinals.capacity * 4
+        }
+        bytes += faceIDs.capacity * 16 + faceSubjects.capacity * 4 + faceList.capacity * 2
         bytes += freeOrdinals.capacity * 4 + faceTable.memoryBytes + subjectIDs.capacity * 16 + subjectTable.memoryBytes
         return bytes
     }
@@ -84,13 +127,13 @@ public struct QuantizedIVFIndex: Sendable {
         faceIDs.reserveCapacity(faces)
         faceSubjects.reserveCapacity(faces)
         faceList.reserveCapacity(faces)
-        facePosition.reserveCapacity(faces)
         subjectIDs.reserveCapacity(subjects)
         if faceTable.count == 0 { faceTable = OrdinalTable(capacity: faces) }
         if subjectTable.count == 0 { subjectTable = OrdinalTable(capacity: subjects) }
         if let listRows {
             for (l, rows) in listRows.enumerated() {
                 lists[l].codes.reserveCapacity(rows * dimension)
+                lists[l].refinement.reserveCapacity(rows * refinementBytes)
                 lists[l].scales.reserveCapacity(rows)
                 lists[l].ordinals.reserveCapacity(rows)
             }
@@ -145,18 +188,16 @@ public struct QuantizedIVFIndex: Sendable {
             faceSubjects[Int(free)] = subject
         } else {
             ordinal = UInt32(faceIDs.count)
-            // The per-face columns grow by an eighth, not doubled (10M rows: 28 bytes each).
+            // The per-face columns grow by an eighth, not doubled (10M rows: 22 bytes each).
             if faceIDs.count == faceIDs.capacity {
                 let target = faceIDs.count + faceIDs.count / 8 + 16
                 faceIDs.reserveCapacity(target)
                 faceSubjects.reserveCapacity(target)
                 faceList.reserveCapacity(target)
-                facePosition.reserveCapacity(target)
             }
             faceIDs.append(faceID)
             faceSubjects.append(subject)
             faceList.append(0)
-            facePosition.append(0)
         }
         faceTable.insert(ordinal, keys: faceIDs)
         var peak: Float = 0
@@ -164,16 +205,61 @@ public struct QuantizedIVFIndex: Sendable {
         for i in 0..<dimension { peak = max(peak, abs(vector[i] - centroids[centre + i])) }
         let scale = peak > 0 ? peak / 127 : 1
         let inverse = 1 / scale
-        lists[list].grow(by: 1, dimension: dimension)
-        faceList[Int(ordinal)] = UInt32(list)
-        facePosition[Int(ordinal)] = UInt32(lists[list].ordinals.count)
+        lists[list].grow(by: 1, dimension: dimension, refinementBytes: refinementBytes)
+        faceList[Int(ordinal)] = UInt16(list)
         lists[list].ordinals.append(ordinal)
         lists[list].scales.append(scale)
+        let planeBytes = dimension / 8
+        var planes = [UInt8](repeating: 0, count: 2 * planeBytes)
         for i in 0..<dimension {
-            let step = max(-127, min(127, ((vector[i] - centroids[centre + i]) * inverse).rounded()))
+            let exact = (vector[i] - centroids[centre + i]) * inverse
+            let step = max(-127, min(127, exact.rounded()))
             lists[list].codes.append(UInt8(Int(step) + 128))
+            // What the step rounded away, in [-1/2, 1/2] of a step: its side, then its half.
+            let rest = exact - step
+            if rest >= 0 { planes[i / 8] |= 1 << (i % 8) }
+            if abs(rest) >= 0.25 { planes[planeBytes + i / 8] |= 1 << (i % 8) }
         }
+        lists[list].refinement.append(contentsOf: planes.prefix(refinementBytes))
         count += 1
+    }
+
+    /// A row's value in steps: its 8-bit code plus what its refinement planes restore.
+    @inline(__always)
+    static func steps(code: UInt8, refinement: UnsafePointer<UInt8>, planeBytes: Int, bits: Int, at i: Int) -> Float {
+        let value = Float(Int(code) - 128)
+        guard bits > 0 else { return value }
+        let positive = refinement[i / 8] & (1 << (i % 8)) != 0
+        let magnitude: Float
+        if bits == 1 {
+            magnitude = 0.25
+        } else {
+            magnitude = refinement[planeBytes + i / 8] & (1 << (i % 8)) != 0 ? 0.375 : 0.125
+        }
+        return positive ? value + magnitude : value - magnitude
+    }
+
+    /// A row's similarity to the float query: the list's centroid score plus the refined residual's.
+    func rescore(list l: Int, position: Int, query: UnsafePointer<Float>, centroidScore: Float) -> Float {
+        let d = dimension
+        let bits = refinementBits
+        let planeBytes = d / 8
+        let refinementBytes = self.refinementBytes
+        let list = lists[l]
+        return list.codes.withUnsafeBufferPointer { codes in
+            list.refinement.withUnsafeBufferPointer { refinement in
+                let code = codes.baseAddress! + position * d
+                // An empty array's base address may be nil; with no planes nothing is read.
+                let planes = refinement.baseAddress.map { $0 + position * refinementBytes } ?? UnsafePointer(code)
+                var sum: Float = 0
+                for i in 0..<d {
+                    sum +=
+                        Self.steps(code: code[i], refinement: planes, planeBytes: planeBytes, bits: bits, at: i)
+                        * query[i]
+                }
+                return centroidScore + sum * list.scales[position]
+            }
+        }
     }
 
     /// Removes a face by moving its list's last row into its place.
@@ -181,21 +267,25 @@ public struct QuantizedIVFIndex: Sendable {
     public mutating func remove(faceID: UUID) -> Bool {
         guard let ordinal = faceTable.remove(faceID, keys: faceIDs) else { return false }
         let list = Int(faceList[Int(ordinal)])
-        let position = Int(facePosition[Int(ordinal)])
+        // The row's place: one pass over its list's ordinals (about 2,400 at 10M rows).
+        let position = lists[list].ordinals.firstIndex(of: ordinal)!
         let last = lists[list].ordinals.count - 1
         if position != last {
-            let moved = lists[list].ordinals[last]
-            lists[list].ordinals[position] = moved
+            lists[list].ordinals[position] = lists[list].ordinals[last]
             lists[list].scales[position] = lists[list].scales[last]
             let d = dimension
             lists[list].codes.withUnsafeMutableBufferPointer { codes in
                 for i in 0..<d { codes[position * d + i] = codes[last * d + i] }
             }
-            facePosition[Int(moved)] = UInt32(position)
+            let r = refinementBytes
+            lists[list].refinement.withUnsafeMutableBufferPointer { refinement in
+                for i in 0..<r { refinement[position * r + i] = refinement[last * r + i] }
+            }
         }
         lists[list].ordinals.removeLast()
         lists[list].scales.removeLast()
         lists[list].codes.removeLast(dimension)
+        lists[list].refinement.removeLast(refinementBytes)
         faceList[Int(ordinal)] = .max
         freeOrdinals.append(ordinal)
         count -= 1
@@ -214,19 +304,30 @@ public struct QuantizedIVFIndex: Sendable {
         return faces.count
     }
 
-    /// Every live row, dequantised into `into` (dimension floats), with its face and subject:
-    /// what a retraining reads when the float rows are gone.
+    /// Every live row, dequantised (with its refinement) into `dimension` floats, with its face and
+    /// subject: what a retraining reads when the float rows are gone.
     func forEachRow(_ body: (UUID, UUID, UnsafePointer<Float>) -> Void) {
         var row = [Float](repeating: 0, count: dimension)
+        let d = dimension
+        let bits = refinementBits
+        let refinementBytes = self.refinementBytes
         row.withUnsafeMutableBufferPointer { row in
             for (l, list) in lists.enumerated() {
                 list.codes.withUnsafeBufferPointer { codes in
-                    for (p, ordinal) in list.ordinals.enumerated() {
-                        let scale = list.scales[p]
-                        for i in 0..<dimension {
-                            row[i] = centroids[l * dimension + i] + Float(Int(codes[p * dimension + i]) - 128) * scale
+                    list.refinement.withUnsafeBufferPointer { refinement in
+                        for (p, ordinal) in list.ordinals.enumerated() {
+                            let scale = list.scales[p]
+                            let code = codes.baseAddress! + p * d
+                            let planes = refinement.baseAddress.map { $0 + p * refinementBytes } ?? UnsafePointer(code)
+                            for i in 0..<d {
+                                row[i] =
+                                    centroids[l * d + i]
+                                    + Self.steps(
+                                        code: code[i], refinement: planes, planeBytes: d / 8, bits: bits, at: i)
+                                    * scale
+                            }
+                            body(faceIDs[Int(ordinal)], subjectIDs[Int(faceSubjects[Int(ordinal)])], row.baseAddress!)
                         }
-                        body(faceIDs[Int(ordinal)], subjectIDs[Int(faceSubjects[Int(ordinal)])], row.baseAddress!)
                     }
                 }
             }
@@ -265,11 +366,14 @@ public struct QuantizedIVFIndex: Sendable {
         let queryScale = peak > 0 ? peak / 127 : 1
         let q8 = query.map { Int8(max(-127, min(127, ($0 / queryScale).rounded()))) }
         let offset = 128 * q8.reduce(Int32(0)) { $0 + Int32($1) }
+        // Two shortlists from the scan: the best `shortlist` subjects (each by the face the estimate
+        // prefers) and the best `4 * shortlist` faces whatever their subjects, so that a subject's
+        // other faces near the top are re-scored too. A row is kept as its list and place.
         let shortlist = max(candidates, k)
         let rows = probed.reduce(0) { $0 + lists[$1].ordinals.count }
         let parts = rows >= 32_768 ? min(ProcessInfo.processInfo.activeProcessorCount, probed.count) : 1
         let longest = probed.reduce(0) { max($0, lists[$1].ordinals.count) }
-        var found = [SubjectTopK](repeating: SubjectTopK(capacity: shortlist), count: parts)
+        var found = [Shortlists](repeating: Shortlists(subjects: shortlist, faces: 4 * shortlist), count: parts)
         faceSubjects.withUnsafeBufferPointer { subjects in
             q8.withUnsafeBufferPointer { q8 in
                 nonisolated(unsafe) let subjects = subjects
@@ -277,14 +381,15 @@ public struct QuantizedIVFIndex: Sendable {
                 found.withUnsafeMutableBufferPointer { found in
                     nonisolated(unsafe) let found = found
                     let body: @Sendable (Int) -> Void = { part in
-                        var top = SubjectTopK(capacity: shortlist)
+                        var top = Shortlists(subjects: shortlist, faces: 4 * shortlist)
                         var raw = [Int32](repeating: 0, count: longest)
                         raw.withUnsafeMutableBufferPointer { raw in
                             // Interleaved lists: the best-scored lists are spread over the parts.
                             var p = part
                             while p < probed.count {
-                                let list = lists[probed[p]]
-                                let base = coarseScores[probed[p]]
+                                let l = probed[p]
+                                let list = lists[l]
+                                let base = coarseScores[l]
                                 let n = list.ordinals.count
                                 list.codes.withUnsafeBufferPointer { codes in
                                     fs_dot_u8s8_rows(codes.baseAddress!, n, d, q8.baseAddress!, raw.baseAddress!)
@@ -297,7 +402,7 @@ public struct QuantizedIVFIndex: Sendable {
                                             guard estimate > floor else { continue }
                                             let ordinal = ordinals[i]
                                             top.offer(
-                                                estimate, row: Int(ordinal),
+                                                estimate, place: l << 32 | i,
                                                 subject: perFace ? Int32(bitPattern: ordinal) : subjects[Int(ordinal)])
                                             floor = top.floor
                                         }
@@ -316,27 +421,45 @@ public struct QuantizedIVFIndex: Sendable {
                 }
             }
         }
-        var merged = SubjectTopK(capacity: shortlist)
+        // Re-score both shortlists' rows (each once) with the float query against the refined rows.
+        var places = Set<Int>()
         for part in found {
-            for item in part.items { merged.offer(item.score, row: item.row, subject: item.subject) }
+            for item in part.subjects.items { places.insert(item.row) }
+            for item in part.faces.items { places.insert(item.row) }
         }
-        // Re-score the shortlist with the float query against each 8-bit row.
         var best = SubjectTopK(capacity: k)
-        for item in merged.items {
-            let l = Int(faceList[item.row])
-            let list = lists[l]
-            let position = Int(facePosition[item.row])
-            let score = list.codes.withUnsafeBufferPointer { codes in
-                var sum: Float = 0
-                let base = position * d
-                for i in 0..<d { sum += Float(Int(codes[base + i]) - 128) * query[i] }
-                return coarse[l] + sum * list.scales[position]
+        query.withUnsafeBufferPointer { q in
+            for place in places {
+                let l = place >> 32
+                let position = place & 0xFFFF_FFFF
+                let ordinal = Int(lists[l].ordinals[position])
+                let score = rescore(list: l, position: position, query: q.baseAddress!, centroidScore: coarse[l])
+                best.offer(
+                    score, row: ordinal, subject: perFace ? Int32(truncatingIfNeeded: ordinal) : faceSubjects[ordinal])
             }
-            best.offer(score, row: item.row, subject: item.subject)
         }
         return best.sortedDescending().map {
             EmbeddingIndex.Match(
                 subjectID: subjectIDs[Int(faceSubjects[$0.row])], faceID: faceIDs[$0.row], similarity: $0.score)
+        }
+    }
+
+    /// The scan's two shortlists: subjects (each by its best-estimated face) and faces.
+    struct Shortlists {
+        var subjects: SubjectTopK
+        var faces: SubjectTopK
+
+        init(subjects: Int, faces: Int) {
+            self.subjects = SubjectTopK(capacity: subjects)
+            self.faces = SubjectTopK(capacity: faces)
+        }
+
+        /// Below both floors a row can enter neither.
+        var floor: Float { min(subjects.floor, faces.floor) }
+
+        mutating func offer(_ estimate: Float, place: Int, subject: Int32) {
+            if estimate > subjects.floor { subjects.offer(estimate, row: place, subject: subject) }
+            if estimate > faces.floor { faces.offerDistinct(estimate, row: place) }
         }
     }
 
@@ -373,11 +496,12 @@ public struct QuantizedIVFIndex: Sendable {
 extension QuantizedIVFIndex.List {
     /// Room for `rows` more rows: capacity grows by an eighth (not doubled), so a list holds little
     /// slack and one growth copies one list.
-    mutating func grow(by rows: Int, dimension: Int) {
+    mutating func grow(by rows: Int, dimension: Int, refinementBytes: Int) {
         let needed = ordinals.count + rows
         guard needed > ordinals.capacity else { return }
         let target = max(needed, ordinals.count + ordinals.count / 8 + 16)
         codes.reserveCapacity(target * dimension)
+        refinement.reserveCapacity(target * refinementBytes)
         scales.reserveCapacity(target)
         ordinals.reserveCapacity(target)
     }

@@ -92,7 +92,8 @@ public enum FaceSocialApp {
         let gallery = GalleryService(
             router: app.databaseRouter, cipher: try DataCipher(config: config), logger: app.logger,
             pollMs: config.galleryPollMs,
-            searchPolicy: FaceIndex.Policy(approximateFrom: config.galleryApproximateFrom))
+            searchPolicy: FaceIndex.Policy(
+                approximateFrom: config.galleryApproximateFrom, refinementBits: config.galleryRefinementBits))
         app.storage[GalleryServiceKey.self] = gallery
         app.lifecycle.use(GalleryLifecycle(gallery: gallery))
         app.lifecycle.use(HeapTrimmer.start())

@@ -148,7 +148,7 @@ func bench(_ o: Options) throws {
     let training = QuantizedIVFIndex.Training(lists: o.lists ?? QuantizedIVFIndex.Training.lists(forRows: rows))
     let rssBeforeIVF = residentBytes()
     clock = ContinuousClock.now
-    var ivf = QuantizedIVFIndex.build(from: exact, training: training, probes: 64, candidates: 64) {
+    var ivf = QuantizedIVFIndex.build(from: exact, training: training, probes: 64, candidates: 64, refinementBits: 2) {
         print("  ivf build: \($0)")
     }
     let ivfBuild = milliseconds(ContinuousClock.now - clock)
@@ -165,29 +165,34 @@ func bench(_ o: Options) throws {
             "1.000", "1.000", "0", "\(exact.memoryBytes / 1_000_000)",
         ]
     ]
-    for probes in o.probes where probes <= ivf.listCount {
-        for q in queries.prefix(5) { _ = ivf.search(q, k: o.k, perFace: false, probes: probes) }
-        var times: [Double] = []
-        var subjectRecall = 0.0
-        var faceRecall = 0.0
-        var maxError: Float = 0
-        for (i, q) in queries.enumerated() {
-            let start = ContinuousClock.now
-            let found = ivf.search(q, k: o.k, perFace: false, probes: probes)
-            times.append(milliseconds(ContinuousClock.now - start))
-            subjectRecall += recall(found, truthSubjects[i], faces: false)
-            let faces = ivf.search(q, k: o.k, perFace: true, probes: probes)
-            faceRecall += recall(faces, truthFaces[i], faces: true)
-            // Similarity error on faces both answers hold.
-            let exactScores = Dictionary(truthFaces[i].map { ($0.faceID, $0.similarity) }, uniquingKeysWith: max)
-            for m in faces { if let e = exactScores[m.faceID] { maxError = max(maxError, abs(e - m.similarity)) } }
+    // Each refinement plane count on the same build: two planes, then one, then none (each drop
+    // frees its plane, so the MB column is what that count holds).
+    for bits in stride(from: ivf.refinementBits, through: 0, by: -1) {
+        while ivf.refinementBits > bits { ivf.dropRefinementPlane() }
+        for probes in o.probes where probes <= ivf.listCount {
+            for q in queries.prefix(5) { _ = ivf.search(q, k: o.k, perFace: false, probes: probes) }
+            var times: [Double] = []
+            var subjectRecall = 0.0
+            var faceRecall = 0.0
+            var maxError: Float = 0
+            for (i, q) in queries.enumerated() {
+                let start = ContinuousClock.now
+                let found = ivf.search(q, k: o.k, perFace: false, probes: probes)
+                times.append(milliseconds(ContinuousClock.now - start))
+                subjectRecall += recall(found, truthSubjects[i], faces: false)
+                let faces = ivf.search(q, k: o.k, perFace: true, probes: probes)
+                faceRecall += recall(faces, truthFaces[i], faces: true)
+                // Similarity error on faces both answers hold.
+                let exactScores = Dictionary(truthFaces[i].map { ($0.faceID, $0.similarity) }, uniquingKeysWith: max)
+                for m in faces { if let e = exactScores[m.faceID] { maxError = max(maxError, abs(e - m.similarity)) } }
+            }
+            times.sort()
+            table.append([
+                o.gallery, "\(rows)", "ivf-sq8+r\(bits) \(ivf.listCount)/\(probes)", fmt(percentile(times, 0.5)),
+                fmt(percentile(times, 0.99)), fmt(subjectRecall / Double(queries.count), 3),
+                fmt(faceRecall / Double(queries.count), 3), fmt(Double(maxError), 4), "\(ivf.memoryBytes / 1_000_000)",
+            ])
         }
-        times.sort()
-        table.append([
-            o.gallery, "\(rows)", "ivf-sq8 \(ivf.listCount)/\(probes)", fmt(percentile(times, 0.5)),
-            fmt(percentile(times, 0.99)), fmt(subjectRecall / Double(queries.count), 3),
-            fmt(faceRecall / Double(queries.count), 3), fmt(Double(maxError), 4), "\(ivf.memoryBytes / 1_000_000)",
-        ])
     }
     printTable(
         [

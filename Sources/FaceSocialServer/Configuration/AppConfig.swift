@@ -49,6 +49,7 @@ public struct AppConfig: Sendable {
     /// From this many faces of one model in a collection, identify searches the 8-bit inverted
     /// file instead of every row (docs/galleries.md).
     public var galleryApproximateFrom: Int = FaceIndex.Policy.standard.approximateFrom
+    public var galleryRefinementBits: Int = FaceIndex.Policy.standard.refinementBits
     /// Run pending migrations when the server starts (`facesocial migrate` runs them on demand).
     public var autoMigrate: Bool = true
     public var modelDirectory: URL
@@ -177,6 +178,8 @@ public struct AppConfig: Sendable {
         withData.galleryPollMs = try integer("FACESOCIAL_GALLERY_POLL_MS", 500, 50...60_000)
         withData.galleryApproximateFrom = try integer(
             "FACESOCIAL_GALLERY_APPROXIMATE_FROM", FaceIndex.Policy.standard.approximateFrom, 1_000...Int(Int32.max))
+        withData.galleryRefinementBits = try integer(
+            "FACESOCIAL_GALLERY_REFINEMENT_BITS", FaceIndex.Policy.standard.refinementBits, 0...2)
         if let raw = value("FACESOCIAL_AUTO_MIGRATE")?.lowercased() {
             guard ["true", "false", "1", "0"].contains(raw) else {
                 throw ConfigError.invalid(variable: "FACESOCIAL_AUTO_MIGRATE", reason: "expected true or false")

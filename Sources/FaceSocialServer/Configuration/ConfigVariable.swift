@@ -61,6 +61,11 @@ public struct ConfigVariable: Sendable {
                     "from this many faces of one model in a collection, identify searches an 8-bit inverted-file index (recall@10 about 0.99) instead of every row"
             ),
             .init(
+                name: "FACESOCIAL_GALLERY_REFINEMENT_BITS", defaultValue: "1",
+                summary:
+                    "bit planes (0-2) of what the inverted file's 8-bit steps round away, kept for the re-score: 16 bytes a face each; at 10M faces recall@10 0.982 / 0.990 / 0.994"
+            ),
+            .init(
                 name: "FACESOCIAL_AUTO_MIGRATE", defaultValue: "true",
                 summary: "apply pending database migrations at start; false leaves it to `facesocial migrate`"),
             .init(name: "FACESOCIAL_MODEL_DIR", defaultValue: "var/models", summary: "installed model files"),
