@@ -70,6 +70,7 @@ public enum FaceSocialApp {
 
     public static func configure(_ app: Application, config: AppConfig, registry: ModelRegistry? = nil) async throws {
         let config = try config.withInstallationSecrets()
+        APIJSON.install()
         app.http.server.configuration.hostname = config.host
         app.http.server.configuration.port = config.port
         app.http.server.configuration.idleTimeout = .seconds(Int64(config.security.idleTimeoutSeconds))

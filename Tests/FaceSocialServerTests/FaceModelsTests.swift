@@ -1,3 +1,4 @@
+import FaceKit
 import Foundation
 import ModelRuntime
 import Testing
@@ -50,6 +51,14 @@ import Testing
                 "model sface: input colour is BGR, the pipeline feeds RGB"
             ),
             (
+                try Self.edited("minifas") { $0.input.range = "0..255" },
+                "model minifas: input range is 0..255, the pipeline feeds 0..1"
+            ),
+            (
+                try Self.edited("retinaface") { $0.input.range = "0..255" },
+                "model retinaface: input range is 0..255, the pipeline feeds 0..255 minus (104,117,123)"
+            ),
+            (
                 try Self.edited("gender") { $0.service = .deepfake },
                 "model gender: a deepfake model needs a classifier spec"
             ),
@@ -61,6 +70,15 @@ import Testing
         var without = try Self.manifest()
         without.models.removeAll { $0.id == "retinaface" }
         #expect(FaceModel.mismatches(in: without) == [])
+    }
+
+    /// Each way the manifest writes a range comes from the normalisation a pipeline applies.
+    @Test func rangeTextsComeFromTheNormalisation() {
+        #expect(Normalization.identity.rangeText == "0..255")
+        #expect(Normalization.unitRange.rangeText == "0..1")
+        #expect(Normalization(mean: (104, 117, 123)).rangeText == "0..255 minus (104,117,123)")
+        #expect(AgeEstimator.normalization.rangeText == "(x - (122.782,117.001,104.298)) / 256")
+        #expect(Normalization(mean: (1, 2, 3), scale: (0.5, 0.25, 1)).rangeText == "(x - (1,2,3)) * (0.5,0.25,1)")
     }
 
     @Test func aMismatchStopsTheServerAtStartAndAnUnknownRoleAtRead() throws {

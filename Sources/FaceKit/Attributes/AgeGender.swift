@@ -115,6 +115,7 @@ public struct AgeEstimator: Sendable {
     public static let channelOrder: ChannelOrder = .rgb
     public static let outputName = "probabilities"
     public static let inputSize = 64
+    public static let normalization = AttributeAlignment.normalization
     /// The age of each output bin.
     public static let ages: [Float] = [0.25] + (1...80).map(Float.init)
 
@@ -127,7 +128,7 @@ public struct AgeEstimator: Sendable {
     public func preprocess(chip: RGBImage) -> Tensor {
         precondition(
             chip.width == Self.inputSize && chip.height == Self.inputSize, "the age network needs a 64×64 chip")
-        return Preprocessing.planar(chip, order: Self.channelOrder, normalization: AttributeAlignment.normalization)
+        return Preprocessing.planar(chip, order: Self.channelOrder, normalization: Self.normalization)
     }
 
     /// One estimate per batch row.
@@ -192,6 +193,7 @@ public struct GenderClassifier: Sendable {
     public static let channelOrder: ChannelOrder = .rgb
     public static let outputName = "probabilities"
     public static let inputSize = 32
+    public static let normalization = AttributeAlignment.normalization
     public static let labels = ["female", "male"]
 
     public init() {}
@@ -203,7 +205,7 @@ public struct GenderClassifier: Sendable {
     public func preprocess(chip: RGBImage) -> Tensor {
         precondition(
             chip.width == Self.inputSize && chip.height == Self.inputSize, "the gender network needs a 32×32 chip")
-        return Preprocessing.planar(chip, order: Self.channelOrder, normalization: AttributeAlignment.normalization)
+        return Preprocessing.planar(chip, order: Self.channelOrder, normalization: Self.normalization)
     }
 
     /// One estimate per batch row.

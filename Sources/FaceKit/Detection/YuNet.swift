@@ -8,12 +8,16 @@ public struct YuNet: Sendable {
     public static let inputName = "input"
     /// The channel order the network was trained on (the manifest's `input.color`).
     public static let channelOrder: ChannelOrder = .bgr
+    /// Raw 0…255 values (the manifest's `input.range`).
+    public static let normalization = Normalization.identity
 
     public init() {}
 
     /// The network sees a 640×640 BGR letterbox with values 0…255.
     public func preprocess(_ image: RGBImage) -> (Tensor, LetterboxGeometry) {
-        Preprocessing.letterbox(image, width: Self.inputSize, height: Self.inputSize, order: Self.channelOrder)
+        Preprocessing.letterbox(
+            image, width: Self.inputSize, height: Self.inputSize, order: Self.channelOrder,
+            normalization: Self.normalization)
     }
 
     /// Decodes the per-stride heads (`cls_s`, `obj_s`, `bbox_s`, `kps_s`) into faces in the

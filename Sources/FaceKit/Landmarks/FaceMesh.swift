@@ -37,6 +37,8 @@ public struct FaceMesh: Sendable {
     public static let presenceOutput = "conv2d_30"
     public static let inputSize = 192
     public static let pointCount = 468
+    /// Values 0…1 (the manifest's `input.range`).
+    public static let normalization = Normalization.unitRange
     /// MediaPipe enlarges the detector's square by 1.5 before landmarking; the network was trained
     /// on faces framed that way.
     public static let cropExpansion: Float = 1.5
@@ -86,7 +88,7 @@ public struct FaceMesh: Sendable {
         precondition(
             crop.width == Self.inputSize && crop.height == Self.inputSize, "the face mesh needs a 192×192 crop")
         return Preprocessing.planar(
-            crop, order: Self.channelOrder, normalization: Normalization(scale: (1 / 255, 1 / 255, 1 / 255)))
+            crop, order: Self.channelOrder, normalization: Self.normalization)
     }
 
     /// Maps the crop-pixel points back through `transform` into the image; z is divided by the

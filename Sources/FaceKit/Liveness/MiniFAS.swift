@@ -27,6 +27,8 @@ public struct MiniFAS: Sendable {
     public static let channelOrder: ChannelOrder = .rgb
     public static let outputName = "output"
     public static let inputSize = 128
+    /// Values 0…1 (the manifest's `input.range`).
+    public static let normalization = Normalization.unitRange
     /// The crop is a square of side max(w, h) × this, centred on the face box (the authors' crop).
     public static let cropExpansion: Float = 1.5
     /// The default real − spoof margin. Measured in float32 with YuNet boxes (score 0.6) on every
@@ -58,7 +60,7 @@ public struct MiniFAS: Sendable {
     public func preprocess(crop: RGBImage) -> Tensor {
         precondition(crop.width == Self.inputSize && crop.height == Self.inputSize, "MiniFAS needs a 128×128 crop")
         return Preprocessing.planar(
-            crop, order: Self.channelOrder, normalization: Normalization(scale: (1 / 255, 1 / 255, 1 / 255)))
+            crop, order: Self.channelOrder, normalization: Self.normalization)
     }
 
     /// One result per batch row from the (real, spoof) logits.

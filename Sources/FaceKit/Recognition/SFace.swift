@@ -8,13 +8,15 @@ public struct SFace: Sendable {
     public static let outputName = "fc1"
     public static let inputSize = FaceAlignment.templateSize
     public static let dimension = 128
+    /// Raw 0…255 values (the manifest's `input.range`).
+    public static let normalization = Normalization.identity
 
     public init() {}
 
     /// The network sees the chip as RGB planes with raw 0…255 values (no mean, no scale).
     public func preprocess(chip: RGBImage) -> Tensor {
         precondition(chip.width == Self.inputSize && chip.height == Self.inputSize, "SFace needs a 112×112 chip")
-        return Preprocessing.planar(chip, order: Self.channelOrder)
+        return Preprocessing.planar(chip, order: Self.channelOrder, normalization: Self.normalization)
     }
 
     /// `fc1` is unnormalised; L2-normalising it makes cosine similarity a plain dot product and

@@ -15,6 +15,29 @@ public struct Normalization: Sendable, Equatable {
     }
 
     public static let identity = Normalization()
+    /// Values 0…1: each channel divided by 255.
+    public static let unitRange = Normalization(scale: (1 / 255, 1 / 255, 1 / 255))
+
+    /// How the manifest's `input.range` writes this normalisation; the server's start check holds
+    /// the two together, so a manifest cannot claim one range while a pipeline feeds another.
+    /// `0..255`, `0..1`, `0..255 minus (104,117,123)`, `(x - (122.782,117.001,104.298)) / 256`;
+    /// anything else `(x - (m0,m1,m2)) * (s0,s1,s2)`.
+    public var rangeText: String {
+        func text(_ v: (Float, Float, Float)) -> String {
+            "(" + [v.0, v.1, v.2].map { String(format: "%g", Double($0)) }.joined(separator: ",") + ")"
+        }
+        let zeroMean = mean == (0, 0, 0)
+        let uniform = scale.0 == scale.1 && scale.1 == scale.2
+        let divisor = uniform && scale.0 > 0 ? (1 / Double(scale.0)) : 0
+        let wholeDivisor = divisor > 0 && abs(divisor - divisor.rounded()) < 1e-3 ? Int(divisor.rounded()) : nil
+        switch (zeroMean, wholeDivisor) {
+        case (true, 1): return "0..255"
+        case (true, 255): return "0..1"
+        case (false, 1): return "0..255 minus \(text(mean))"
+        case (false, let k?): return "(x - \(text(mean))) / \(k)"
+        default: return "(x - \(text(mean))) * \(text(scale))"
+        }
+    }
 
     public static func == (a: Normalization, b: Normalization) -> Bool {
         a.mean == b.mean && a.scale == b.scale

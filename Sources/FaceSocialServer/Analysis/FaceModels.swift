@@ -3,7 +3,7 @@ import Foundation
 import ModelRuntime
 
 /// The models the face pipelines run: each one's manifest id, its role, and the input its pipeline
-/// feeds it (FaceKit's constants: one square NCHW tensor in a channel order). The ids are spelled here only.
+/// feeds it (FaceKit's constants: one square NCHW tensor in a channel order and a value range). The ids are spelled here only.
 /// `mismatches` holds a manifest to them at start, so an edited manifest fails with a message that
 /// names the model instead of giving wrong answers at the first request.
 struct FaceModel: Sendable, Equatable {
@@ -12,29 +12,30 @@ struct FaceModel: Sendable, Equatable {
     let inputName: String
     let inputSize: Int
     let color: ChannelOrder
+    let normalization: Normalization
 
     static let yunet = FaceModel(
         id: "yunet", role: .detection, inputName: YuNet.inputName, inputSize: YuNet.inputSize,
-        color: YuNet.channelOrder)
+        color: YuNet.channelOrder, normalization: YuNet.normalization)
     static let retinaface = FaceModel(
         id: "retinaface", role: .detection, inputName: RetinaFace.inputName, inputSize: RetinaFace.inputSize,
-        color: RetinaFace.channelOrder)
+        color: RetinaFace.channelOrder, normalization: RetinaFace.normalization)
     static let sface = FaceModel(
         id: "sface", role: .recognition, inputName: SFace.inputName, inputSize: SFace.inputSize,
-        color: SFace.channelOrder)
+        color: SFace.channelOrder, normalization: SFace.normalization)
     static let age = FaceModel(
         id: "age", role: .attributes, inputName: AgeEstimator.inputName, inputSize: AgeEstimator.inputSize,
-        color: AgeEstimator.channelOrder)
+        color: AgeEstimator.channelOrder, normalization: AgeEstimator.normalization)
     static let gender = FaceModel(
         id: "gender", role: .attributes, inputName: GenderClassifier.inputName,
         inputSize: GenderClassifier.inputSize,
-        color: GenderClassifier.channelOrder)
+        color: GenderClassifier.channelOrder, normalization: GenderClassifier.normalization)
     static let minifas = FaceModel(
         id: "minifas", role: .liveness, inputName: MiniFAS.inputName, inputSize: MiniFAS.inputSize,
-        color: MiniFAS.channelOrder)
+        color: MiniFAS.channelOrder, normalization: MiniFAS.normalization)
     static let faceMesh = FaceModel(
         id: "face-mesh", role: .landmarks, inputName: FaceMesh.inputName, inputSize: FaceMesh.inputSize,
-        color: FaceMesh.channelOrder)
+        color: FaceMesh.channelOrder, normalization: FaceMesh.normalization)
 
     static let all = [yunet, retinaface, sface, age, gender, minifas, faceMesh]
 
@@ -56,6 +57,10 @@ struct FaceModel: Sendable, Equatable {
             let color = model.color == .rgb ? "RGB" : "BGR"
             if entry.input.color != color {
                 problems.append("\(name): input colour is \(entry.input.color), the pipeline feeds \(color)")
+            }
+            if entry.input.range != model.normalization.rangeText {
+                problems.append(
+                    "\(name): input range is \(entry.input.range), the pipeline feeds \(model.normalization.rangeText)")
             }
             let shape = [1, 3, model.inputSize, model.inputSize]
             if entry.input.shape != shape || entry.input.layout != "NCHW" {

@@ -28,14 +28,6 @@ struct AuditEventDTO: Content {
         requestID = e.requestID
         details = e.detail.flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) } ?? [:]
     }
-
-    enum CodingKeys: String, CodingKey {
-        case id, time, actor, action, outcome, ip, details
-        case actorType = "actor_type"
-        case resourceType = "resource_type"
-        case resourceID = "resource_id"
-        case requestID = "request_id"
-    }
 }
 
 struct AuditPage: Content {

@@ -18,12 +18,6 @@ struct UserDTO: Content {
         isActive = u.isActive
         createdAt = iso8601(u.createdAt)
     }
-
-    enum CodingKeys: String, CodingKey {
-        case id, email, role, collections
-        case isActive = "is_active"
-        case createdAt = "created_at"
-    }
 }
 
 struct APIKeyDTO: Content {
@@ -48,14 +42,6 @@ struct APIKeyDTO: Content {
         revokedAt = iso8601(k.revokedAt)
         expiresAt = iso8601(k.expiresAt)
         self.key = key
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case id, name, scopes, prefix, key
-        case collectionID = "collection_id"
-        case createdAt = "created_at"
-        case revokedAt = "revoked_at"
-        case expiresAt = "expires_at"
     }
 }
 
@@ -110,11 +96,6 @@ struct AdminRoutes: RouteCollection {
         let collections: [String]?
         let isActive: Bool?
         let password: String?
-
-        enum CodingKeys: String, CodingKey {
-            case role, collections, password
-            case isActive = "is_active"
-        }
     }
 
     /// Changes a user's role, collections, password or active flag. Takes effect on the user's next
@@ -167,11 +148,6 @@ struct AdminRoutes: RouteCollection {
         let scopes: [String]
         /// ISO 8601; the key is refused from then on. Absent: no end.
         let expiresAt: String?
-
-        enum CodingKeys: String, CodingKey {
-            case name, scopes
-            case expiresAt = "expires_at"
-        }
     }
 
     @Sendable

@@ -10,14 +10,6 @@ struct TokenResponse: Content {
     let expiresIn: Int
     let refreshToken: String
     let refreshExpiresIn: Int
-
-    enum CodingKeys: String, CodingKey {
-        case accessToken = "access_token"
-        case tokenType = "token_type"
-        case expiresIn = "expires_in"
-        case refreshToken = "refresh_token"
-        case refreshExpiresIn = "refresh_expires_in"
-    }
 }
 
 struct PrincipalDTO: Content {
@@ -61,7 +53,6 @@ struct AuthRoutes: RouteCollection {
 
     struct RefreshBody: Content {
         let refreshToken: String
-        enum CodingKeys: String, CodingKey { case refreshToken = "refresh_token" }
     }
 
     @Sendable

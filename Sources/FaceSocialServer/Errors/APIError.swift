@@ -99,10 +99,15 @@ public struct APIError: Error, Sendable {
     }
 
     private static func describe(_ error: DecodingError) -> String {
+        // Coding paths hold property names; a client sent (and the document names) their keys.
+        func keys(_ path: [any CodingKey]) -> String {
+            path.map { $0.intValue.map(String.init) ?? APIJSON.key($0.stringValue) }.joined(separator: ".")
+        }
         switch error {
-        case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context),
-            .dataCorrupted(let context):
-            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+        case .keyNotFound(let key, let context):
+            return keys(context.codingPath + [key]) + ": is required"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            let path = keys(context.codingPath)
             return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
         @unknown default:
             return "\(error)"

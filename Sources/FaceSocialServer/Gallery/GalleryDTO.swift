@@ -38,13 +38,6 @@ struct CollectionDTO: Content {
     let subjectCount: Int?
     let faceCount: Int?
 
-    enum CodingKeys: String, CodingKey {
-        case id, name, description
-        case createdAt = "created_at"
-        case subjectCount = "subject_count"
-        case faceCount = "face_count"
-    }
-
     init(_ c: GalleryCollection, subjects: Int? = nil, faces: Int? = nil) throws {
         id = try c.requireID()
         name = c.name
@@ -67,13 +60,6 @@ struct StoredFaceDTO: Content {
     let bbox: BoxDTO
     let createdAt: String?
 
-    enum CodingKeys: String, CodingKey {
-        case id, quality, bbox
-        case subjectID = "subject_id"
-        case embeddingModel = "embedding_model"
-        case createdAt = "created_at"
-    }
-
     init(_ f: EnrolledFace) throws {
         id = try f.requireID()
         subjectID = f.$subject.id
@@ -94,15 +80,6 @@ struct SubjectDTO: Content {
     let updatedAt: String?
     let faceCount: Int?
     let faces: [StoredFaceDTO]?
-
-    enum CodingKeys: String, CodingKey {
-        case id, name, metadata, faces
-        case collectionID = "collection_id"
-        case externalID = "external_id"
-        case createdAt = "created_at"
-        case updatedAt = "updated_at"
-        case faceCount = "face_count"
-    }
 
     init(_ s: Subject, faceCount: Int? = nil, faces: [EnrolledFace]? = nil) throws {
         id = try s.requireID()
@@ -128,12 +105,6 @@ struct EnrolResponse: Content {
     @LowercaseUUID var subjectID: UUID
     let faces: [StoredFaceDTO]
     let facesDetected: Int
-
-    enum CodingKeys: String, CodingKey {
-        case faces
-        case subjectID = "subject_id"
-        case facesDetected = "faces_detected"
-    }
 }
 
 extension EnrolResponse {
@@ -150,11 +121,6 @@ struct BatchEnrolResponse: Content {
         let externalID: String?
         let data: EnrolResponse?
         let error: BatchResponse.ItemError?
-
-        enum CodingKeys: String, CodingKey {
-            case index, data, error
-            case externalID = "external_id"
-        }
     }
     let items: [Item]
     let succeeded: Int
@@ -165,11 +131,6 @@ struct DeletedDTO: Content {
     @LowercaseUUID var id: UUID
     let deleted: Bool
     let facesErased: Int
-
-    enum CodingKeys: String, CodingKey {
-        case id, deleted
-        case facesErased = "faces_erased"
-    }
 }
 
 struct IdentifyResponse: Content {
@@ -180,14 +141,6 @@ struct IdentifyResponse: Content {
         let similarity: Float
         let isMatch: Bool
         @LowercaseUUID var faceID: UUID
-
-        enum CodingKeys: String, CodingKey {
-            case name, similarity
-            case subjectID = "subject_id"
-            case externalID = "external_id"
-            case isMatch = "is_match"
-            case faceID = "face_id"
-        }
     }
     struct Face: Content {
         let bbox: BoxDTO
@@ -203,14 +156,6 @@ struct IdentifyResponse: Content {
     let model: String
     let gallerySize: Int
     let image: ImageSizeDTO
-
-    enum CodingKeys: String, CodingKey {
-        case faces, model, image
-        case faceCount = "face_count"
-        case thresholdUsed = "threshold_used"
-        case topK = "top_k"
-        case gallerySize = "gallery_size"
-    }
 }
 
 struct SubjectExport: Content {
@@ -219,12 +164,6 @@ struct SubjectExport: Content {
         let embedding: [Float]
         let keyID: String
         let imageSHA256: String
-
-        enum CodingKeys: String, CodingKey {
-            case face, embedding
-            case keyID = "key_id"
-            case imageSHA256 = "image_sha256"
-        }
     }
     struct AuditDTO: Content {
         let action: String
@@ -232,23 +171,12 @@ struct SubjectExport: Content {
         let outcome: String
         let requestID: String?
         let createdAt: String?
-
-        enum CodingKeys: String, CodingKey {
-            case action, actor, outcome
-            case requestID = "request_id"
-            case createdAt = "created_at"
-        }
     }
     let subject: SubjectDTO
     let collection: CollectionDTO
     let faces: [ExportedFace]
     let audit: [AuditDTO]
     let exportedAt: String
-
-    enum CodingKeys: String, CodingKey {
-        case subject, collection, faces, audit
-        case exportedAt = "exported_at"
-    }
 }
 
 /// Bodies of the JSON routes.
@@ -261,9 +189,4 @@ struct SubjectBody: Content {
     let externalID: String?
     let name: String?
     let metadata: [String: JSONValue]?
-
-    enum CodingKeys: String, CodingKey {
-        case name, metadata
-        case externalID = "external_id"
-    }
 }

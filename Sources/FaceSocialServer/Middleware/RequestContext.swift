@@ -79,12 +79,6 @@ struct Envelope<T: Content>: Content {
         let requestID: String
         let processingMs: Double
         let models: [String]
-
-        enum CodingKeys: String, CodingKey {
-            case requestID = "request_id"
-            case processingMs = "processing_ms"
-            case models
-        }
     }
     let data: T
     let meta: Meta

@@ -1,4 +1,5 @@
 import Foundation
+import ModelRuntime
 import Vapor
 
 /// The OpenAPI 3.1 description of every route, served at `/openapi.json`. Tests check that every
@@ -121,7 +122,9 @@ enum OpenAPIDocument {
                         required: ["device", "engine", "available"])),
             ]),
             "ModelInfo": object([
-                "id": string, "service": string, "version": string,
+                "id": string,
+                "service": ["type": "string", "enum": ModelManifest.ModelRole.allCases.map(\.rawValue)],
+                "version": string,
                 "state": ["type": "string", "enum": ["unloaded", "loading", "loaded", "unloading", "failed"]],
                 "device": nullable(string), "pool": nullable(string), "bytes": nullable(integer),
                 "bytes_source": nullable(["type": "string", "enum": ["device", "rss", "estimate"]]),

@@ -43,11 +43,6 @@ struct LivenessDTO: Content {
     let probability: Float
     let threshold: Float
 
-    enum CodingKeys: String, CodingKey {
-        case isReal = "is_real"
-        case score, probability, threshold
-    }
-
     init(_ l: LivenessResult) {
         isReal = l.isReal
         score = (l.score * 1000).rounded() / 1000
@@ -131,11 +126,6 @@ struct FaceReportDTO: Content {
     let liveness: LivenessDTO?
     let denseLandmarks: DenseLandmarksDTO?
 
-    enum CodingKeys: String, CodingKey {
-        case bbox, score, landmarks, quality, embedding, attributes, liveness
-        case denseLandmarks = "dense_landmarks"
-    }
-
     init(_ r: FaceReport, kinds: Set<AnalysisKind>, encoding: EmbeddingEncoding = .float) {
         bbox = BoxDTO(r.face.box)
         score = (r.face.score * 10000).rounded() / 10000
@@ -162,10 +152,4 @@ struct AnalyzeResponse: Content {
     let faces: [FaceReportDTO]
     let faceCount: Int
     let image: ImageSizeDTO
-
-    enum CodingKeys: String, CodingKey {
-        case faces
-        case faceCount = "face_count"
-        case image
-    }
 }

@@ -239,12 +239,6 @@ struct EmbedResponse: Content {
     let embeddingModel: String
     let dimension: Int
     let encoding: String
-
-    enum CodingKeys: String, CodingKey {
-        case faces, image, dimension, encoding
-        case faceCount = "face_count"
-        case embeddingModel = "embedding_model"
-    }
 }
 
 struct VerifyResponse: Content {
@@ -268,12 +262,6 @@ struct VerifyResponse: Content {
     let isSamePerson: Bool
     let faces: Faces
     let model: String
-
-    enum CodingKeys: String, CodingKey {
-        case similarity, faces, model
-        case thresholdUsed = "threshold_used"
-        case isSamePerson = "is_same_person"
-    }
 }
 
 struct LivenessResponse: Content {
@@ -283,12 +271,6 @@ struct LivenessResponse: Content {
     let thresholdUsed: Float
     let faces: [FaceReportDTO]
     let image: ImageSizeDTO
-
-    enum CodingKeys: String, CodingKey {
-        case score, probability, faces, image
-        case isReal = "is_real"
-        case thresholdUsed = "threshold_used"
-    }
 }
 
 struct BatchResponse: Content {

@@ -18,22 +18,12 @@ struct DeepfakeRoutes: RouteCollection {
         let score: Float
         let isFake: Bool
         let probabilities: [String: Float]
-
-        enum CodingKeys: String, CodingKey {
-            case bbox, score, probabilities
-            case isFake = "is_fake"
-        }
     }
 
     struct Response: Content {
         let faces: [FaceResult]
         let thresholdUsed: Float
         let model: String
-
-        enum CodingKeys: String, CodingKey {
-            case faces, model
-            case thresholdUsed = "threshold_used"
-        }
     }
 
     @Sendable

@@ -36,14 +36,6 @@ struct LandmarksDTO: Content, Equatable {
     let mouthRight: PointDTO
     let mouthLeft: PointDTO
 
-    enum CodingKeys: String, CodingKey {
-        case rightEye = "right_eye"
-        case leftEye = "left_eye"
-        case nose
-        case mouthRight = "mouth_right"
-        case mouthLeft = "mouth_left"
-    }
-
     init(_ points: [Point]) {
         rightEye = PointDTO(points[0])
         leftEye = PointDTO(points[1])
@@ -74,10 +66,4 @@ struct DetectResponse: Content {
     let faces: [DetectedFaceDTO]
     let faceCount: Int
     let image: ImageSizeDTO
-
-    enum CodingKeys: String, CodingKey {
-        case faces
-        case faceCount = "face_count"
-        case image
-    }
 }

@@ -47,14 +47,6 @@ struct SystemRoutes: RouteCollection {
         let freeBytes: Int
         let reservedBytes: Int
         let models: [ResidentDTO]
-
-        enum CodingKeys: String, CodingKey {
-            case name, models
-            case budgetBytes = "budget_bytes"
-            case usedBytes = "used_bytes"
-            case freeBytes = "free_bytes"
-            case reservedBytes = "reserved_bytes"
-        }
     }
 
     struct ResidentDTO: Content {
@@ -73,15 +65,6 @@ struct SystemRoutes: RouteCollection {
         let pools: [PoolDTO]
         let reading: DeviceReading
         let unavailableReason: String?
-
-        enum CodingKeys: String, CodingKey {
-            case name, kind, placeable, pools, reading
-            case unavailableReason = "unavailable_reason"
-            case totalBytes = "total_bytes"
-            case budgetBytes = "budget_bytes"
-            case usedBytes = "used_bytes"
-            case freeBytes = "free_bytes"
-        }
     }
 
     struct NVMLDTO: Content {
@@ -95,16 +78,11 @@ struct SystemRoutes: RouteCollection {
         /// Devices an engine was asked to use and whether it could attach to them (a CUDA device
         /// without a driver or libraries is listed here with the reason).
         let engineDevices: [DeviceAvailability]
-
-        enum CodingKeys: String, CodingKey {
-            case devices, nvml
-            case engineDevices = "engine_devices"
-        }
     }
 
     struct ModelDTO: Content {
         let id: String
-        let service: String
+        let service: ModelManifest.ModelRole
         let version: String
         let state: String
         let device: String?
@@ -133,14 +111,7 @@ struct SystemRoutes: RouteCollection {
         enum CodingKeys: String, CodingKey {
             case id, service, version, state, device, pool, bytes, priority, placement, uses, loads, fallbacks
             case evictions, concurrency, running, queued, failure, tuning
-            case bytesSource = "bytes_source"
-            case estimatedBytes = "estimated_bytes"
-            case freedBytes = "freed_bytes"
-            case lastUsed = "last_used"
-            case loadMs = "load_ms"
-            case p50Ms = "p50_ms"
-            case p95Ms = "p95_ms"
-            case maxBatch = "max_batch"
+            case bytesSource, estimatedBytes, freedBytes, lastUsed, loadMs, p50Ms, p95Ms, maxBatch
         }
 
         init(_ s: ModelStatus) {
@@ -212,11 +183,6 @@ struct SystemRoutes: RouteCollection {
             let latencyMs: Double
             let throughputPerS: Double
             let requests: Int
-            enum CodingKeys: String, CodingKey {
-                case precision, hint, requests
-                case latencyMs = "latency_ms"
-                case throughputPerS = "throughput_per_s"
-            }
         }
         let precision: String
         let hint: String
@@ -226,8 +192,7 @@ struct SystemRoutes: RouteCollection {
         let measuredAt: String?
         let candidates: [Candidate]
         enum CodingKeys: String, CodingKey {
-            case precision, hint, source, cpu, callers, candidates
-            case measuredAt = "measured_at"
+            case precision, hint, source, cpu, callers, candidates, measuredAt
         }
 
         init(_ record: TuningRecord) {
@@ -270,14 +235,6 @@ struct SystemRoutes: RouteCollection {
         let allocator: ProcessMemory.AllocatorStatistics?
         /// How long the last periodic malloc_trim took (`HeapTrimmer`); absent before the first.
         let lastTrimMs: Double?
-
-        enum CodingKeys: String, CodingKey {
-            case models, caches, allocator
-            case lastTrimMs = "last_trim_ms"
-            case rssBytes = "rss_bytes"
-            case peakRssBytes = "peak_rss_bytes"
-            case modelBytes = "model_bytes"
-        }
     }
 
     // MARK: - Handlers

@@ -627,7 +627,7 @@ public actor ModelManager {
 
     private func status(_ record: Record) -> ModelStatus {
         ModelStatus(
-            id: record.entry.id, service: record.entry.service.rawValue, version: record.entry.version,
+            id: record.entry.id, service: record.entry.service, version: record.entry.version,
             state: record.state,
             device: record.pool?.device, pool: record.pool?.pool, priority: record.entry.priority,
             failure: record.failure, loadMilliseconds: record.loadMilliseconds, uses: record.uses,

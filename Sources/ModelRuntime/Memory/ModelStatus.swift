@@ -48,7 +48,7 @@ public enum ModelEvent: Sendable {
 /// What the manager reports about one model.
 public struct ModelStatus: Sendable, Codable, Equatable {
     public var id: String
-    public var service: String
+    public var service: ModelManifest.ModelRole
     public var version: String
     public var state: ModelState
     public var device: String?
