@@ -29,6 +29,10 @@ struct GalleryTests {
         }
     }
 
+    @Test func searchByStoredFaceAndByEmbedding() async throws {
+        try await withFaceSocial { app in try await GalleryScenario.searchByFaceAndByEmbedding(app) }
+    }
+
     @Test func collectionsSubjectsPagingRenameAndErrors() async throws {
         try await withFaceSocial { app in
             let c = GalleryClient(app: app)

@@ -94,6 +94,12 @@ struct PostgresGalleryTests {
         }
     }
 
+    @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
+    func searchByStoredFaceAndByEmbedding() async throws {
+        try await withFaceSocial(TestPostgres.appEnv) { app in try await GalleryScenario.searchByFaceAndByEmbedding(app)
+        }
+    }
+
     /// /metrics counts this instance's connections as PostgreSQL sees them, per database.
     @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
     func poolConnectionsAreReadFromTheServer() async throws {

@@ -142,10 +142,12 @@ struct IdentifyResponse: Content {
         let isMatch: Bool
         @LowercaseUUID var faceID: UUID
     }
+    /// A face of the image; when an embedding was sent instead, one entry without bbox, score
+    /// and quality (the keys are left out).
     struct Face: Content {
-        let bbox: BoxDTO
-        let score: Float
-        let quality: Float
+        let bbox: BoxDTO?
+        let score: Float?
+        let quality: Float?
         let unknown: Bool
         let matches: [Candidate]
     }
@@ -155,7 +157,20 @@ struct IdentifyResponse: Content {
     let topK: Int
     let model: String
     let gallerySize: Int
-    let image: ImageSizeDTO
+    /// Left out when an embedding was sent instead of an image.
+    let image: ImageSizeDTO?
+}
+
+/// Search by a stored face: the subjects nearest to it, its own subject left out.
+struct FaceSearchResponse: Content {
+    @LowercaseUUID var faceID: UUID
+    @LowercaseUUID var subjectID: UUID
+    let unknown: Bool
+    let matches: [IdentifyResponse.Candidate]
+    let thresholdUsed: Float
+    let topK: Int
+    let model: String
+    let gallerySize: Int
 }
 
 struct SubjectExport: Content {

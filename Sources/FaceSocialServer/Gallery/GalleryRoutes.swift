@@ -1,4 +1,5 @@
 import FaceKit
+import FaceSearch
 import Foundation
 import Vapor
 
@@ -25,6 +26,7 @@ struct GalleryRoutes: RouteCollection {
         read.get(collection, use: getCollection)
         write.delete(collection, use: deleteCollection)
         read.on(.POST, collection + ["identify"], body: .stream, use: identify)
+        read.on(.POST, collection + ["faces", ":face", "search"], body: .stream, use: searchByFace)
         enrol.on(.POST, collection + ["batch", "enroll"], body: .stream, use: batchEnrol)
         write.post(collection + ["subjects"], use: createSubject)
         read.get(collection + ["subjects"], use: listSubjects)
@@ -276,15 +278,24 @@ struct GalleryRoutes: RouteCollection {
         let threshold = try input.number(.verifyThreshold, default: config.verifyThreshold)
         let topK = try input.integer(.topK)
         let collectionID = try Self.uuid(req, "collection")
+        if let embedding = try input.embedding(.identifyEmbedding) {
+            try requireModel(try input.text(.embeddingModel))
+            let found = try await useCases.identify(embedding: embedding, collectionID: collectionID, topK: topK)
+            let matches = Self.candidates(found.matches, threshold: threshold)
+            let face = IdentifyResponse.Face(
+                bbox: nil, score: nil, quality: nil, unknown: !(matches.first?.isMatch ?? false), matches: matches)
+            return req.envelope(
+                IdentifyResponse(
+                    faces: [face], faceCount: 1, thresholdUsed: threshold, topK: topK, model: useCases.model.label,
+                    gallerySize: found.gallerySize, image: nil))
+        }
+        if try input.text(.embeddingModel) != nil {
+            throw APIError.validation("model goes with embedding", field: "model")
+        }
         let found = try await useCases.identify(
             try input.image("image"), collectionID: collectionID, parameters: p, topK: topK, context: req.context)
         let faces = found.faces.map { face in
-            let candidates = face.matches.map { match, subject in
-                IdentifyResponse.Candidate(
-                    subjectID: match.subjectID, externalID: subject.externalID, name: subject.name,
-                    similarity: (match.similarity * 10000).rounded() / 10000, isMatch: match.similarity >= threshold,
-                    faceID: match.faceID)
-            }
+            let candidates = Self.candidates(face.matches, threshold: threshold)
             return IdentifyResponse.Face(
                 bbox: BoxDTO(face.report.face.box), score: (face.report.face.score * 10000).rounded() / 10000,
                 quality: (face.report.quality.score * 1000).rounded() / 1000,
@@ -295,5 +306,49 @@ struct GalleryRoutes: RouteCollection {
                 faces: faces, faceCount: faces.count, thresholdUsed: threshold, topK: topK, model: found.model.label,
                 gallerySize: found.gallerySize,
                 image: ImageSizeDTO(width: found.image.width, height: found.image.height)))
+    }
+
+    /// An embedding's model must be the one this collection searches with: `sface` or its label.
+    private func requireModel(_ sent: String?) throws {
+        let model = useCases.model
+        guard let sent else {
+            throw APIError.validation("model is required with embedding (\(model.label))", field: "model")
+        }
+        guard sent == model.id || sent == model.label else {
+            throw APIError.validation(
+                "model \(sent.prefix(40)) is not this collection's model (\(model.label)); "
+                    + "an embedding is comparable only with embeddings of the same model", field: "model")
+        }
+    }
+
+    static func candidates(_ matches: [(match: EmbeddingIndex.Match, subject: Subject)], threshold: Float)
+        -> [IdentifyResponse.Candidate]
+    {
+        matches.map { match, subject in
+            IdentifyResponse.Candidate(
+                subjectID: match.subjectID, externalID: subject.externalID, name: subject.name,
+                similarity: (match.similarity * 10000).rounded() / 10000, isMatch: match.similarity >= threshold,
+                faceID: match.faceID)
+        }
+    }
+
+    /// The subjects nearest to a stored face, its own subject left out (audited: it reads a
+    /// stored embedding).
+    @Sendable
+    func searchByFace(_ req: Request) async throws -> Envelope<FaceSearchResponse> {
+        let input = try await req.imageRequest(
+            maxBytes: 65_536, parameters: RouteParameters.faceSearch)
+        let threshold = try input.number(.verifyThreshold, default: config.verifyThreshold)
+        let topK = try input.integer(.topK)
+        let collectionID = try Self.uuid(req, "collection")
+        let faceID = try Self.uuid(req, "face")
+        let found = try await useCases.search(
+            face: faceID, collectionID: collectionID, topK: topK, audit: req.auditActor)
+        let matches = Self.candidates(found.matches, threshold: threshold)
+        return req.envelope(
+            FaceSearchResponse(
+                faceID: faceID, subjectID: found.face.$subject.id, unknown: !(matches.first?.isMatch ?? false),
+                matches: matches, thresholdUsed: threshold, topK: topK, model: found.model.label,
+                gallerySize: found.gallerySize))
     }
 }

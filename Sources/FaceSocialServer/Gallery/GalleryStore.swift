@@ -246,6 +246,21 @@ struct GalleryStore: Sendable {
         }
     }
 
+    /// One enrolled face of a collection, read from the primary (a face enrolled a moment ago is
+    /// there), with an audit row for reading its stored embedding; 404 when it is not in it.
+    func faceForSearch(_ id: UUID, in collectionID: UUID, audit: AuditActor) async throws -> EnrolledFace {
+        let db = try router.primary
+        _ = try await collection(collectionID, on: db)
+        guard
+            let face = try await EnrolledFace.query(on: db).filter(\.$id == id).filter(\.$collectionID == collectionID)
+                .first()
+        else { throw APIError.notFound("no face \(id.uuidString.lowercased()) in this collection") }
+        await AuditLog.record(
+            on: db, by: audit, action: "face.search", resourceType: "face", resourceID: id.uuidString.lowercased(),
+            details: ["detail": "subject \(face.$subject.id.uuidString.lowercased())"])
+        return face
+    }
+
     /// Subjects by id, for naming search results (a replica will do: an erased subject is left out).
     func subjects(_ ids: [UUID]) async throws -> [UUID: Subject] {
         guard !ids.isEmpty else { return [:] }

@@ -128,6 +128,49 @@ struct GalleryUseCases: Sendable {
         return Identified(image: image, faces: faces, gallerySize: index.count, model: model)
     }
 
+    struct FaceSearched {
+        let face: EnrolledFace
+        /// Best first, the face's own subject left out.
+        let matches: [(match: EmbeddingIndex.Match, subject: Subject)]
+        let gallerySize: Int
+        let model: EmbeddingModelKey
+    }
+
+    /// The `topK` subjects nearest to a face already enrolled (its stored embedding, decrypted in
+    /// memory), leaving out the face's own subject: look-alikes and possible duplicates.
+    func search(face faceID: UUID, collectionID: UUID, topK: Int, audit: AuditActor) async throws -> FaceSearched {
+        let model = self.model
+        let face = try await store.faceForSearch(faceID, in: collectionID, audit: audit)
+        guard face.embeddingModel == model.id, face.embeddingModelVersion == model.version else {
+            throw APIError(
+                .conflict, "EMBEDDING_MODEL_MISMATCH",
+                "the face was enrolled with \(face.embeddingModel)@\(face.embeddingModelVersion); "
+                    + "this collection searches with \(model.label)")
+        }
+        let embedding = try gallery.cipher.openEmbedding(
+            face.embedding, keyID: face.keyID, context: EnrolledFace.sealContext(faceID))
+        let found = try await matches(of: embedding, collectionID: collectionID, topK: topK, without: face.$subject.id)
+        return FaceSearched(face: face, matches: found.matches, gallerySize: found.gallerySize, model: model)
+    }
+
+    /// The `topK` nearest subjects of an embedding a caller already has (from `/v1/embed` or an
+    /// export), made by `model` (checked by the route against this collection's model).
+    func identify(embedding: [Float], collectionID: UUID, topK: Int) async throws
+        -> (matches: [(match: EmbeddingIndex.Match, subject: Subject)], gallerySize: Int)
+    {
+        try await matches(of: embedding, collectionID: collectionID, topK: topK, without: nil)
+    }
+
+    private func matches(of embedding: [Float], collectionID: UUID, topK: Int, without excluded: UUID?) async throws
+        -> (matches: [(match: EmbeddingIndex.Match, subject: Subject)], gallerySize: Int)
+    {
+        let index = try await gallery.index(collectionID, model: model)
+        let found = index.search(EmbeddingMath.normalized(embedding), k: topK + (excluded == nil ? 0 : 1))
+            .filter { $0.subjectID != excluded }.prefix(topK)
+        let subjects = try await store.subjects(found.map(\.subjectID))
+        return (found.compactMap { match in subjects[match.subjectID].map { (match, $0) } }, index.count)
+    }
+
     // MARK: - Erasure
 
     /// A subject's faces and row, then the loaded indexes and every erasure hook (cached results).

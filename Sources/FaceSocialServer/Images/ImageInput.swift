@@ -366,6 +366,40 @@ extension ImageRequest {
         return jsonFields[parameter.name]
     }
 
+    /// An embedding sent in the body instead of an image (verify's `embedding`, identify's): a
+    /// JSON array of numbers or base64 float32; nil when absent, 400 naming it when malformed.
+    func embedding(_ parameter: RequestParameter) throws -> [Float]? {
+        let values: [Float]?
+        if case .array(let items)? = try json(parameter) {
+            values = items.map { item -> Float? in
+                if case .number(let n) = item { return Float(n) }
+                return nil
+            }.reduce([Float]()) { partial, value in value.map { partial + [$0] } ?? partial }
+            guard values?.count == items.count else {
+                throw APIError.validation("\(parameter.name) must be an array of numbers", field: parameter.name)
+            }
+        } else if let text = try text(parameter) {
+            if text.hasPrefix("[") {
+                values = try? JSONDecoder().decode([Float].self, from: Data(text.utf8))
+            } else {
+                values = EmbeddingEncoding.decodeBase64(text)
+            }
+            guard values != nil else {
+                throw APIError.validation(
+                    "\(parameter.name) must be a JSON array or base64 float32", field: parameter.name)
+            }
+        } else {
+            return nil
+        }
+        guard let values, values.count == SFace.dimension, values.allSatisfy(\.isFinite),
+            values.contains(where: { $0 != 0 })
+        else {
+            throw APIError.validation(
+                "\(parameter.name) must hold \(SFace.dimension) finite numbers", field: parameter.name)
+        }
+        return values
+    }
+
     /// The detector options shared by every route that finds faces.
     func detectionOptions(maxFacesLimit: Int) throws -> DetectionOptions {
         DetectionOptions(

@@ -39,18 +39,25 @@ extension OpenAPIDocument {
                 "succeeded": integer, "failed": integer,
             ]),
             "Deleted": object(["id": string, "deleted": boolean, "faces_erased": integer]),
-            "Identify": object([
-                "faces": array(
-                    object([
-                        "bbox": ref("Box"), "score": number, "quality": number, "unknown": boolean,
-                        "matches": array(
-                            object([
-                                "subject_id": string, "external_id": string, "name": string, "similarity": number,
-                                "is_match": boolean, "face_id": string,
-                            ])),
-                    ])),
-                "face_count": integer, "threshold_used": number, "top_k": integer, "model": string,
-                "gallery_size": integer, "image": ref("ImageSize"),
+            "Candidate": object([
+                "subject_id": string, "external_id": string, "name": string, "similarity": number,
+                "is_match": boolean, "face_id": string,
+            ]),
+            // With an embedding instead of an image: one face without bbox, score and quality, and no image.
+            "Identify": object(
+                [
+                    "faces": array(
+                        object(
+                            [
+                                "bbox": ref("Box"), "score": number, "quality": number, "unknown": boolean,
+                                "matches": array(ref("Candidate")),
+                            ], required: ["unknown", "matches"])),
+                    "face_count": integer, "threshold_used": number, "top_k": integer, "model": string,
+                    "gallery_size": integer, "image": ref("ImageSize"),
+                ], required: ["faces", "face_count", "threshold_used", "top_k", "model", "gallery_size"]),
+            "FaceSearch": object([
+                "face_id": string, "subject_id": string, "unknown": boolean, "matches": array(ref("Candidate")),
+                "threshold_used": number, "top_k": integer, "model": string, "gallery_size": integer,
             ]),
             "SubjectExport": object([
                 "subject": ref("Subject"), "collection": ref("Collection"),
@@ -200,9 +207,23 @@ extension OpenAPIDocument {
             ],
             "/v1/collections/{collection}/identify": [
                 "post": galleryOperation(
-                    "1:N identification: for each face, the top-k subjects and an unknown flag", "Identify",
-                    parameters: [collectionParameter] + parameters(RouteParameters.identify),
-                    body: imageBody(["image"]), errors: faceErrors)
+                    "1:N identification: for each face, the top-k subjects and an unknown flag; or, with "
+                        + "`embedding` and `model` instead of an image, the top-k subjects of that embedding",
+                    "Identify", parameters: [collectionParameter] + parameters(RouteParameters.identify),
+                    body: imageBody(["image"], declared: RouteParameters.identify), errors: faceErrors)
+            ],
+            "/v1/collections/{collection}/faces/{face}/search": [
+                "post": galleryOperation(
+                    "The top-k subjects nearest to a stored face (its own subject left out): look-alikes and "
+                        + "possible duplicates; no image is sent (audited: it reads a stored embedding)",
+                    "FaceSearch",
+                    parameters: [collectionParameter, pathParameter("face", "face id")]
+                        + parameters(RouteParameters.faceSearch),
+                    errors: [
+                        "400": "VALIDATION_FAILED",
+                        "409": "EMBEDDING_MODEL_MISMATCH: the face was enrolled with another model than the "
+                            + "collection searches with",
+                    ])
             ],
         ]
     }

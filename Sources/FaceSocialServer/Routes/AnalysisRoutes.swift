@@ -65,7 +65,7 @@ struct AnalysisRoutes: RouteCollection {
         if input.images["image2"] != nil {
             let report = try await primaryFace(try input.image("image2"), p, field: "image2", context: req.context)
             second = (report.embedding!, .init(report))
-        } else if let embedding = try Self.embedding(input) {
+        } else if let embedding = try input.embedding(.referenceEmbedding) {
             second = (EmbeddingMath.normalized(embedding), nil)
         } else {
             throw APIError.validation("send image2, or an embedding to compare image1 with", field: "image2")
@@ -91,37 +91,6 @@ struct AnalysisRoutes: RouteCollection {
             throw error
         }
         return largest
-    }
-
-    /// A reference embedding sent instead of image2: a JSON array of numbers or base64 float32.
-    static func embedding(_ input: ImageRequest) throws -> [Float]? {
-        let values: [Float]?
-        if case .array(let items)? = try input.json(.referenceEmbedding) {
-            values = items.map { item -> Float? in
-                if case .number(let n) = item { return Float(n) }
-                return nil
-            }.reduce([Float]()) { partial, value in value.map { partial + [$0] } ?? partial }
-            guard values?.count == items.count else {
-                throw APIError.validation("embedding must be an array of numbers", field: "embedding")
-            }
-        } else if let text = try input.text(.referenceEmbedding) {
-            if text.hasPrefix("[") {
-                values = try? JSONDecoder().decode([Float].self, from: Data(text.utf8))
-            } else {
-                values = EmbeddingEncoding.decodeBase64(text)
-            }
-            guard values != nil else {
-                throw APIError.validation("embedding must be a JSON array or base64 float32", field: "embedding")
-            }
-        } else {
-            return nil
-        }
-        guard let values, values.count == SFace.dimension, values.allSatisfy(\.isFinite),
-            values.contains(where: { $0 != 0 })
-        else {
-            throw APIError.validation("embedding must hold \(SFace.dimension) finite numbers", field: "embedding")
-        }
-        return values
     }
 
     // MARK: - /v1/liveness

@@ -69,6 +69,14 @@ extension RequestParameter {
         name: "embedding",
         kind: .value(description: "\(SFace.dimension) numbers (JSON array) or base64 float32, instead of image2"),
         summary: "a reference embedding to compare image1 with", place: .body)
+    static let identifyEmbedding = RequestParameter(
+        name: "embedding",
+        kind: .value(description: "\(SFace.dimension) numbers (JSON array) or base64 float32, instead of image"),
+        summary: "an embedding to identify (from /v1/embed or an export), made by `model`", place: .body)
+    static let embeddingModel = RequestParameter(
+        name: "model", kind: .value(description: "sface, or sface@VERSION as answers name it"),
+        summary: "the model the embedding came from: required with embedding, and must be the collection's",
+        place: .body)
     static let externalIDs = RequestParameter(
         name: "external_ids", kind: .value(description: "comma-separated, one per image part"),
         summary: "the subject of each image part (multipart)", place: .body)
@@ -95,5 +103,7 @@ enum RouteParameters {
     static let deepfake = RequestParameter.detection + [.deepfakeThreshold]
     static let enrol = RequestParameter.faces + [.enrolMode]
     static let batchEnrol = RequestParameter.faces + [.externalIDs, .batchItems]
-    static let identify = RequestParameter.faces + [.topK, .verifyThreshold]
+    static let identify = RequestParameter.faces + [.topK, .verifyThreshold, .identifyEmbedding, .embeddingModel]
+    /// Search by a stored face: no image, so no detection parameters.
+    static let faceSearch: [RequestParameter] = [.topK, .verifyThreshold]
 }
