@@ -201,6 +201,31 @@ def run(sc: Scenario, server, token: str) -> None:
          exact=(400, "VALIDATION_FAILED"))
     for q in ("top_k=0", "top_k=1000000000", "threshold=-5", "threshold=NaN", "max_faces=1000000000"):
         call(f"identify {q}", "POST", f"/v1/collections/{coll}/identify?{q}", face, jpg)
+    # Identify by an embedding and search by a stored face: odd embeddings, models and ids.
+    for what, payload, field in [
+        ("127 numbers", {"embedding": [0.1] * 127, "model": "sface"}, "embedding"),
+        ("a string of numbers", {"embedding": "1,2,3", "model": "sface"}, "embedding"),
+        ("NaN inside", {"embedding": "[" + ",".join(["0.1"] * 127 + ["NaN"]) + "]", "model": "sface"}, "embedding"),
+        ("all zeros", {"embedding": [0] * 128, "model": "sface"}, "embedding"),
+        ("an object", {"embedding": {"a": 1}, "model": "sface"}, "embedding"),
+        ("10^6 numbers", {"embedding": [0.5] * 1_000_000, "model": "sface"}, "embedding"),
+        ("no model", {"embedding": [0.1] * 128}, "model"),
+        ("another model", {"embedding": [0.1] * 128, "model": "w600k_mbf"}, "model"),
+        ("a model only", {"model": "sface"}, "model"),
+    ]:
+        r = call(f"identify by embedding: {what}", "POST", f"/v1/collections/{coll}/identify", *json_body(payload),
+                 accept=lambda r: is_clean_4xx(r))
+        if r.status == 400 and ((r.json() or {}).get("error", {}).get("details") or {}).get("field") != field:
+            sc.unexpected.append(f"identify by embedding {what}: details.field is not {field!r}: {r.short()}")
+    enrolled = call("setup face list", "GET", f"/v1/collections/{coll}/subjects/{subj}", exact=(200, None))
+    face_id = ((enrolled.json() or {}).get("data", {}).get("faces") or [{}])[0].get("id", "none")
+    for path, want in [(f"/v1/collections/{coll}/faces/{face_id}/search?top_k=0", 400),
+                       (f"/v1/collections/{coll}/faces/{face_id}/search?threshold=NaN", 400),
+                       (f"/v1/collections/{coll}/faces/{uuid.uuid4()}/search", 404),
+                       (f"/v1/collections/{coll}/faces/%00/search", 404),
+                       (f"/v1/collections/{uuid.uuid4()}/faces/{face_id}/search", 404)]:
+        call(f"search by face {path[-30:]}", "POST", path, b"x" * 1000, {"Content-Type": "image/jpeg"},
+             accept=lambda r, want=want: r.status == want and is_clean_4xx(r))
     for q in ("limit=-1", "limit=1000000000", "offset=-1", "offset=1000000000000000000",
               "offset=99999999999999999999", "limit=abc"):
         call(f"subjects {q}", "GET", f"/v1/collections/{coll}/subjects?{q}")

@@ -370,11 +370,13 @@ extension ImageRequest {
     /// JSON array of numbers or base64 float32; nil when absent, 400 naming it when malformed.
     func embedding(_ parameter: RequestParameter) throws -> [Float]? {
         let values: [Float]?
-        if case .array(let items)? = try json(parameter) {
-            values = items.map { item -> Float? in
+        let sent = try json(parameter)
+        if case .array(let items)? = sent {
+            // One pass, linear in the items (a million numbers must not take quadratic time).
+            values = items.compactMap { item -> Float? in
                 if case .number(let n) = item { return Float(n) }
                 return nil
-            }.reduce([Float]()) { partial, value in value.map { partial + [$0] } ?? partial }
+            }
             guard values?.count == items.count else {
                 throw APIError.validation("\(parameter.name) must be an array of numbers", field: parameter.name)
             }
@@ -388,6 +390,9 @@ extension ImageRequest {
                 throw APIError.validation(
                     "\(parameter.name) must be a JSON array or base64 float32", field: parameter.name)
             }
+        } else if let sent, sent != .null {
+            // An object (or another shape that is neither an array nor text) is sent, not absent.
+            throw APIError.validation("\(parameter.name) must be a JSON array or base64 float32", field: parameter.name)
         } else {
             return nil
         }
