@@ -25,7 +25,7 @@ public struct EmbeddingIndex: Sendable {
     private(set) var rowSubjects: [Int32] = []
     private var rowOfFace: [UUID: Int] = [:]
     private(set) var subjectIDs: [UUID] = []
-    private var subjectOrdinal: [UUID: Int32] = [:]
+    private(set) var subjectOrdinal: [UUID: Int32] = [:]
 
     public init(dimension: Int) {
         precondition(dimension > 0 && dimension % 16 == 0, "the SIMD kernel works on multiples of 16 floats")

@@ -66,7 +66,8 @@ public final class FaceIndex: @unchecked Sendable {
 
     public let dimension: Int
     public let policy: Policy
-    private var storage: Storage
+    // Internal (not private): template scoring (SubjectTemplates.swift) reads it under the lock.
+    var storage: Storage
     /// Non-nil while a rebuild runs: the changes to replay onto its result.
     private var journal: [Change]?
     private let rebuilds = DispatchGroup()
@@ -100,7 +101,7 @@ public final class FaceIndex: @unchecked Sendable {
         lock.deallocate()
     }
 
-    private func reading<T>(_ body: () -> T) -> T {
+    func reading<T>(_ body: () -> T) -> T {
         pthread_rwlock_rdlock(lock)
         defer { pthread_rwlock_unlock(lock) }
         return body()

@@ -262,6 +262,39 @@ public struct QuantizedIVFIndex: Sendable {
         }
     }
 
+    /// A subject's ordinal, if it has one.
+    func subjectOrdinal(_ id: UUID) -> UInt32? { subjectTable.find(id, keys: subjectIDs) }
+
+    /// A live face's row, dequantised with its refinement (nil for a free ordinal).
+    func row(ordinal: UInt32) -> [Float]? {
+        let l = Int(faceList[Int(ordinal)])
+        guard l != Int(UInt16.max), let position = lists[l].ordinals.firstIndex(of: ordinal) else { return nil }
+        var row = [Float](repeating: 0, count: dimension)
+        row.withUnsafeMutableBufferPointer { dequantise(list: l, position: position, into: $0.baseAddress!) }
+        return row
+    }
+
+    /// The row at a place: its list's centroid plus its refined steps times its scale.
+    func dequantise(list l: Int, position: Int, into row: UnsafeMutablePointer<Float>) {
+        let d = dimension
+        let list = lists[l]
+        let bits = refinementBits
+        let refinementBytes = self.refinementBytes
+        list.codes.withUnsafeBufferPointer { codes in
+            list.refinement.withUnsafeBufferPointer { refinement in
+                let code = codes.baseAddress! + position * d
+                // An empty array's base address may be nil; with no planes nothing is read.
+                let planes = refinement.baseAddress.map { $0 + position * refinementBytes } ?? UnsafePointer(code)
+                let scale = list.scales[position]
+                for i in 0..<d {
+                    row[i] =
+                        centroids[l * d + i]
+                        + Self.steps(code: code[i], refinement: planes, planeBytes: d / 8, bits: bits, at: i) * scale
+                }
+            }
+        }
+    }
+
     /// Removes a face by moving its list's last row into its place.
     @discardableResult
     public mutating func remove(faceID: UUID) -> Bool {
@@ -308,27 +341,11 @@ public struct QuantizedIVFIndex: Sendable {
     /// subject: what a retraining reads when the float rows are gone.
     func forEachRow(_ body: (UUID, UUID, UnsafePointer<Float>) -> Void) {
         var row = [Float](repeating: 0, count: dimension)
-        let d = dimension
-        let bits = refinementBits
-        let refinementBytes = self.refinementBytes
         row.withUnsafeMutableBufferPointer { row in
             for (l, list) in lists.enumerated() {
-                list.codes.withUnsafeBufferPointer { codes in
-                    list.refinement.withUnsafeBufferPointer { refinement in
-                        for (p, ordinal) in list.ordinals.enumerated() {
-                            let scale = list.scales[p]
-                            let code = codes.baseAddress! + p * d
-                            let planes = refinement.baseAddress.map { $0 + p * refinementBytes } ?? UnsafePointer(code)
-                            for i in 0..<d {
-                                row[i] =
-                                    centroids[l * d + i]
-                                    + Self.steps(
-                                        code: code[i], refinement: planes, planeBytes: d / 8, bits: bits, at: i)
-                                    * scale
-                            }
-                            body(faceIDs[Int(ordinal)], subjectIDs[Int(faceSubjects[Int(ordinal)])], row.baseAddress!)
-                        }
-                    }
+                for (p, ordinal) in list.ordinals.enumerated() {
+                    dequantise(list: l, position: p, into: row.baseAddress!)
+                    body(faceIDs[Int(ordinal)], subjectIDs[Int(faceSubjects[Int(ordinal)])], row.baseAddress!)
                 }
             }
         }

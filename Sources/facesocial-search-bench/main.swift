@@ -194,6 +194,28 @@ func bench(_ o: Options) throws {
             ])
         }
     }
+    // Template scoring (identify's match_mode=template): the best-face search for more subjects,
+    // their rows, and the re-rank; its cost per query on each index.
+    func templateTimes(_ search: ([Float]) -> [EmbeddingIndex.Match], rows: (Set<UUID>) -> [UUID: [[Float]]])
+        -> (Double, Double)
+    {
+        var times: [Double] = []
+        for q in queries {
+            let start = ContinuousClock.now
+            let matches = search(q)
+            _ = SubjectTemplates.rerank(matches, query: q, rows: rows(Set(matches.map(\.subjectID))), k: o.k)
+            times.append(milliseconds(ContinuousClock.now - start))
+        }
+        times.sort()
+        return (percentile(times, 0.5), percentile(times, 0.99))
+    }
+    let candidates = SubjectTemplates.candidateCount(o.k)
+    let exactTemplate = templateTimes({ exact.search($0, k: candidates) }, rows: { exact.rows(of: $0) })
+    let ivfTemplate = templateTimes(
+        { ivf.search($0, k: candidates, perFace: false, probes: 512) }, rows: { ivf.rows(of: $0) })
+    print(
+        "match_mode=template (\(candidates) candidates): exact p50 \(fmt(exactTemplate.0)) ms p99 \(fmt(exactTemplate.1)); "
+            + "ivf 512 probes, \(ivf.refinementBits) planes: p50 \(fmt(ivfTemplate.0)) ms p99 \(fmt(ivfTemplate.1))")
     printTable(
         [
             "gallery", "rows", "index lists/probes", "p50 ms", "p99 ms", "recall@10 subj", "recall@10 faces",

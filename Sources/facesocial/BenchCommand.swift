@@ -1,5 +1,6 @@
 import ArgumentParser
 import FaceKit
+import FaceSearch
 import FaceSocialServer
 import Foundation
 import ModelRuntime
@@ -121,6 +122,75 @@ extension BenchCommand {
                         + "mean=\(format(mean)) max=\(format(values.last!))")
             }
             print("gap: highest different \(format(different.max()!)) < lowest same \(format(same.min()!))")
+
+            // Best face against template (identify's match_mode), leaving one photo out: each
+            // identity enrols its other photos, each as taken, mirrored, darker and brighter
+            // (four faces a photo); the held-out photo as taken is the query. Same person: the
+            // query's own identity; different: the best-scored other identity.
+            func variants(_ image: RGBImage) -> [RGBImage] {
+                var mirrored = image.pixels
+                for y in 0..<image.height {
+                    for x in 0..<(image.width / 2) {
+                        for c in 0..<3 {
+                            mirrored.swapAt(
+                                (y * image.width + x) * 3 + c, (y * image.width + image.width - 1 - x) * 3 + c)
+                        }
+                    }
+                }
+                func scaled(_ factor: Float) -> [UInt8] {
+                    image.pixels.map { UInt8(min(255, (Float($0) * factor).rounded())) }
+                }
+                return [
+                    image, RGBImage(width: image.width, height: image.height, pixels: mirrored),
+                    RGBImage(width: image.width, height: image.height, pixels: scaled(0.6)),
+                    RGBImage(width: image.width, height: image.height, pixels: scaled(1.4)),
+                ]
+            }
+            var enrolled: [(identity: String, file: String, vector: [Float])] = []
+            for (identity, files) in Self.identities {
+                for file in files {
+                    for variant in variants(try load(file)) {
+                        let (faces, _) = try await YuNet().detect(variant, runner: yunet, options: DetectionOptions())
+                        guard let face = faces.max(by: { $0.box.area < $1.box.area }) else { continue }
+                        enrolled.append((identity, file, try await SFace().embed(variant, face: face, runner: sface)))
+                    }
+                }
+            }
+            var modeRows: [[String]] = []
+            var lowestSame: [MatchMode: Double] = [:]
+            var highestDifferent: [MatchMode: Double] = [:]
+            for query in embeddings {
+                let gallery = enrolled.filter { $0.file != query.file }
+                let q = EmbeddingMath.normalized(query.vector)
+                var scores: [MatchMode: [String: Double]] = [:]
+                for identity in Set(gallery.map(\.identity)) {
+                    let rows = gallery.filter { $0.identity == identity }.map { EmbeddingMath.normalized($0.vector) }
+                    scores[.best, default: [:]][identity] = Double(rows.map { EmbeddingMath.cosine(q, $0) }.max()!)
+                    scores[.template, default: [:]][identity] = Double(
+                        EmbeddingMath.cosine(q, SubjectTemplates.template(rows)!))
+                }
+                guard scores[.best]?[query.identity] != nil else { continue }  // no other photo of them
+                var cells = [query.file]
+                for mode in MatchMode.allCases {
+                    let own = scores[mode]![query.identity]!
+                    let other = scores[mode]!.filter { $0.key != query.identity }.values.max()!
+                    lowestSame[mode] = min(lowestSame[mode] ?? 2, own)
+                    highestDifferent[mode] = max(highestDifferent[mode] ?? -2, other)
+                    cells += [String(format: "%.3f", own), String(format: "%.3f", other)]
+                }
+                modeRows.append(cells)
+            }
+            print("\nIdentify by best face or by template, one photo left out (\(enrolled.count) enrolled faces):")
+            printTable(
+                header: ["query", "best: same", "best: other", "template: same", "template: other"], rows: modeRows)
+            for mode in MatchMode.allCases {
+                print(
+                    "\(mode.rawValue): lowest same \(String(format: "%.3f", lowestSame[mode]!)), highest different "
+                        + String(
+                            format: "%.3f, margin %.3f", highestDifferent[mode]!,
+                            lowestSame[mode]! - highestDifferent[mode]!)
+                )
+            }
 
             print("\nMiniFAS real − spoof margin per detected face (YuNet, confidence 0.6):")
             var margins: [[String]] = []

@@ -255,3 +255,42 @@ struct FaceIndexTests {
         #expect(!FaceIndex(exact, policy: .exactOnly).isApproximate)
     }
 }
+
+@Suite("Subject templates")
+struct SubjectTemplateTests {
+    /// Subject A has one face right by the query and three far from it; subject B has four faces
+    /// all fairly near. By best face A wins; by template (the mean of a subject's faces) B does,
+    /// on the exact index and on the inverted file alike.
+    @Test func aTemplateOutweighsOneOutlierFace() {
+        var random = SplitMix64(state: 51)
+        let query = random.gaussianUnitVector()
+        func near(_ v: [Float], _ noise: Float) -> [Float] {
+            normalized(zip(v, random.gaussianUnitVector()).map { $0 + noise * $1 })
+        }
+        let elsewhere = random.gaussianUnitVector()
+        let index = FaceIndex(dimension: 128, policy: .init(approximateFrom: 3000, probes: 16, lists: 16))
+        index.add(faceID: id(0, 1), subjectID: id(0, 2), vector: near(query, 0.2))
+        for f in 1...3 { index.add(faceID: id(f, 1), subjectID: id(0, 2), vector: near(elsewhere, 0.3)) }
+        for f in 10...13 { index.add(faceID: id(f, 1), subjectID: id(1, 2), vector: near(query, 0.8)) }
+        // Strangers; past 3,000 rows the index turns into the inverted file.
+        for f in 100..<2100 { index.add(faceID: id(f, 1), subjectID: id(f, 2), vector: random.gaussianUnitVector()) }
+        for approximate in [false, true] {
+            if approximate {
+                for f in 2100..<3100 {
+                    index.add(faceID: id(f, 1), subjectID: id(f, 2), vector: random.gaussianUnitVector())
+                }
+                index.waitForRebuild()
+            }
+            #expect(index.isApproximate == approximate)
+            let best = index.search(query, k: 2, mode: .best)
+            let template = index.search(query, k: 2, mode: .template)
+            #expect(best.first?.subjectID == id(0, 2), "best face: \(best)")
+            #expect(template.first?.subjectID == id(1, 2), "template: \(template)")
+            // A template similarity is the query against the mean of the subject's rows.
+            #expect(template.first.map { $0.similarity < best.first!.similarity } == true)
+        }
+        #expect(SubjectTemplates.template([]) == nil)
+        let t = SubjectTemplates.template([[3, 0], [0, 4]])!
+        #expect(abs(t[0] - 0.6) < 1e-6 && abs(t[1] - 0.8) < 1e-6)
+    }
+}

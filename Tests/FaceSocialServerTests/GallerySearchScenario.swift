@@ -76,6 +76,48 @@ extension GalleryScenario {
         let label = try #require(byEmbedding[path: "data.model"] as? String)
         let byLabel = try await c.json(.POST, path, template: identify, ["embedding": embedding, "model": label])
         #expect(byLabel[path: "data.faces.0.matches.0.external_id"] as? String == "obama_again")
+        // Scored by template (the mean of a subject's faces): obama gets a second face, so its
+        // template differs from either face; both modes name the mode they used.
+        let obama3 = try await c.enrol(collection, subjects["obama"]!, "obama3.jpg")
+        #expect((obama3[path: "data.faces"] as? [Any])?.count == 1)
+        let byBest = try await c.json(.POST, path, template: identify, ["embedding": embedding, "model": "sface"])
+        let byTemplate = try await c.json(
+            .POST, path, template: identify, ["embedding": embedding, "model": "sface", "match_mode": "template"])
+        #expect(byBest[path: "data.match_mode"] as? String == "best")
+        #expect(byTemplate[path: "data.match_mode"] as? String == "template")
+        func similarity(_ answer: [String: Any], _ who: String) -> Double? {
+            (answer[path: "data.faces.0.matches"] as? [[String: Any]])?
+                .first { $0["external_id"] as? String == who }?["similarity"] as? Double
+        }
+        // The template similarity is the query against the normalised mean of obama's two stored
+        // (unit) embeddings, as the export gives them; the best-face one is the larger single one.
+        let obamaExport = try await c.json(
+            .GET, "/v1/collections/\(collection)/subjects/\(subjects["obama"]!)/export",
+            template: "/v1/collections/{collection}/subjects/{subject}/export")
+        let stored = try #require(obamaExport[path: "data.faces"] as? [[String: Any]]).compactMap {
+            ($0["embedding"] as? [Double]).map(unit)
+        }
+        #expect(stored.count == 2)
+        let query = unit(embedding)
+        let mean = unit(zip(stored[0], stored[1]).map { $0 + $1 })
+        func dot(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).reduce(0) { $0 + $1.0 * $1.1 } }
+        let expectedBest = stored.map { dot(query, $0) }.max()!
+        let expectedTemplate = dot(query, mean)
+        let best = try #require(similarity(byBest, "obama"))
+        let template = try #require(similarity(byTemplate, "obama"))
+        #expect(abs(best - expectedBest) < 1e-3, "best face \(best), expected \(expectedBest)")
+        #expect(abs(template - expectedTemplate) < 1e-3, "template \(template), expected \(expectedTemplate)")
+        print("obama for obama2's embedding: best face \(best), template \(template)")
+        // A subject with one face scores the same either way.
+        #expect(abs((similarity(byTemplate, "obama_again") ?? 0) - (similarity(byBest, "obama_again") ?? 1)) < 1e-3)
+        let searched = try await c.json(
+            .POST, searchPath(faces["obama_again"]!, "?match_mode=template"), template: search)
+        #expect(searched[path: "data.matches.0.external_id"] as? String == "obama")
+        #expect(searched[path: "data.match_mode"] as? String == "template")
+        let badMode = try await c.json(
+            .POST, searchPath(faces["obama"]!, "?match_mode=mean"), template: search, expect: .badRequest)
+        #expect(badMode[path: "error.details.field"] as? String == "match_mode")
+
         // A wrong length, a wrong or missing model, a model without an embedding: 400 naming the field.
         for (payload, field) in [
             (["embedding": Array(embedding.prefix(100)), "model": "sface"], "embedding"),
@@ -89,4 +131,9 @@ extension GalleryScenario {
             #expect(refused[path: "error.details.field"] as? String == field, "\(payload.keys): \(refused)")
         }
     }
+}
+
+private func unit(_ v: [Double]) -> [Double] {
+    let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
+    return v.map { $0 / norm }
 }

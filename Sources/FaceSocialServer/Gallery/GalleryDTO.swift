@@ -155,6 +155,8 @@ struct IdentifyResponse: Content {
     let faceCount: Int
     let thresholdUsed: Float
     let topK: Int
+    /// `best` (a subject's best face) or `template` (the mean of its faces).
+    let matchMode: String
     let model: String
     let gallerySize: Int
     /// Left out when an embedding was sent instead of an image.
@@ -169,6 +171,7 @@ struct FaceSearchResponse: Content {
     let matches: [IdentifyResponse.Candidate]
     let thresholdUsed: Float
     let topK: Int
+    let matchMode: String
     let model: String
     let gallerySize: Int
 }

@@ -277,23 +277,27 @@ struct GalleryRoutes: RouteCollection {
         let p = try input.faceParameters(config)
         let threshold = try input.number(.verifyThreshold, default: config.verifyThreshold)
         let topK = try input.integer(.topK)
+        let mode = MatchMode(rawValue: try input.choice(.matchMode))!
         let collectionID = try Self.uuid(req, "collection")
         if let embedding = try input.embedding(.identifyEmbedding) {
             try requireModel(try input.text(.embeddingModel))
-            let found = try await useCases.identify(embedding: embedding, collectionID: collectionID, topK: topK)
+            let found = try await useCases.identify(
+                embedding: embedding, collectionID: collectionID, topK: topK, mode: mode)
             let matches = Self.candidates(found.matches, threshold: threshold)
             let face = IdentifyResponse.Face(
                 bbox: nil, score: nil, quality: nil, unknown: !(matches.first?.isMatch ?? false), matches: matches)
             return req.envelope(
                 IdentifyResponse(
-                    faces: [face], faceCount: 1, thresholdUsed: threshold, topK: topK, model: useCases.model.label,
+                    faces: [face], faceCount: 1, thresholdUsed: threshold, topK: topK, matchMode: mode.rawValue,
+                    model: useCases.model.label,
                     gallerySize: found.gallerySize, image: nil))
         }
         if try input.text(.embeddingModel) != nil {
             throw APIError.validation("model goes with embedding", field: "model")
         }
         let found = try await useCases.identify(
-            try input.image("image"), collectionID: collectionID, parameters: p, topK: topK, context: req.context)
+            try input.image("image"), collectionID: collectionID, parameters: p, topK: topK, mode: mode,
+            context: req.context)
         let faces = found.faces.map { face in
             let candidates = Self.candidates(face.matches, threshold: threshold)
             return IdentifyResponse.Face(
@@ -303,7 +307,8 @@ struct GalleryRoutes: RouteCollection {
         }
         return req.envelope(
             IdentifyResponse(
-                faces: faces, faceCount: faces.count, thresholdUsed: threshold, topK: topK, model: found.model.label,
+                faces: faces, faceCount: faces.count, thresholdUsed: threshold, topK: topK, matchMode: mode.rawValue,
+                model: found.model.label,
                 gallerySize: found.gallerySize,
                 image: ImageSizeDTO(width: found.image.width, height: found.image.height)))
     }
@@ -340,15 +345,17 @@ struct GalleryRoutes: RouteCollection {
             maxBytes: 65_536, parameters: RouteParameters.faceSearch)
         let threshold = try input.number(.verifyThreshold, default: config.verifyThreshold)
         let topK = try input.integer(.topK)
+        let mode = MatchMode(rawValue: try input.choice(.matchMode))!
         let collectionID = try Self.uuid(req, "collection")
         let faceID = try Self.uuid(req, "face")
         let found = try await useCases.search(
-            face: faceID, collectionID: collectionID, topK: topK, audit: req.auditActor)
+            face: faceID, collectionID: collectionID, topK: topK, mode: mode, audit: req.auditActor)
         let matches = Self.candidates(found.matches, threshold: threshold)
         return req.envelope(
             FaceSearchResponse(
                 faceID: faceID, subjectID: found.face.$subject.id, unknown: !(matches.first?.isMatch ?? false),
-                matches: matches, thresholdUsed: threshold, topK: topK, model: found.model.label,
+                matches: matches, thresholdUsed: threshold, topK: topK, matchMode: mode.rawValue,
+                model: found.model.label,
                 gallerySize: found.gallerySize))
     }
 }

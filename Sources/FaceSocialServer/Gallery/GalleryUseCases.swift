@@ -110,14 +110,15 @@ struct GalleryUseCases: Sendable {
 
     /// The `topK` nearest enrolled subjects of every face in an image.
     func identify(
-        _ bytes: [UInt8], collectionID: UUID, parameters p: FaceParameters, topK: Int, context: RequestContext
+        _ bytes: [UInt8], collectionID: UUID, parameters p: FaceParameters, topK: Int, mode: MatchMode,
+        context: RequestContext
     ) async throws -> Identified {
         let model = self.model
         // Loading (or checking) the index first makes an unknown collection a cheap 404.
         let index = try await gallery.index(collectionID, model: model)
         let (image, reports) = try await pipeline.run(bytes, p, kinds: [.embedding, .quality], context: context)
         let results = reports.map { report in
-            (report, report.embedding.map { index.search(EmbeddingMath.normalized($0), k: topK) } ?? [])
+            (report, report.embedding.map { index.search(EmbeddingMath.normalized($0), k: topK, mode: mode) } ?? [])
         }
         let subjects = try await store.subjects(Array(Set(results.flatMap { $0.1.map(\.subjectID) })))
         let faces = results.map { report, matches in
@@ -138,7 +139,9 @@ struct GalleryUseCases: Sendable {
 
     /// The `topK` subjects nearest to a face already enrolled (its stored embedding, decrypted in
     /// memory), leaving out the face's own subject: look-alikes and possible duplicates.
-    func search(face faceID: UUID, collectionID: UUID, topK: Int, audit: AuditActor) async throws -> FaceSearched {
+    func search(face faceID: UUID, collectionID: UUID, topK: Int, mode: MatchMode, audit: AuditActor) async throws
+        -> FaceSearched
+    {
         let model = self.model
         let face = try await store.faceForSearch(faceID, in: collectionID, audit: audit)
         guard face.embeddingModel == model.id, face.embeddingModelVersion == model.version else {
@@ -149,23 +152,26 @@ struct GalleryUseCases: Sendable {
         }
         let embedding = try gallery.cipher.openEmbedding(
             face.embedding, keyID: face.keyID, context: EnrolledFace.sealContext(faceID))
-        let found = try await matches(of: embedding, collectionID: collectionID, topK: topK, without: face.$subject.id)
+        let found = try await matches(
+            of: embedding, collectionID: collectionID, topK: topK, mode: mode, without: face.$subject.id)
         return FaceSearched(face: face, matches: found.matches, gallerySize: found.gallerySize, model: model)
     }
 
     /// The `topK` nearest subjects of an embedding a caller already has (from `/v1/embed` or an
     /// export), made by `model` (checked by the route against this collection's model).
-    func identify(embedding: [Float], collectionID: UUID, topK: Int) async throws
+    func identify(embedding: [Float], collectionID: UUID, topK: Int, mode: MatchMode) async throws
         -> (matches: [(match: EmbeddingIndex.Match, subject: Subject)], gallerySize: Int)
     {
-        try await matches(of: embedding, collectionID: collectionID, topK: topK, without: nil)
+        try await matches(of: embedding, collectionID: collectionID, topK: topK, mode: mode, without: nil)
     }
 
-    private func matches(of embedding: [Float], collectionID: UUID, topK: Int, without excluded: UUID?) async throws
+    private func matches(
+        of embedding: [Float], collectionID: UUID, topK: Int, mode: MatchMode, without excluded: UUID?
+    ) async throws
         -> (matches: [(match: EmbeddingIndex.Match, subject: Subject)], gallerySize: Int)
     {
         let index = try await gallery.index(collectionID, model: model)
-        let found = index.search(EmbeddingMath.normalized(embedding), k: topK + (excluded == nil ? 0 : 1))
+        let found = index.search(EmbeddingMath.normalized(embedding), k: topK + (excluded == nil ? 0 : 1), mode: mode)
             .filter { $0.subjectID != excluded }.prefix(topK)
         let subjects = try await store.subjects(found.map(\.subjectID))
         return (found.compactMap { match in subjects[match.subjectID].map { (match, $0) } }, index.count)

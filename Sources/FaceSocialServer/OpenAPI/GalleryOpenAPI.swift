@@ -1,12 +1,14 @@
+import FaceSearch
 import Foundation
 
 /// The gallery part of the OpenAPI document: collections, subjects, enrolment, identify and the
 /// privacy routes.
 extension OpenAPIDocument {
-    static var galleryErrorCodes: [String] { ["DUPLICATE_IMAGE", "ALREADY_EXISTS"] }
+    static var galleryErrorCodes: [String] { ["DUPLICATE_IMAGE", "ALREADY_EXISTS", "EMBEDDING_MODEL_MISMATCH"] }
 
     static var gallerySchemas: [String: Any] {
         let time: [String: Any] = ["type": "string", "format": "date-time"]
+        let matchMode: [String: Any] = ["type": "string", "enum": MatchMode.allCases.map(\.rawValue)]
         return [
             "Collection": object(
                 [
@@ -52,12 +54,14 @@ extension OpenAPIDocument {
                                 "bbox": ref("Box"), "score": number, "quality": number, "unknown": boolean,
                                 "matches": array(ref("Candidate")),
                             ], required: ["unknown", "matches"])),
-                    "face_count": integer, "threshold_used": number, "top_k": integer, "model": string,
-                    "gallery_size": integer, "image": ref("ImageSize"),
-                ], required: ["faces", "face_count", "threshold_used", "top_k", "model", "gallery_size"]),
+                    "face_count": integer, "threshold_used": number, "top_k": integer, "match_mode": matchMode,
+                    "model": string, "gallery_size": integer, "image": ref("ImageSize"),
+                ],
+                required: ["faces", "face_count", "threshold_used", "top_k", "match_mode", "model", "gallery_size"]),
             "FaceSearch": object([
                 "face_id": string, "subject_id": string, "unknown": boolean, "matches": array(ref("Candidate")),
-                "threshold_used": number, "top_k": integer, "model": string, "gallery_size": integer,
+                "threshold_used": number, "top_k": integer, "match_mode": matchMode, "model": string,
+                "gallery_size": integer,
             ]),
             "SubjectExport": object([
                 "subject": ref("Subject"), "collection": ref("Collection"),

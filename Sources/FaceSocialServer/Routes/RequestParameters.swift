@@ -1,4 +1,5 @@
 import FaceKit
+import FaceSearch
 
 /// One request parameter, declared once: its name, what it holds, its default and what it means.
 /// Routes read parameters only through these (`ImageRequest` refuses one its route did not
@@ -63,6 +64,11 @@ extension RequestParameter {
         summary: "probability of a swapped face for is_fake (default: the model's manifest threshold)")
     static let topK = RequestParameter(
         name: "top_k", kind: .integer(minimum: 1, maximum: 100, default: 5), summary: "subjects per face")
+    static let matchMode = RequestParameter(
+        name: "match_mode", kind: .choice(MatchMode.allCases.map(\.rawValue), default: MatchMode.best.rawValue),
+        summary:
+            "score a subject by its best face, or by its template (the mean of its faces); best is the default "
+            + "by measurement (docs/thresholds.md)")
     static let enrolMode = RequestParameter(
         name: "mode", kind: .choice(["largest", "all"], default: "largest"), summary: "which faces to enrol")
     static let referenceEmbedding = RequestParameter(
@@ -103,7 +109,8 @@ enum RouteParameters {
     static let deepfake = RequestParameter.detection + [.deepfakeThreshold]
     static let enrol = RequestParameter.faces + [.enrolMode]
     static let batchEnrol = RequestParameter.faces + [.externalIDs, .batchItems]
-    static let identify = RequestParameter.faces + [.topK, .verifyThreshold, .identifyEmbedding, .embeddingModel]
+    static let identify =
+        RequestParameter.faces + [.topK, .verifyThreshold, .matchMode, .identifyEmbedding, .embeddingModel]
     /// Search by a stored face: no image, so no detection parameters.
-    static let faceSearch: [RequestParameter] = [.topK, .verifyThreshold]
+    static let faceSearch: [RequestParameter] = [.topK, .verifyThreshold, .matchMode]
 }
