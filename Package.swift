@@ -139,7 +139,10 @@ let package = Package(
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            // The web console's files (docs/console.md), installed next to the binary as the
+            // FaceSocial_FaceSocialServer.resources folder.
+            resources: [.copy("Console/web")]
         ),
         // Layer 5: the executable.
         .executableTarget(

@@ -131,6 +131,7 @@ public enum FaceSocialApp {
         // principal's permission and collection (GalleryRoutes).
         try app.register(collection: GalleryRoutes(faces: faces, config: config, gallery: gallery))
         if config.security.openAPIEnabled { try app.register(collection: OpenAPIRoutes()) }
+        try Console.install(on: app)
         try app.register(
             collection: SystemRoutes(
                 manager: registry, metrics: metrics, allowAnonymousStatus: config.security.allowAnonymousAnalysis))

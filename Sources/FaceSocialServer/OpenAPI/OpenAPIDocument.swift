@@ -523,6 +523,42 @@ enum OpenAPIDocument {
                     "responses": ["200": json(["type": "object"], "the OpenAPI 3.1 document")],
                 ]
             ],
+        ].merging(consolePaths) { $1 }
+    }
+
+    /// The web console's page and files (Console/ConsoleRoutes.swift, docs/console.md).
+    static var consolePaths: [String: Any] {
+        let page: [String: Any] = ["text/html": ["schema": ["type": "string"]]]
+        return [
+            "/console": [
+                "get": [
+                    "summary":
+                        "The web console (HTML, open to all: its pages call the API with the user's token)",
+                    "responses": ["200": ["description": "the console's page", "content": page]],
+                ]
+            ],
+            "/console/{file}": [
+                "get": [
+                    "summary": "One of the console's files: its page, styles, JavaScript modules and icon",
+                    "parameters": [
+                        [
+                            "name": "file", "in": "path", "required": true,
+                            "schema": ["type": "string", "pattern": Console.namePattern],
+                        ]
+                    ],
+                    "responses": [
+                        "200": [
+                            "description": "the file",
+                            "content": page.merging([
+                                "text/css": ["schema": ["type": "string"]],
+                                "text/javascript": ["schema": ["type": "string"]],
+                                "image/svg+xml": ["schema": ["type": "string"]],
+                            ]) { $1 },
+                        ],
+                        "404": json(ref("Error"), "NOT_FOUND: no such console file"),
+                    ],
+                ]
+            ],
         ]
     }
 

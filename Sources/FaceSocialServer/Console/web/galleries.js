@@ -1,0 +1,200 @@
+// Galleries: collections, subjects with thumbnails cut from the enrolled photos in this browser
+// only, enrolment by drop, identify with each face labelled, erase and export a subject.
+
+import { call, can } from './api.js';
+import { h, attempt, dropZone, PhotoSlot, numberValue } from './ui.js';
+import { photo, thumbnails } from './draw.js';
+
+const $ = (id) => document.getElementById(id);
+/** subject id → canvases of its enrolled faces: page memory only, gone on reload. */
+const thumbs = new Map();
+const identifySlot = new PhotoSlot();
+let selected = null;
+
+export const galleriesPage = {
+  name: 'galleries',
+  needs: 'collections:read',
+  init() {
+    $('collection-form').addEventListener('submit', async (event) => {
+      event.preventDefault();
+      const name = $('collection-name').value.trim();
+      const answer = await attempt(() => call('POST', '/v1/collections', { json: { name }, label: 'creating the collection' }));
+      if (!answer) return;
+      $('collection-name').value = '';
+      selected = answer.data.id;
+      await loadCollections();
+    });
+  },
+  async show() {
+    for (const element of document.querySelectorAll('#page-galleries [data-needs]')) {
+      element.hidden = !can(element.dataset.needs);
+    }
+    await loadCollections();
+  },
+  reset() {
+    thumbs.clear();
+    identifySlot.release();
+    selected = null;
+    $('collections').replaceChildren();
+    $('collection-view').replaceChildren(h('p', { class: 'note' }, 'Choose or create a collection.'));
+  },
+};
+
+async function loadCollections() {
+  const answer = await attempt(() => call('GET', '/v1/collections', { label: 'reading the collections' }));
+  if (!answer) return;
+  const items = answer.data.items;
+  $('collections').replaceChildren(...items.map((collection) => h('li', {},
+    h('button', {
+      type: 'button', class: collection.id === selected ? 'link current' : 'link',
+      'aria-current': collection.id === selected ? 'true' : false,
+      onclick: () => {
+        selected = collection.id;
+        loadCollections();
+      },
+    }, collection.name))));
+  if (!items.length) $('collections').append(h('li', { class: 'note' }, 'No collection yet.'));
+  const collection = items.find((item) => item.id === selected);
+  if (collection) await showCollection(collection);
+}
+
+async function showCollection(collection) {
+  const answer = await attempt(() =>
+    call('GET', `/v1/collections/${collection.id}/subjects`, { query: { limit: 500 }, label: 'reading the people' }));
+  if (!answer) return;
+  const subjects = answer.data.items;
+  const view = $('collection-view');
+  const previous = view.dataset.collection === collection.id ? view.querySelector('#identify-result') : null;
+  view.dataset.collection = collection.id;
+  const faces = subjects.reduce((sum, subject) => sum + (subject.face_count || 0), 0);
+  view.replaceChildren(
+    h('h2', {}, collection.name),
+    h('p', { class: 'note' }, `${answer.data.total} ${answer.data.total === 1 ? 'person' : 'people'}, ${faces} `
+      + `${faces === 1 ? 'face' : 'faces'} enrolled${answer.data.total > subjects.length ? ` (the first ${subjects.length} shown)` : ''}.`),
+    can('collections:write') ? subjectForm(collection) : null,
+    h('ul', { class: 'subjects', 'aria-label': 'People' },
+      subjects.length ? subjects.map((subject) => subjectCard(collection, subject)) : h('li', { class: 'note' }, 'No one enrolled yet.')),
+    identifyPanel(collection, previous),
+  );
+}
+
+function subjectForm(collection) {
+  const name = h('input', { id: 'subject-name', required: true, maxlength: 200 });
+  const external = h('input', { id: 'subject-external', maxlength: 200, placeholder: 'from the name' });
+  return h('form', {
+    class: 'card inline-form',
+    onsubmit: async (event) => {
+      event.preventDefault();
+      const externalID = external.value.trim() || name.value.trim().toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+      const answer = await attempt(() => call('POST', `/v1/collections/${collection.id}/subjects`, {
+        json: { external_id: externalID, name: name.value.trim() }, label: 'adding the person',
+      }));
+      if (answer) loadCollections();
+    },
+  },
+  h('label', { for: 'subject-name' }, 'New person: name'), name,
+  h('label', { for: 'subject-external' }, 'External id'), external,
+  h('button', { type: 'submit' }, 'Add'));
+}
+
+function subjectCard(collection, subject) {
+  const base = `/v1/collections/${collection.id}/subjects/${subject.id}`;
+  const id = `enrol-${subject.id}`;
+  const canvases = thumbs.get(subject.id) || [];
+  const input = h('input', { id, type: 'file', accept: 'image/jpeg,image/png,image/webp' });
+  const zone = h('div', { class: 'drop small', 'data-drop': true },
+    h('label', { for: id }, `Enrol a photo of ${subject.name}`, h('span', {}, 'drop it here, or choose a file')), input);
+  dropZone(zone, input, (file) => enrol(base, subject, file));
+  const erase = h('button', { type: 'button', class: 'danger' }, 'Erase');
+  let armed = null;
+  erase.addEventListener('click', async () => {
+    if (!armed) {
+      // Two steps, so one stray key press erases nothing.
+      erase.textContent = `Confirm: erase ${subject.name} and every embedding`;
+      armed = setTimeout(() => {
+        armed = null;
+        erase.textContent = 'Erase';
+      }, 6000);
+      return;
+    }
+    clearTimeout(armed);
+    const answer = await attempt(() => call('DELETE', base, { label: `erasing ${subject.name}` }));
+    if (answer) {
+      thumbs.delete(subject.id);
+      loadCollections();
+    }
+  });
+  return h('li', { class: 'card subject', 'data-subject': subject.external_id },
+    h('h3', {}, subject.name),
+    h('p', { class: 'note' }, `${subject.external_id} · ${subject.face_count ?? 0} ${subject.face_count === 1 ? 'face' : 'faces'} enrolled`),
+    h('div', { class: 'thumbs' }, canvases.length ? canvases : h('span', { class: 'note' },
+      subject.face_count ? 'Enrolled earlier: no photo here (the server keeps none).' : 'No face yet.')),
+    can('face:enroll') ? zone : null,
+    h('div', { class: 'actions' },
+      h('button', { type: 'button', onclick: () => exportSubject(base, subject) }, 'Export'),
+      can('collections:write') ? erase : null));
+}
+
+async function enrol(base, subject, file) {
+  const form = new FormData();
+  form.append('image', file, file.name);
+  const answer = await attempt(() => call('POST', `${base}/faces`, { form, label: `enrolling ${subject.name}` }));
+  if (!answer) return;
+  const canvases = await thumbnails(file, answer.data.faces.map((face) => face.bbox)).catch(() => []);
+  thumbs.set(subject.id, [...(thumbs.get(subject.id) || []), ...canvases]);
+  loadCollections();
+}
+
+async function exportSubject(base, subject) {
+  const answer = await attempt(() => call('GET', `${base}/export`, { label: `exporting ${subject.name}` }));
+  if (!answer) return;
+  const blob = new Blob([JSON.stringify(answer.data, null, 2)], { type: 'application/json' });
+  const url = URL.createObjectURL(blob);
+  const link = h('a', { href: url, download: `${subject.external_id}-export.json`, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+function identifyPanel(collection, previous) {
+  const input = h('input', { id: 'identify-file', type: 'file', accept: 'image/jpeg,image/png,image/webp' });
+  const zone = h('div', { class: 'drop', 'data-drop': true },
+    h('label', { for: 'identify-file' }, 'Who is in this photo?', h('span', {}, 'drop it here, or choose a file')), input);
+  const threshold = h('input', { id: 'identify-threshold', type: 'number', min: -1, max: 1, step: 0.01 });
+  const topK = h('input', { id: 'identify-top-k', type: 'number', min: 1, max: 100, step: 1, value: 3 });
+  const result = previous || h('div', { id: 'identify-result', class: 'result' });
+  dropZone(zone, input, async (file) => {
+    const form = new FormData();
+    form.append('image', file, file.name);
+    const answer = await attempt(() => call('POST', `/v1/collections/${collection.id}/identify`, {
+      form, query: { threshold: numberValue(threshold), top_k: numberValue(topK) }, label: 'identifying the faces',
+    }));
+    if (!answer) {
+      result.replaceChildren();
+      identifySlot.release();
+      return;
+    }
+    const { faces, image } = answer.data;
+    const name = (face) => (face.unknown || !face.matches.length ? 'unknown' : face.matches[0].name);
+    result.replaceChildren(
+      h('p', { class: 'summary' }, `${faces.length} ${faces.length === 1 ? 'face' : 'faces'}; threshold ${answer.data.threshold_used}, `
+        + `${answer.data.gallery_size} faces in the gallery.`),
+      h('div', { class: 'analysis' },
+        photo({
+          url: identifySlot.set(file), alt: `${file.name} with each face labelled`, faces, size: image,
+          label: name, tone: (face) => (name(face) === 'unknown' ? 'unknown' : 'match'),
+        }),
+        h('ol', { class: 'faces' }, faces.map((face, index) => h('li', { class: 'card face', 'data-identified': name(face) },
+          h('h3', {}, `Face ${index + 1}: ${name(face)}`),
+          h('ul', {}, face.matches.map((match) => h('li', {},
+            `${match.name} (${match.external_id}): ${match.similarity.toFixed(3)}${match.is_match ? ', a match' : ''}`))))))));
+  });
+  return h('div', { class: 'card identify' },
+    h('h2', {}, 'Identify'),
+    zone,
+    h('div', { class: 'fields' },
+      h('label', {}, 'Threshold (empty: server default)', threshold),
+      h('label', {}, 'Candidates per face', topK)),
+    result);
+}
