@@ -20,8 +20,9 @@ source "$root/scripts/lib/debian-packages.sh"
 # also the servers they start on loopback themselves (Redis, PostgreSQL).
 packages=(libturbojpeg0-dev libpng-dev libwebp-dev libsqlite3-dev python3 python3-venv python3-pip
           curl ca-certificates)
-# openssl makes the TLS certificates of the Redis Cluster tests.
-[ "$mode" = test ] && packages+=(redis-server postgresql-15 openssl)
+# openssl makes the TLS certificates of the Redis Cluster tests; chromium and chromium-driver run
+# the web console's browser tests (tests/console).
+[ "$mode" = test ] && packages+=(redis-server postgresql-15 openssl chromium chromium-driver)
 install_missing_packages "${packages[@]}"
 
 # 2. OpenVINO runtime from the pinned wheel (the C API headers and the shared libraries only).

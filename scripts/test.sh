@@ -18,6 +18,9 @@ if ! swift test 2>&1 | tee "$root/.build/test.log"; then
   grep -E '✘|recorded an issue|error:|Fatal error|Expectation failed' "$root/.build/test.log" | tail -60 >&2 || true
   exit 1
 fi
+# The web console in headless chromium (tests/console, about a minute): sign-in, every page,
+# roles, 360 px, storage; its screenshots go to docs/console/.
+FACESOCIAL_BIN="$root/.build/debug/facesocial" tests/console/run.sh
 # Every deployment check (about 2 minutes): hadolint, compose schema, promtool, Kubernetes overlays,
 # metrics used = exported, nginx in front of four instances through blue-green / canary / rollback /
 # rolling restart under load, and backup/restore with measured restore times. The debug binary the
