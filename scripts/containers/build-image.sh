@@ -51,6 +51,8 @@ if [ -n "$prebuilt_bin" ]; then
   pre="$FACESOCIAL_CONTAINERS_CACHE/prebuilt"
   rm -rf "$pre" && mkdir -p "$pre/out/bin" "$pre/out/lib"
   cp "$prebuilt_bin" "$pre/out/bin/facesocial"
+  # Its resource bundle (the web console) lives beside it in the build folder.
+  cp -a "$(dirname "$prebuilt_bin")/FaceSocial_FaceSocialServer.resources" "$pre/out/bin/"
   cp -a .deps/openvino/lib/. .deps/onnxruntime/lib/. "$pre/out/lib/"
   ldd "$prebuilt_bin" | awk '$3 ~ /\/usr\/lib\/swift\// {print $3}' | xargs -r cp -L -t "$pre/out/lib/"
   args+=(--build-context "bundle=$pre")

@@ -67,6 +67,8 @@ pack() {
   say "binary: $bin"
   cp "$bin" "$stage/bin/facesocial"
   strip --strip-all "$stage/bin/facesocial"
+  # Its resource bundle (the web console's files) beside it, where the server looks for it.
+  cp -a "$(dirname "$bin")/FaceSocial_FaceSocialServer.resources" "$stage/bin/"
 
   # 2. Every library ldd resolves except glibc/libstdc++/libgcc/zlib (the host's must be used:
   #    they are ABI-stable and the host's other programs share them) and OpenVINO/ONNX Runtime

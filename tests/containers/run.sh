@@ -173,6 +173,13 @@ phase_run() {
   record "run: uid 10001, read-only root, CapEff 0, no_new_privs" "ok"
   podman healthcheck run "$name" > /dev/null || { record "run: HEALTHCHECK" "FAIL"; return 1; }
   record "run: image HEALTHCHECK (curl /health)" "healthy"
+  # The web console ships beside the binary (its resource bundle) and is served from the image.
+  curl -fsS -D "$work/console-headers.txt" -o "$work/console.html" "http://127.0.0.1:$port/console" &&
+    grep -q 'src="/console/app.js"' "$work/console.html" &&
+    grep -qi "^content-security-policy: .*frame-ancestors 'none'" "$work/console-headers.txt" &&
+    curl -fsS -o /dev/null "http://127.0.0.1:$port/console/app.js" ||
+    { record "run: /console" "FAIL: the console is not served (resource bundle missing?)"; return 1; }
+  record "run: /console and its modules served, with the CSP" "ok"
   record "run: /health/ready against PostgreSQL + Redis" "$(curl -sS "http://127.0.0.1:$port/health/ready" |
     python3 -c 'import json, sys; d = json.load(sys.stdin)["data"]; print(d["status"], {k: v for k, v in d.items() if k != "status"})' | cut -c1-150)"
   python3 tests/containers/client.py "http://127.0.0.1:$port" check > "$work/run-check.txt" ||
