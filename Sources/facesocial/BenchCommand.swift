@@ -9,7 +9,9 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Micro benchmarks of the face pipelines (build with -c release for real numbers).",
-        subcommands: [Detect.self, Micro.self, Thresholds.self, Engines.self, Batching.self, Search.self, Routes.self]
+        subcommands: [
+            Detect.self, Micro.self, Thresholds.self, Faces.self, Engines.self, Batching.self, Search.self, Routes.self,
+        ]
     )
 
     struct Detect: AsyncParsableCommand {
@@ -208,6 +210,70 @@ extension BenchCommand {
                 }
             }
             printTable(header: ["image", "face box", "detector score", "margin"], rows: margins)
+        }
+    }
+}
+
+extension BenchCommand {
+    /// Head pose (five landmarks and mesh) and quality of the largest face of every test photo, as
+    /// taken, mirrored, and turned 20° each way (docs/models.md, "Head pose").
+    struct Faces: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Head pose and quality per test photo, mirrored and turned ±20° (docs/models.md).")
+        @Option(help: "Folder of the shared test photos.") var testdata = "../shared/testdata"
+
+        func run() async throws {
+            let config = try AppConfig.fromEnvironment()
+            let registry = try FaceSocialApp.makeRegistry(config)
+            let yunet = try await registry.session(for: "yunet")
+            let mesh = try await registry.session(for: "face-mesh")
+            let files =
+                Thresholds.identities.flatMap(\.1) + ["tom_hanks.png", "two_people.jpg", "obama_partial_face.jpg"]
+            var rows: [[String]] = []
+            var fractions: [Float] = []
+            func f(_ v: Float) -> String { String(format: "%.1f", v) }
+            for file in files {
+                let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: testdata).appendingPathComponent(file)))
+                let original = try ImageDecoder.decode(bytes, limits: config.imageLimits)
+                for (variant, image) in [
+                    ("", original), ("mirrored", original.mirrored()), ("+20°", original.rotated(degrees: 20)),
+                    ("-20°", original.rotated(degrees: -20)),
+                ] {
+                    let (faces, _) = try await YuNet().detect(image, runner: yunet, options: DetectionOptions())
+                    guard let face = faces.max(by: { $0.box.area < $1.box.area }) else {
+                        rows.append([file, variant, "no face", "", "", "", "", "", "", "", "", ""])
+                        continue
+                    }
+                    let l = face.pose
+                    let m = try await FaceMesh().landmarks(image, face: face, runner: mesh).pose
+                    let q = FaceQualityAssessor.assess(image: image, face: face)
+                    if variant.isEmpty { fractions.append(Self.noseFraction(face)) }
+                    rows.append([
+                        file, variant, f(l.yaw), f(l.pitch), f(l.roll), m.map { f($0.yaw) } ?? "–",
+                        m.map { f($0.pitch) } ?? "–", m.map { f($0.roll) } ?? "–", String(format: "%.3f", q.score),
+                        f(q.size), f(q.sharpness), f(q.brightness),
+                    ])
+                }
+            }
+            printTable(
+                header: [
+                    "photo", "copy", "yaw (5 pt)", "pitch (5 pt)", "roll (5 pt)", "yaw (mesh)", "pitch (mesh)",
+                    "roll (mesh)", "quality", "size px", "sharpness", "brightness",
+                ], rows: rows)
+            let sorted = fractions.sorted()
+            print(
+                "nose fraction between eye line and mouth line, photos as taken: min \(String(format: "%.3f", sorted.first!)) "
+                    + "mean \(String(format: "%.3f", sorted.reduce(0, +) / Float(sorted.count))) max \(String(format: "%.3f", sorted.last!))"
+            )
+        }
+
+        /// The nose tip's place along the eye–mouth axis (0 at the eyes, 1 at the mouth).
+        static func noseFraction(_ face: DetectedFace) -> Float {
+            let p = face.landmarks
+            let eyes = Point(x: (p[0].x + p[1].x) / 2, y: (p[0].y + p[1].y) / 2)
+            let mouth = Point(x: (p[3].x + p[4].x) / 2, y: (p[3].y + p[4].y) / 2)
+            let (ax, ay) = (mouth.x - eyes.x, mouth.y - eyes.y)
+            return ((p[2].x - eyes.x) * ax + (p[2].y - eyes.y) * ay) / (ax * ax + ay * ay)
         }
     }
 }

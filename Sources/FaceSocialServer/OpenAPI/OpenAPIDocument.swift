@@ -42,7 +42,13 @@ enum OpenAPIDocument {
                 "mouth_right": ref("Point"), "mouth_left": ref("Point"),
             ]),
             "ImageSize": object(["width": integer, "height": integer]),
-            "DetectedFace": object(["bbox": ref("Box"), "score": number, "landmarks": ref("Landmarks")]),
+            "Pose": object([
+                "yaw": number, "pitch": number, "roll": number,
+                "source": ["type": "string", "enum": ["landmarks", "mesh"]],
+            ]),
+            "DetectedFace": object([
+                "bbox": ref("Box"), "score": number, "landmarks": ref("Landmarks"), "pose": ref("Pose"),
+            ]),
             "Quality": object([
                 "score": number, "size": number, "sharpness": number, "yaw": number, "roll": number,
                 "brightness": number, "parts": map(number),
@@ -57,10 +63,10 @@ enum OpenAPIDocument {
             "Embedding": ["oneOf": [array(number), string]],
             "FaceReport": object(
                 [
-                    "bbox": ref("Box"), "score": number, "landmarks": ref("Landmarks"), "quality": ref("Quality"),
-                    "embedding": ref("Embedding"), "attributes": ref("Attributes"), "liveness": ref("Liveness"),
-                    "dense_landmarks": ref("DenseLandmarks"),
-                ], required: ["bbox", "score", "landmarks"]),
+                    "bbox": ref("Box"), "score": number, "landmarks": ref("Landmarks"), "pose": ref("Pose"),
+                    "quality": ref("Quality"), "embedding": ref("Embedding"), "attributes": ref("Attributes"),
+                    "liveness": ref("Liveness"), "dense_landmarks": ref("DenseLandmarks"),
+                ], required: ["bbox", "score", "landmarks", "pose"]),
             "Detect": object(["faces": array(ref("DetectedFace")), "face_count": integer, "image": ref("ImageSize")]),
             "Analyze": object(["faces": array(ref("FaceReport")), "face_count": integer, "image": ref("ImageSize")]),
             "Embed": object([

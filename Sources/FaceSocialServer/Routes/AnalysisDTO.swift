@@ -120,6 +120,8 @@ struct FaceReportDTO: Content {
     let bbox: BoxDTO
     let score: Float
     let landmarks: LandmarksDTO
+    /// From the mesh when the mesh ran (`landmarks` analysis), else from the five points.
+    let pose: PoseDTO
     let quality: QualityDTO?
     let embedding: EmbeddingDTO?
     let attributes: AttributesDTO?
@@ -130,6 +132,7 @@ struct FaceReportDTO: Content {
         bbox = BoxDTO(r.face.box)
         score = (r.face.score * 10000).rounded() / 10000
         landmarks = LandmarksDTO(r.face.landmarks)
+        pose = PoseDTO(r.mesh?.pose ?? r.face.pose)
         quality = kinds.contains(.quality) ? QualityDTO(r.quality) : nil
         embedding = r.embedding.map { encoding.encode($0) }
         if r.age != nil || r.gender != nil {

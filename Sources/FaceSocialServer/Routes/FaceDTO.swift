@@ -45,15 +45,33 @@ struct LandmarksDTO: Content, Equatable {
     }
 }
 
+/// Head pose in degrees (conventions in FaceKit's `HeadPose` and docs/models.md "Head pose").
+struct PoseDTO: Content, Equatable {
+    let yaw: Float
+    let pitch: Float
+    let roll: Float
+    /// `landmarks` (the detector's five points) or `mesh` (the 468-point mesh).
+    let source: String
+
+    init(_ pose: HeadPose) {
+        yaw = (pose.yaw * 10).rounded() / 10
+        pitch = (pose.pitch * 10).rounded() / 10
+        roll = (pose.roll * 10).rounded() / 10
+        source = pose.source.rawValue
+    }
+}
+
 struct DetectedFaceDTO: Content, Equatable {
     let bbox: BoxDTO
     let score: Float
     let landmarks: LandmarksDTO
+    let pose: PoseDTO
 
     init(_ face: DetectedFace) {
         bbox = BoxDTO(face.box)
         score = (face.score * 10000).rounded() / 10000
         landmarks = LandmarksDTO(face.landmarks)
+        pose = PoseDTO(face.pose)
     }
 }
 

@@ -82,7 +82,10 @@ function faceCard(face, index) {
           + `p ${liveness.probability.toFixed(3)})`
         : null],
       ['Quality', quality ? `${quality.score.toFixed(2)}${reasons.length ? ` — lowered by ${reasons.join(', ')}` : ' — nothing lowers it'}` : null],
-      ['Head pose', quality ? `yaw ${quality.yaw.toFixed(1)}°, roll ${quality.roll.toFixed(1)}°` : null],
+      ['Head pose', face.pose
+        ? `yaw ${face.pose.yaw.toFixed(1)}°, pitch ${face.pose.pitch.toFixed(1)}°, roll ${face.pose.roll.toFixed(1)}° `
+          + `(from the ${face.pose.source === 'mesh' ? '468-point mesh' : 'five landmarks'})`
+        : null],
       ['Face size', quality ? `${quality.size.toFixed(0)} px, sharpness ${quality.sharpness.toFixed(0)}, brightness ${quality.brightness.toFixed(0)}` : null],
       ['Mesh', mesh ? `${mesh.count} points (presence ${mesh.presence.toFixed(2)})` : null],
     ]));
