@@ -22,7 +22,7 @@ let testTargets: [Target] =
         .testTarget(
             name: "FaceSocialServerTests",
             dependencies: [
-                "FaceSocialServer", "FaceSearch", "FaceKit", "ModelRuntime", "CVectorKernels",
+                "FaceSocialServer", "FaceSearch", "FaceKit", "ModelRuntime", "CVectorKernels", "CImageCodecs",
                 .product(name: "VaporTesting", package: "vapor"),
                 .product(name: "Vapor", package: "vapor"),
                 .product(name: "Fluent", package: "fluent"),

@@ -260,11 +260,79 @@ extension BenchCommand {
                     "photo", "copy", "yaw (5 pt)", "pitch (5 pt)", "roll (5 pt)", "yaw (mesh)", "pitch (mesh)",
                     "roll (mesh)", "quality", "size px", "sharpness", "brightness",
                 ], rows: rows)
+            try await degradedCopies(files: files, yunet: yunet, config: config)
             let sorted = fractions.sorted()
             print(
                 "nose fraction between eye line and mouth line, photos as taken: min \(String(format: "%.3f", sorted.first!)) "
                     + "mean \(String(format: "%.3f", sorted.reduce(0, +) / Float(sorted.count))) max \(String(format: "%.3f", sorted.last!))"
             )
+        }
+
+        /// The quality checks' measures on the photos as taken and on degraded copies: for each kind
+        /// of damage, how many photos still show a face, the measure it should move (min / median /
+        /// max) and how many faces each level refuses (docs/thresholds.md, "Quality checks").
+        func degradedCopies(files: [String], yunet: any InferenceSession, config: AppConfig) async throws {
+            typealias Edit = (RGBImage, DetectedFace) -> RGBImage
+            let edits: [(String, String, Edit)] = [
+                ("as taken", "size", { image, _ in image }),
+                ("box blur r=2", "sharpness", { image, _ in image.boxBlurred(radius: 2) }),
+                ("box blur r=4", "sharpness", { image, _ in image.boxBlurred(radius: 4) }),
+                ("box blur r=8", "sharpness", { image, _ in image.boxBlurred(radius: 8) }),
+                ("brightness x0.35", "brightness", { image, _ in image.brightness(0.35) }),
+                ("brightness x0.2", "brightness", { image, _ in image.brightness(0.2) }),
+                ("brightness x2", "brightness", { image, _ in image.brightness(2) }),
+                ("brightness x3", "brightness", { image, _ in image.brightness(3) }),
+                ("face 48 px", "size", { image, face in image.scaled(by: 48 / min(face.box.width, face.box.height)) }),
+                ("face 28 px", "size", { image, face in image.scaled(by: 28 / min(face.box.width, face.box.height)) }),
+                ("turned 35°", "roll", { image, _ in image.rotated(degrees: 35) }),
+                (
+                    "cut at the nose", "edge_margin",
+                    { image, face in image.cropped(fromColumn: Int(face.landmarks[2].x)) }
+                ),
+            ]
+            var rows: [[String]] = []
+            for (label, measure, edit) in edits {
+                var values: [Float] = []
+                var refused: [QualityFilter: Int] = [:]
+                var found = 0
+                for file in files {
+                    let bytes = try [UInt8](
+                        Data(contentsOf: URL(fileURLWithPath: testdata).appendingPathComponent(file)))
+                    let original = try ImageDecoder.decode(bytes, limits: config.imageLimits)
+                    let (faces, _) = try await YuNet().detect(original, runner: yunet, options: DetectionOptions())
+                    guard let face = faces.max(by: { $0.box.area < $1.box.area }) else { continue }
+                    let image = edit(original, face)
+                    // Low detector scores are kept, so that the score itself can be checked.
+                    let (seen, _) = try await YuNet().detect(
+                        image, runner: yunet, options: DetectionOptions(confidenceThreshold: 0.3))
+                    guard let copy = seen.max(by: { $0.box.area < $1.box.area }) else { continue }
+                    found += 1
+                    let q = FaceQualityAssessor.assess(image: image, face: copy)
+                    let value: Float =
+                        switch measure {
+                        case "sharpness": q.sharpness
+                        case "brightness": q.brightness
+                        case "roll": abs(q.roll)
+                        case "edge_margin": q.edgeMargin
+                        default: q.size
+                        }
+                    values.append(value)
+                    for level in [QualityFilter.low, .medium, .high] where !q.problems(level.limits!).isEmpty {
+                        refused[level, default: 0] += 1
+                    }
+                }
+                values.sort()
+                func v(_ x: Float?) -> String { x.map { String(format: "%.2f", $0) } ?? "–" }
+                rows.append([
+                    label, "\(found)/\(files.count)", measure, v(values.first),
+                    v(values.isEmpty ? nil : values[values.count / 2]),
+                    v(values.last), "\(refused[.low] ?? 0)", "\(refused[.medium] ?? 0)", "\(refused[.high] ?? 0)",
+                ])
+            }
+            print("\nQuality checks on degraded copies (largest face; YuNet at 0.3 so weak faces stay):")
+            printTable(
+                header: ["copy", "faces", "measure", "min", "median", "max", "refused low", "medium", "high"],
+                rows: rows)
         }
 
         /// The nose tip's place along the eye–mouth axis (0 at the eyes, 1 at the mouth).

@@ -18,9 +18,17 @@ public struct FaceQuality: Sendable, Codable, Equatable {
     public var brightness: Float
     /// Each component's 0…1 subscore: "size", "sharpness", "pose", "brightness".
     public var parts: [String: Float]
+    /// The detector's score for the face (the quality checks hold it to a level's minimum).
+    public var detectionScore: Float
+    /// How far the landmark nearest an image edge is from it, over the eye distance (negative
+    /// when the detector put it outside): a face cut off by the edge has a landmark at or past it,
+    /// and a whole face keeps its eyes and mouth corners about half an eye distance in from its
+    /// own outline.
+    public var edgeMargin: Float
 
     public init(
-        score: Float, size: Float, sharpness: Float, yaw: Float, roll: Float, brightness: Float, parts: [String: Float]
+        score: Float, size: Float, sharpness: Float, yaw: Float, roll: Float, brightness: Float, parts: [String: Float],
+        detectionScore: Float = 1, edgeMargin: Float = 1
     ) {
         self.score = score
         self.size = size
@@ -29,6 +37,8 @@ public struct FaceQuality: Sendable, Codable, Equatable {
         self.roll = roll
         self.brightness = brightness
         self.parts = parts
+        self.detectionScore = detectionScore
+        self.edgeMargin = edgeMargin
     }
 }
 
@@ -103,7 +113,8 @@ public enum FaceQualityAssessor {
         ]
         return FaceQuality(
             score: combine(parts), size: size, sharpness: sharpness, yaw: yaw, roll: roll, brightness: brightness,
-            parts: parts)
+            parts: parts, detectionScore: face.score,
+            edgeMargin: face.edgeMargin(width: image.width, height: image.height))
     }
 
     public static func sizeScore(_ size: Float) -> Float { clamp01((size - 32) / (112 - 32)) }

@@ -41,6 +41,20 @@ public struct APIError: Error, Sendable {
     public static func noFace(_ message: String = "no face was detected in the image") -> APIError {
         APIError(.unprocessableEntity, "NO_FACE_DETECTED", message)
     }
+    /// No face passed the enrolment's quality filter: 422 with each refused face's problems
+    /// (`details.reasons` the codes, `details.problems` each with its value and limit).
+    static func lowQuality(_ faces: [[QualityProblem]], filter: QualityFilter) -> APIError {
+        let problems = faces.flatMap { $0 }
+        let codes = problems.map(\.code.rawValue).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let described = problems.map {
+            "\($0.code.rawValue) (\($0.measure) \(String(format: "%g", $0.value)), limit "
+                + "\(String(format: "%g", $0.threshold)))"
+        }
+        return APIError(
+            .unprocessableEntity, "FACE_QUALITY_TOO_LOW",
+            "no face passed quality_filter=\(filter.rawValue): \(described.joined(separator: "; "))",
+            details: ["reasons": codes.joined(separator: ","), "quality_filter": filter.rawValue])
+    }
     public static func modelUnavailable(_ message: String, model: String? = nil) -> APIError {
         APIError(.serviceUnavailable, "MODEL_UNAVAILABLE", message, details: model.map { ["model": $0] } ?? [:])
     }

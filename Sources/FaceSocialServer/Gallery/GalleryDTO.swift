@@ -102,16 +102,25 @@ struct SubjectPage: Content {
 }
 
 struct EnrolResponse: Content {
+    /// A face the quality filter kept out, and why.
+    struct Unindexed: Content {
+        let bbox: BoxDTO
+        let reasons: [QualityProblemDTO]
+    }
     @LowercaseUUID var subjectID: UUID
     let faces: [StoredFaceDTO]
     let facesDetected: Int
+    let unindexedFaces: [Unindexed]
 }
 
 extension EnrolResponse {
     init(_ enrolled: GalleryUseCases.Enrolled) throws {
         self.init(
             subjectID: enrolled.subjectID, faces: try enrolled.faces.map { try StoredFaceDTO($0) },
-            facesDetected: enrolled.facesDetected)
+            facesDetected: enrolled.facesDetected,
+            unindexedFaces: enrolled.unindexed.map {
+                Unindexed(bbox: BoxDTO($0.face.face.box), reasons: $0.problems.map(QualityProblemDTO.init))
+            })
     }
 }
 

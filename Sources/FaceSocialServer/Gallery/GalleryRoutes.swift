@@ -178,11 +178,12 @@ struct GalleryRoutes: RouteCollection {
         let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.enrol)
         let p = try input.faceParameters(config)
         let mode = GalleryUseCases.EnrolMode(rawValue: try input.choice(.enrolMode))!
+        let filter = QualityFilter(rawValue: try input.choice(.qualityFilter))!
         let collectionID = try Self.uuid(req, "collection")
         let subject = try await store.subjectForWrite(try Self.uuid(req, "subject"), in: collectionID)
         let enrolled = try await useCases.enrol(
-            try input.image("image"), parameters: p, mode: mode, subject: subject, collectionID: collectionID,
-            context: req.context)
+            try input.image("image"), parameters: p, mode: mode, quality: filter, subject: subject,
+            collectionID: collectionID, context: req.context)
         let response = Response(status: .created)
         try response.content.encode(req.envelope(try EnrolResponse(enrolled)))
         return response
@@ -205,6 +206,7 @@ struct GalleryRoutes: RouteCollection {
         let input = try await req.imageRequest(
             maxBytes: config.imageLimits.maxBytes * config.batchMaxImages, parameters: RouteParameters.batchEnrol)
         let p = try input.faceParameters(config)
+        let filter = QualityFilter(rawValue: try input.choice(.qualityFilter))!
         var items: [(externalID: String?, name: String?, image: [UInt8]?)] = []
         if case .array(let list)? = try input.json(.batchItems) {
             for entry in list {
@@ -253,8 +255,8 @@ struct GalleryRoutes: RouteCollection {
                     externalID: externalID, name: item.name, collectionID: collectionID)
                 let data = try EnrolResponse(
                     try await useCases.enrol(
-                        image, parameters: p, mode: .largest, subject: subject, collectionID: collectionID,
-                        context: req.context))
+                        image, parameters: p, mode: .largest, quality: filter, subject: subject,
+                        collectionID: collectionID, context: req.context))
                 results.append(.init(index: index, externalID: externalID, data: data, error: nil))
             } catch {
                 let e = APIError.from(error)

@@ -27,28 +27,35 @@ struct GalleryUseCases: Sendable {
         let subjectID: UUID
         let faces: [EnrolledFace]
         let facesDetected: Int
+        /// Faces the quality filter kept out, with what they failed.
+        let unindexed: [(face: FaceReport, problems: [QualityProblem])]
     }
 
     /// Detects, embeds, seals and stores the faces of one image for a subject, then applies them
     /// to the loaded indexes. Refuses an image this subject already has: checked before the models
     /// run (a cheap refusal) and again inside the transaction.
     func enrol(
-        _ bytes: [UInt8], parameters p: FaceParameters, mode: EnrolMode, subject: Subject, collectionID: UUID,
-        context: RequestContext
+        _ bytes: [UInt8], parameters p: FaceParameters, mode: EnrolMode, quality filter: QualityFilter,
+        subject: Subject, collectionID: UUID, context: RequestContext
     ) async throws -> Enrolled {
         let subjectID = try subject.requireID()
         let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
         try await store.refuseDuplicate(subjectID: subjectID, imageSHA256: digest, on: try store.router.primary)
         let (_, reports) = try await pipeline.run(bytes, p, kinds: [.embedding, .quality], context: context)
-        let chosen: [FaceReport]
+        let candidates: [FaceReport]
         switch mode {
-        case .largest: chosen = reports.max(by: { $0.face.box.area < $1.face.box.area }).map { [$0] } ?? []
-        case .all: chosen = reports
+        case .largest: candidates = reports.max(by: { $0.face.box.area < $1.face.box.area }).map { [$0] } ?? []
+        case .all: candidates = reports
         }
-        guard !chosen.isEmpty else {
+        guard !candidates.isEmpty else {
             throw p.minQuality > 0
                 ? APIError.noFace("no face with quality of at least \(p.minQuality) was detected") : APIError.noFace()
         }
+        // The quality gate: a face failing the filter's limits is reported, not enrolled.
+        let checked = candidates.map { ($0, filter.limits.map($0.quality.problems) ?? []) }
+        let chosen = checked.filter(\.1.isEmpty).map(\.0)
+        let unindexed = checked.filter { !$0.1.isEmpty }
+        guard !chosen.isEmpty else { throw APIError.lowQuality(unindexed.map(\.1), filter: filter) }
         let model = self.model
         var rows: [(EnrolledFace, [Float])] = []
         for report in chosen {
@@ -78,7 +85,9 @@ struct GalleryUseCases: Sendable {
             guard indexModel == model else { return }
             for (face, embedding) in stored { index.add(faceID: face.id!, subjectID: subjectID, vector: embedding) }
         }
-        return Enrolled(subjectID: subjectID, faces: stored.map(\.0), facesDetected: reports.count)
+        return Enrolled(
+            subjectID: subjectID, faces: stored.map(\.0), facesDetected: reports.count,
+            unindexed: unindexed.map { (face: $0.0, problems: $0.1) })
     }
 
     /// The subject of a batch item: found by external id, or created with the item's name (checked

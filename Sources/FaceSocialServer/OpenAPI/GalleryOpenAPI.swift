@@ -30,7 +30,10 @@ extension OpenAPIDocument {
             "SubjectPage": object([
                 "items": array(ref("Subject")), "total": integer, "limit": integer, "offset": integer,
             ]),
-            "Enrol": object(["subject_id": string, "faces": array(ref("StoredFace")), "faces_detected": integer]),
+            "Enrol": object([
+                "subject_id": string, "faces": array(ref("StoredFace")), "faces_detected": integer,
+                "unindexed_faces": array(object(["bbox": ref("Box"), "reasons": array(ref("QualityProblem"))])),
+            ]),
             "BatchEnrol": object([
                 "items": array(
                     object(
@@ -178,7 +181,11 @@ extension OpenAPIDocument {
                     "Enrol", status: "201",
                     parameters: [collectionParameter, subjectParameter] + parameters(RouteParameters.enrol),
                     body: imageBody(["image"]),
-                    errors: faceErrors.merging(["409": "DUPLICATE_IMAGE: this image is already enrolled"]) { $1 })
+                    errors: faceErrors.merging([
+                        "409": "DUPLICATE_IMAGE: this image is already enrolled",
+                        "422": "INVALID_IMAGE_FORMAT, NO_FACE_DETECTED, or FACE_QUALITY_TOO_LOW: no face passed "
+                            + "quality_filter (details.reasons lists the failed checks)",
+                    ]) { $1 })
             ],
             "/v1/collections/{collection}/subjects/{subject}/faces/{face}": [
                 "delete": galleryOperation(

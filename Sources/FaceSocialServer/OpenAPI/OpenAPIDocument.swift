@@ -1,3 +1,4 @@
+import FaceKit
 import Foundation
 import ModelRuntime
 import Vapor
@@ -29,7 +30,7 @@ enum OpenAPIDocument {
                             "INVALID_IMAGE_FORMAT", "NO_FACE_DETECTED", "IMAGE_TOO_LARGE", "MODEL_UNAVAILABLE",
                             "INSUFFICIENT_MEMORY", "QUEUE_FULL", "RATE_LIMIT_EXCEEDED", "UNAUTHORIZED", "FORBIDDEN",
                             "NOT_FOUND", "VALIDATION_FAILED", "METHOD_NOT_ALLOWED", "INTERNAL_ERROR", "CONFLICT",
-                            "DATABASE_UNAVAILABLE",
+                            "DATABASE_UNAVAILABLE", "FACE_QUALITY_TOO_LOW",
                         ] + galleryErrorCodes,
                     ],
                     "message": string, "details": map(string),
@@ -49,9 +50,14 @@ enum OpenAPIDocument {
             "DetectedFace": object([
                 "bbox": ref("Box"), "score": number, "landmarks": ref("Landmarks"), "pose": ref("Pose"),
             ]),
+            "QualityProblem": object([
+                "code": ["type": "string", "enum": QualityProblem.Code.allCases.map(\.rawValue)],
+                "measure": string, "value": number, "threshold": number,
+            ]),
             "Quality": object([
                 "score": number, "size": number, "sharpness": number, "yaw": number, "roll": number,
-                "brightness": number, "parts": map(number),
+                "brightness": number, "detection_score": number, "edge_margin": number, "parts": map(number),
+                "problems": array(ref("QualityProblem")),
             ]),
             "Attributes": object(
                 [

@@ -2,6 +2,21 @@ import FaceKit
 import Foundation
 import Vapor
 
+/// One failed quality check: its stable code, what was measured, and the limit it broke.
+struct QualityProblemDTO: Content, Equatable {
+    let code: String
+    let measure: String
+    let value: Float
+    let threshold: Float
+
+    init(_ p: QualityProblem) {
+        code = p.code.rawValue
+        measure = p.measure
+        value = (p.value * 1000).rounded() / 1000
+        threshold = p.threshold
+    }
+}
+
 struct QualityDTO: Content {
     let score: Float
     let size: Float
@@ -9,7 +24,11 @@ struct QualityDTO: Content {
     let yaw: Float
     let roll: Float
     let brightness: Float
+    let detectionScore: Float
+    let edgeMargin: Float
     let parts: [String: Float]
+    /// The checks of the `medium` level (enrolment's default, `quality_filter=auto`) this face fails.
+    let problems: [QualityProblemDTO]
 
     init(_ q: FaceQuality) {
         func r(_ v: Float, _ digits: Float = 1000) -> Float { (v * digits).rounded() / digits }
@@ -19,7 +38,10 @@ struct QualityDTO: Content {
         yaw = r(q.yaw, 10)
         roll = r(q.roll, 10)
         brightness = r(q.brightness, 10)
+        detectionScore = r(q.detectionScore, 10000)
+        edgeMargin = r(q.edgeMargin)
         parts = q.parts.mapValues { r($0) }
+        problems = q.problems(QualityLimits.medium).map(QualityProblemDTO.init)
     }
 }
 

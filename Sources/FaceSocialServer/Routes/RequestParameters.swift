@@ -69,6 +69,12 @@ extension RequestParameter {
         summary:
             "score a subject by its best face, or by its template (the mean of its faces); best is the default "
             + "by measurement (docs/thresholds.md)")
+    static let qualityFilter = RequestParameter(
+        name: "quality_filter",
+        kind: .choice(QualityFilter.allCases.map(\.rawValue), default: QualityFilter.auto.rawValue),
+        summary:
+            "refuse faces failing this level's quality checks (auto = medium; none: no check); limits in "
+            + "docs/thresholds.md")
     static let enrolMode = RequestParameter(
         name: "mode", kind: .choice(["largest", "all"], default: "largest"), summary: "which faces to enrol")
     static let referenceEmbedding = RequestParameter(
@@ -107,8 +113,8 @@ enum RouteParameters {
     static let analyze = RequestParameter.faces + [.livenessThreshold, .analyses]
     static let batchAnalyze = analyze
     static let deepfake = RequestParameter.detection + [.deepfakeThreshold]
-    static let enrol = RequestParameter.faces + [.enrolMode]
-    static let batchEnrol = RequestParameter.faces + [.externalIDs, .batchItems]
+    static let enrol = RequestParameter.faces + [.enrolMode, .qualityFilter]
+    static let batchEnrol = RequestParameter.faces + [.qualityFilter, .externalIDs, .batchItems]
     static let identify =
         RequestParameter.faces + [.topK, .verifyThreshold, .matchMode, .identifyEmbedding, .embeddingModel]
     /// Search by a stored face: no image, so no detection parameters.

@@ -82,6 +82,11 @@ function faceCard(face, index) {
           + `p ${liveness.probability.toFixed(3)})`
         : null],
       ['Quality', quality ? `${quality.score.toFixed(2)}${reasons.length ? ` — lowered by ${reasons.join(', ')}` : ' — nothing lowers it'}` : null],
+      ['Quality checks (medium)', quality
+        ? ((quality.problems || []).length
+          ? quality.problems.map((p) => `${p.code} (${p.measure} ${p.value.toFixed(1)}, limit ${p.threshold})`).join('; ')
+          : 'all passed')
+        : null],
       ['Head pose', face.pose
         ? `yaw ${face.pose.yaw.toFixed(1)}°, pitch ${face.pose.pitch.toFixed(1)}°, roll ${face.pose.roll.toFixed(1)}° `
           + `(from the ${face.pose.source === 'mesh' ? '468-point mesh' : 'five landmarks'})`
