@@ -69,6 +69,9 @@ struct DetectTests {
                 let body = try json(res)
                 #expect(body[path: "meta.request_id"] as? String == "test-123")
                 #expect(body[path: "meta.models"] as? [String] == ["yunet@2023mar"])
+                // The detector's time in this call.
+                let spent = try #require(body[path: "meta.model_ms"] as? [String: Double])
+                #expect(Array(spent.keys) == ["yunet@2023mar"] && spent["yunet@2023mar"]! > 0, "\(spent)")
                 #expect(body[path: "meta.processing_ms"] is Double)
                 #expect(body[path: "data.image.width"] as? Int != nil)
             }

@@ -267,6 +267,14 @@ def test_analyze_draws_six_faces(c: Console) -> None:
         assert word in text, f"{word!r} missing from the analysis"
     assert len(c.all("#analyze-result .landmark")) == 30, "five landmarks per face"
     assert c.all("#analyze-result canvas.mesh"), "no mesh drawn"
+    # Each model of the call with its time in this call (meta.model_ms), the mesh's from the mesh.
+    rows = c.all("#analyze-result [data-model-time]")
+    labels = {row.get_attribute("data-model-time").split("@")[0] for row in rows}
+    assert {"yunet", "face-mesh", "age", "gender", "minifas"} <= labels, f"models of the call: {labels}"
+    for row in rows:
+        spent = row.find_elements(By.TAG_NAME, "td")[1].text
+        assert spent.endswith("ms") and float(spent.split()[0]) > 0, f"{row.text!r}: no time in this call"
+    assert "(from the 468-point mesh)" in text, "the pose comes from the mesh when it ran"
     c.screenshot("analyze")
 
 

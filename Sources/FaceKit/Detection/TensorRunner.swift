@@ -11,6 +11,9 @@ public struct StageTimings: Sendable, Equatable, Codable {
     public var postprocessMs: Double = 0
 
     public init() {}
+
+    /// The three stages together.
+    public var totalMs: Double { preprocessMs + inferenceMs + postprocessMs }
 }
 
 /// Measures `body` in milliseconds on the monotonic clock.

@@ -1,5 +1,6 @@
 import FaceKit
 import ModelRuntime
+import Synchronization
 import Vapor
 
 /// The per-face analyses a client can ask for.
@@ -68,15 +69,16 @@ extension FaceService {
     /// embedder and the quality measure.
     public func analyze(
         _ image: RGBImage, faces: [DetectedFace], kinds: Set<AnalysisKind>, livenessThreshold: Float
-    ) async throws -> (reports: [FaceReport], models: [String]) {
+    ) async throws -> (reports: [FaceReport], models: [String], milliseconds: [String: Double]) {
         // Resolve every model first: a missing model fails the request before any work is done,
         // and each model loads once however many faces wait for it.
         var models: [String] = []
-        let sface = kinds.contains(.embedding) ? try await session(FaceModel.sface.id, &models) : nil
-        let age = kinds.contains(.attributes) ? try await session(FaceModel.age.id, &models) : nil
-        let gender = kinds.contains(.attributes) ? try await session(FaceModel.gender.id, &models) : nil
-        let minifas = kinds.contains(.liveness) ? try await session(FaceModel.minifas.id, &models) : nil
-        let mesh = kinds.contains(.landmarks) ? try await session(FaceModel.faceMesh.id, &models) : nil
+        let times = ModelTimes()
+        let sface = kinds.contains(.embedding) ? try await session(FaceModel.sface.id, &models, times) : nil
+        let age = kinds.contains(.attributes) ? try await session(FaceModel.age.id, &models, times) : nil
+        let gender = kinds.contains(.attributes) ? try await session(FaceModel.gender.id, &models, times) : nil
+        let minifas = kinds.contains(.liveness) ? try await session(FaceModel.minifas.id, &models, times) : nil
+        let mesh = kinds.contains(.landmarks) ? try await session(FaceModel.faceMesh.id, &models, times) : nil
 
         let reports = try await withThrowingTaskGroup(of: (Int, FaceReport).self) { group in
             for (index, face) in faces.enumerated() {
@@ -104,13 +106,38 @@ extension FaceService {
             for try await (index, report) in group { reports[index] = report }
             return reports.compactMap { $0 }
         }
-        return (reports, models)
+        return (reports, models, times.milliseconds)
     }
 
-    private func session(_ id: String, _ models: inout [String]) async throws -> any InferenceSession {
+    /// A model's session, timed: each run's wall time is added to `times` under its label.
+    private func session(_ id: String, _ models: inout [String], _ times: ModelTimes) async throws
+        -> any TensorRunner
+    {
         let session = try await registry.session(for: id)
-        models.append(modelLabel(id))
-        return session
+        let label = modelLabel(id)
+        models.append(label)
+        return TimedRunner(inner: session, label: label, times: times)
+    }
+}
+
+/// Milliseconds per model label, added to from concurrent face tasks.
+final class ModelTimes: Sendable {
+    private let values = Mutex<[String: Double]>([:])
+    var milliseconds: [String: Double] { values.withLock { $0 } }
+    func add(_ label: String, _ milliseconds: Double) { values.withLock { $0[label, default: 0] += milliseconds } }
+}
+
+/// A runner that times each run of the one it wraps (the inference, queueing and batching
+/// included: what the request waited for that model).
+struct TimedRunner: TensorRunner {
+    let inner: any TensorRunner
+    let label: String
+    let times: ModelTimes
+
+    func run(_ inputs: [String: Tensor]) async throws -> [String: Tensor] {
+        let start = ContinuousClock.now
+        defer { times.add(label, (ContinuousClock.now - start).milliseconds) }
+        return try await inner.run(inputs)
     }
 }
 

@@ -20,10 +20,10 @@ struct FacePipeline: Sendable {
     ) async throws -> (RGBImage, [FaceReport]) {
         let (image, _) = try await faces.decode(bytes)
         let detection = try await faces.detect(image, detector: p.detector, options: p.detection)
-        context.used(detection.model)
-        let (reports, models) = try await faces.analyze(
+        context.used(detection.model, milliseconds: detection.timings.totalMs)
+        let (reports, models, milliseconds) = try await faces.analyze(
             image, faces: detection.faces, kinds: kinds, livenessThreshold: p.livenessThreshold)
-        models.forEach(context.used)
+        for model in models { context.used(model, milliseconds: milliseconds[model] ?? 0) }
         return (image, reports.filter { $0.quality.score >= p.minQuality })
     }
 }

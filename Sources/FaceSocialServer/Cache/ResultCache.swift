@@ -183,7 +183,7 @@ extension ResultCache {
         guard let data = await get(key, route: route),
             let cached = try? JSONDecoder().decode(CachedResult<T>.self, from: data)
         else { return nil }
-        cached.models.forEach(context.used)
+        for model in cached.models { context.used(model) }
         return cached.data
     }
 

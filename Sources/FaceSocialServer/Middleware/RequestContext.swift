@@ -10,17 +10,23 @@ final class RequestContext: Sendable {
     let started = ContinuousClock.now
     // Batch items run concurrently and each records the models it used.
     private let usedModels = Mutex<[String]>([])
+    private let modelTimes = Mutex<[String: Double]>([:])
 
     init(requestID: String) { self.requestID = requestID }
 
     var models: [String] { usedModels.withLock { $0 } }
 
+    /// Milliseconds spent in each model's stage of this request (pre- and post-processing
+    /// included, summed over its faces; faces run in parallel, so the sum can exceed the wall time).
+    var modelMilliseconds: [String: Double] { modelTimes.withLock { $0 } }
+
     var elapsedMilliseconds: Double { (ContinuousClock.now - started).milliseconds }
 
-    func used(_ model: String) {
+    func used(_ model: String, milliseconds: Double? = nil) {
         usedModels.withLock { models in
             if !models.contains(model) { models.append(model) }
         }
+        if let milliseconds { modelTimes.withLock { $0[model, default: 0] += milliseconds } }
     }
 }
 
@@ -79,6 +85,9 @@ struct Envelope<T: Content>: Content {
         let requestID: String
         let processingMs: Double
         let models: [String]
+        /// Per model of `models`, the milliseconds its stage took (RequestContext.modelMilliseconds);
+        /// empty when the answer came from the result cache.
+        let modelMs: [String: Double]
     }
     let data: T
     let meta: Meta
@@ -89,6 +98,9 @@ extension Request {
     func envelope<T: Content>(_ data: T) -> Envelope<T> {
         let context = self.context
         let ms = (context.elapsedMilliseconds * 10).rounded() / 10
-        return Envelope(data: data, meta: .init(requestID: context.requestID, processingMs: ms, models: context.models))
+        let perModel = context.modelMilliseconds.mapValues { ($0 * 10).rounded() / 10 }
+        return Envelope(
+            data: data,
+            meta: .init(requestID: context.requestID, processingMs: ms, models: context.models, modelMs: perModel))
     }
 }

@@ -21,7 +21,9 @@ enum OpenAPIDocument {
 
     static var schemas: [String: Any] {
         [
-            "Meta": object(["request_id": string, "processing_ms": number, "models": array(string)]),
+            "Meta": object([
+                "request_id": string, "processing_ms": number, "models": array(string), "model_ms": map(number),
+            ]),
             "Error": object([
                 "error": object([
                     "code": [

@@ -44,7 +44,7 @@ struct DeepfakeRoutes: RouteCollection {
         let threshold = requestedThreshold ?? spec.threshold
         let (image, _) = try await faces.decode(try input.image("image"))
         let detection = try await faces.detect(image, detector: detector, options: options)
-        req.context.used(detection.model)
+        req.context.used(detection.model, milliseconds: detection.timings.totalMs)
         let session = try await faces.registry.session(for: entry.id)
         req.context.used(faces.modelLabel(entry.id))
         let classifier = try Self.classifier(entry, spec)

@@ -27,7 +27,7 @@ struct DetectRoutes: RouteCollection {
             return req.envelope(cached)
         }
         let (detection, width, height) = try await faces.detectOnly(bytes, detector: detector, options: options)
-        req.context.used(detection.model)
+        req.context.used(detection.model, milliseconds: detection.timings.totalMs)
         let result = DetectResponse(
             faces: detection.faces.map(DetectedFaceDTO.init), faceCount: detection.faces.count,
             image: ImageSizeDTO(width: width, height: height))

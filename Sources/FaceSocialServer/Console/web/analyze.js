@@ -97,29 +97,32 @@ function faceCard(face, index) {
 }
 
 /**
- * The models that served the call with their typical times. The API times the whole call
- * (`meta.processing_ms`), not each model per call, so each model's p50/p95 over its recent uses
- * comes from GET /system/models when this caller may read it.
+ * The models that served the call: the time each took in this call (`meta.model_ms`, summed over
+ * the faces, which run in parallel), and its median and 95th percentile over recent uses from
+ * GET /system/models when this caller may read it.
  */
 async function modelTimes(meta) {
   const used = meta.models || [];
+  const spent = meta.model_ms || {};
   let models = null;
   try {
     models = (await call('GET', '/system/models', { quiet: true })).data.models;
   } catch {
-    // Not readable by this caller (production without system:monitor): the names alone.
+    // Not readable by this caller (production without system:monitor): this call's times alone.
   }
   const byID = new Map((models || []).map((model) => [model.id, model]));
   return h('div', { class: 'card' },
     h('h2', {}, 'Models of this call'),
     h('p', { class: 'note' }, `The call took ${formatMs(meta.processing_ms)} on the server. `
-      + (models ? 'Each model\'s time is its median and 95th percentile over its recent uses.' : 'Sign in with system:monitor to see each model\'s time.')),
+      + '"This call" is each model\'s time in it, summed over the faces (they run in parallel). '
+      + (models ? 'p50 and p95 are over the model\'s recent uses.' : 'Sign in with system:monitor to see each model\'s typical time.')),
     h('div', { class: 'table-wrap' }, h('table', {},
-      h('thead', {}, h('tr', {}, ['Model', 'p50', 'p95', 'Uses', 'Device'].map((title) => h('th', { scope: 'col' }, title)))),
+      h('thead', {}, h('tr', {}, ['Model', 'This call', 'p50', 'p95', 'Uses', 'Device'].map((title) => h('th', { scope: 'col' }, title)))),
       h('tbody', {}, used.map((label) => {
         const model = byID.get(label.split('@')[0]);
-        return h('tr', {},
+        return h('tr', { 'data-model-time': label },
           h('td', {}, label),
+          h('td', {}, label in spent ? formatMs(spent[label]) : '—'),
           h('td', {}, model ? formatMs(model.p50_ms) : '—'),
           h('td', {}, model ? formatMs(model.p95_ms) : '—'),
           h('td', {}, model ? String(model.uses) : '—'),
