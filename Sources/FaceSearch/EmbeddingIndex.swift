@@ -197,25 +197,18 @@ struct SubjectTopK {
             siftDown(from: held)  // a larger key moves away from the root of a min-heap
             return
         }
-        if items.count < capacity {
-            items.append(Item(score: score, row: row, subject: subject))
-            var child = items.count - 1
-            while child > 0 {
-                let parent = (child - 1) / 2
-                guard items[child].score < items[parent].score else { break }
-                items.swapAt(child, parent)
-                child = parent
-            }
-        } else if score > items[0].score {
-            items[0] = Item(score: score, row: row, subject: subject)
-            siftDown(from: 0)
-        }
+        push(Item(score: score, row: row, subject: subject))
     }
 
     /// `offer` for rows that are never offered twice (no look-up of an earlier item).
     mutating func offerDistinct(_ score: Float, row: Int) {
+        push(Item(score: score, row: row, subject: 0))
+    }
+
+    /// Into the heap while it has room, else in place of the weakest when better.
+    private mutating func push(_ item: Item) {
         if items.count < capacity {
-            items.append(Item(score: score, row: row, subject: 0))
+            items.append(item)
             var child = items.count - 1
             while child > 0 {
                 let parent = (child - 1) / 2
@@ -223,8 +216,8 @@ struct SubjectTopK {
                 items.swapAt(child, parent)
                 child = parent
             }
-        } else if score > items[0].score {
-            items[0] = Item(score: score, row: row, subject: 0)
+        } else if item.score > items[0].score {
+            items[0] = item
             siftDown(from: 0)
         }
     }

@@ -37,16 +37,24 @@ extension DetectedFace {
     /// the eye line: the shift of its fraction along the eye–mouth axis, times that axis's length
     /// over the nose's depth, is tan(pitch).
     public var pitch: Float {
-        guard landmarks.count >= 5 else { return 0 }
+        guard let (eyes, eyeDistance, ax, ay, axis, nose) = eyeMouthFrame else { return 0 }
+        let fraction = ((nose.x - eyes.x) * ax + (nose.y - eyes.y) * ay) / (axis * axis)
+        return atan((Self.levelNoseFraction - fraction) * axis / (0.5 * eyeDistance)) * 180 / .pi
+    }
+
+    /// The five-point pose's frame: the eye midpoint, the eye distance, the axis from the eye
+    /// midpoint to the mouth midpoint (its components and length) and the nose tip; nil without
+    /// five landmarks or with a degenerate face.
+    var eyeMouthFrame: (eyes: Point, eyeDistance: Float, ax: Float, ay: Float, axis: Float, nose: Point)? {
+        guard landmarks.count >= 5 else { return nil }
         let (e0, e1, nose, m0, m1) = (landmarks[0], landmarks[1], landmarks[2], landmarks[3], landmarks[4])
         let eyes = Point(x: (e0.x + e1.x) / 2, y: (e0.y + e1.y) / 2)
         let mouth = Point(x: (m0.x + m1.x) / 2, y: (m0.y + m1.y) / 2)
         let eyeDistance = hypot(e1.x - e0.x, e1.y - e0.y)
         let (ax, ay) = (mouth.x - eyes.x, mouth.y - eyes.y)
         let axis = hypot(ax, ay)
-        guard eyeDistance > 0, axis > 0 else { return 0 }
-        let fraction = ((nose.x - eyes.x) * ax + (nose.y - eyes.y) * ay) / (axis * axis)
-        return atan((Self.levelNoseFraction - fraction) * axis / (0.5 * eyeDistance)) * 180 / .pi
+        guard eyeDistance > 0, axis > 0 else { return nil }
+        return (eyes, eyeDistance, ax, ay, axis, nose)
     }
 
     /// The pose from the five landmarks.

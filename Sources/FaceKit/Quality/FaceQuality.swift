@@ -49,14 +49,7 @@ extension DetectedFace {
     /// ~30 mm against ~63 mm), that offset over the eye distance is ≈ 0.5·tan(yaw). Coarse (±10°)
     /// but monotone, which is what a quality gate needs.
     public var yaw: Float {
-        guard landmarks.count >= 5 else { return 0 }
-        let (e0, e1, nose, m0, m1) = (landmarks[0], landmarks[1], landmarks[2], landmarks[3], landmarks[4])
-        let eyes = Point(x: (e0.x + e1.x) / 2, y: (e0.y + e1.y) / 2)
-        let mouth = Point(x: (m0.x + m1.x) / 2, y: (m0.y + m1.y) / 2)
-        let eyeDistance = hypot(e1.x - e0.x, e1.y - e0.y)
-        let (ax, ay) = (mouth.x - eyes.x, mouth.y - eyes.y)
-        let axis = hypot(ax, ay)
-        guard eyeDistance > 0, axis > 0 else { return 0 }
+        guard let (eyes, eyeDistance, ax, ay, axis, nose) = eyeMouthFrame else { return 0 }
         // Signed distance of the nose from the eye–mouth axis; positive towards larger x for an
         // upright face (the axis points down, so its right-hand normal (−ay, ax) points to −x).
         let offset = -((nose.x - eyes.x) * (-ay) + (nose.y - eyes.y) * ax) / axis
