@@ -216,16 +216,15 @@ public final class FaceIndex: @unchecked Sendable {
     }
 
     private static func apply(_ change: Change, exact index: inout EmbeddingIndex) -> Int {
-        switch change {
-        case .add(let face, let subject, let vector):
-            index.add(faceID: face, subjectID: subject, vector: vector)
-            return 1
-        case .removeFace(let face): return index.remove(faceID: face) ? 1 : 0
-        case .removeSubject(let subject): return index.remove(subjectID: subject)
-        }
+        apply(change, to: &index)
     }
 
     private static func apply(_ change: Change, approximate index: inout QuantizedIVFIndex) -> Int {
+        apply(change, to: &index)
+    }
+
+    /// One change to either kind of index (both hold rows the same way).
+    private static func apply<Index: FaceRows>(_ change: Change, to index: inout Index) -> Int {
         switch change {
         case .add(let face, let subject, let vector):
             index.add(faceID: face, subjectID: subject, vector: vector)
@@ -272,3 +271,15 @@ public final class FaceIndex: @unchecked Sendable {
         rebuilds.leave()
     }
 }
+
+/// What the two kinds of index share for changes and template scoring.
+protocol FaceRows {
+    mutating func add(faceID: UUID, subjectID: UUID, vector: [Float])
+    @discardableResult mutating func remove(faceID: UUID) -> Bool
+    @discardableResult mutating func remove(subjectID: UUID) -> Int
+    func search(_ query: [Float], k: Int) -> [EmbeddingIndex.Match]
+    func rows(of subjects: Set<UUID>) -> [UUID: [[Float]]]
+}
+
+extension EmbeddingIndex: FaceRows {}
+extension QuantizedIVFIndex: FaceRows {}

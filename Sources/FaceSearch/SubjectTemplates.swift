@@ -86,16 +86,16 @@ extension FaceIndex {
         case .template:
             return reading {
                 switch storage {
-                case .exact(let index):
-                    let matches = index.search(query, k: SubjectTemplates.candidateCount(k))
-                    return SubjectTemplates.rerank(
-                        matches, query: query, rows: index.rows(of: Set(matches.map(\.subjectID))), k: k)
-                case .approximate(let index):
-                    let matches = index.search(query, k: SubjectTemplates.candidateCount(k))
-                    return SubjectTemplates.rerank(
-                        matches, query: query, rows: index.rows(of: Set(matches.map(\.subjectID))), k: k)
+                case .exact(let index): Self.templateSearch(index, query, k: k)
+                case .approximate(let index): Self.templateSearch(index, query, k: k)
                 }
             }
         }
+    }
+
+    /// The best-face candidates re-scored by their templates, on either kind of index.
+    static func templateSearch(_ index: some FaceRows, _ query: [Float], k: Int) -> [EmbeddingIndex.Match] {
+        let matches = index.search(query, k: SubjectTemplates.candidateCount(k))
+        return SubjectTemplates.rerank(matches, query: query, rows: index.rows(of: Set(matches.map(\.subjectID))), k: k)
     }
 }
