@@ -395,7 +395,14 @@ phase_compose_cluster() {
       podman logs --tail 20 "${run}c_redis-cluster-init_1"; podman logs --tail 20 "$api"; return 1; }
     sleep 2
   done
-  podman logs "$api" 2>&1 | grep -Eq 'masters(=|":")redis-node-' ||
+  # Read the whole log before grep: under pipefail, `grep -q` leaving early makes podman logs fail
+  # with SIGPIPE, which read as "not found" although the line was there.
+  # The probe's log line may also reach podman logs a moment after the answer.
+  local logs
+  end=$(( $(date +%s) + 20 ))
+  until logs=$(podman logs "$api" 2>&1); grep -Eq 'masters(=|":")redis-node-' <<< "$logs" ||
+    [ "$(date +%s)" -ge "$end" ]; do sleep 1; done
+  grep -Eq 'masters(=|":")redis-node-' <<< "$logs" ||
     { record "compose cluster: slot map by node names" "FAIL: $(podman logs "$api" 2>&1 | grep -i 'redis' | tail -3)"; return 1; }
   record "compose cluster: init + api-1 ready, cache on the cluster" "$(( $(date +%s) - start )) s; masters $(podman logs "$api" 2>&1 | grep -Eo 'masters(=|":")[^ "]*' | head -1 | sed -E 's/masters(=|":")//')"
   # Cached results land on the cluster's masters.
