@@ -11,6 +11,7 @@ struct BenchCommand: AsyncParsableCommand {
         abstract: "Micro benchmarks of the face pipelines (build with -c release for real numbers).",
         subcommands: [
             Detect.self, Micro.self, Thresholds.self, Faces.self, Engines.self, Batching.self, Search.self, Routes.self,
+            Analyses.self,
         ]
     )
 
@@ -370,14 +371,7 @@ extension BenchCommand {
 
             var rows: [[String]] = []
             func time(_ name: String, _ body: () async throws -> Void) async throws {
-                for _ in 0..<3 { try await body() }
-                var samples: [Double] = []
-                for _ in 0..<iterations {
-                    let start = ContinuousClock.now
-                    try await body()
-                    samples.append((ContinuousClock.now - start).milliseconds)
-                }
-                samples.sort()
+                let samples = try await timedSamples(iterations, body)
                 let mean = samples.reduce(0, +) / Double(samples.count)
                 rows.append([name, format(mean), format(percentile(samples, 0.5)), format(percentile(samples, 0.95))])
             }
@@ -410,6 +404,18 @@ extension BenchCommand {
             printTable(header: ["item", "mean ms", "p50 ms", "p95 ms"], rows: rows)
         }
     }
+}
+
+/// `iterations` timed runs of `body` after three warm-ups, in milliseconds, sorted.
+func timedSamples(_ iterations: Int, _ body: () async throws -> Void) async rethrows -> [Double] {
+    for _ in 0..<3 { try await body() }
+    var samples: [Double] = []
+    for _ in 0..<iterations {
+        let start = ContinuousClock.now
+        try await body()
+        samples.append((ContinuousClock.now - start).milliseconds)
+    }
+    return samples.sorted()
 }
 
 func percentile(_ sorted: [Double], _ p: Double) -> Double {

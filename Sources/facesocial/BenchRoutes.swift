@@ -42,8 +42,7 @@ extension BenchCommand {
 
             // What each route computes, through the same FaceService calls its handler makes.
             @Sendable func embedded(_ bytes: [UInt8], _ kinds: Set<AnalysisKind>) async throws -> [FaceReport] {
-                let (image, _) = try await faces.decode(bytes)
-                let detection = try await faces.detect(image, detector: .yunet, options: options)
+                let (image, detection) = try await faces.decodeAndDetect(bytes, detector: .yunet, options: options)
                 return try await faces.analyze(
                     image, faces: detection.faces, kinds: kinds, livenessThreshold: threshold
                 ).reports

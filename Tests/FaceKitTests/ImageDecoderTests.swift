@@ -123,6 +123,31 @@ private func offset(of marker: UInt8, in bytes: [UInt8]) throws -> Int {
 }
 
 @Suite struct ExifOrientationTests {
+    /// Only a JPEG whose EXIF carries an orientation says which way is up (`auto_rotate=auto`).
+    @Test func probeSaysWhetherTheOrientationIsTagged() throws {
+        let original = try testImage("obama_small.jpg")
+        #expect(try ImageDecoder.probe(original).orientationTagged == false)
+        #expect(try ImageDecoder.probe(Fixtures.withOrientation(original, 1, bigEndian: false)).orientationTagged)
+        #expect(try ImageDecoder.probe(try testImage("tom_hanks.png")).orientationTagged == false)
+    }
+
+    /// A pixel of a quarter-turned copy maps back onto the same pixel of the original.
+    @Test(arguments: [90, 180, 270])
+    func turnedPointsMapBack(degrees: Int) {
+        let (w, h) = (7, 4)
+        var pixels = [UInt8](repeating: 0, count: w * h * 3)
+        for (x, y) in [(0, 0), (5, 1), (6, 3), (2, 2)] {
+            pixels = [UInt8](repeating: 0, count: w * h * 3)
+            pixels[(y * w + x) * 3] = 255
+            let turned = RGBImage(width: w, height: h, pixels: pixels).turned(clockwise: degrees)
+            #expect(turned.width == (degrees == 180 ? w : h))
+            let index = turned.pixels.firstIndex(of: 255)! / 3
+            let centre = Point(x: Float(index % turned.width) + 0.5, y: Float(index / turned.width) + 0.5)
+            let back = centre.unturned(clockwise: degrees, width: w, height: h)
+            #expect(back == Point(x: Float(x) + 0.5, y: Float(y) + 0.5), "\(degrees)° (\(x),\(y)) -> \(back)")
+        }
+    }
+
     /// Where output pixel (x, y) comes from in the stored image, straight from the EXIF spec.
     static func source(_ o: Int, _ x: Int, _ y: Int, w: Int, h: Int) -> (Int, Int) {
         switch o {
@@ -143,7 +168,9 @@ private func offset(of marker: UInt8, in bytes: [UInt8]) throws -> Int {
         let stored = try ImageDecoder.decode(original)
         let tagged = Fixtures.withOrientation(original, UInt16(orientation), bigEndian: bigEndian)
         // The limit check uses the stored (pre-rotation) header size.
-        #expect(try ImageDecoder.probe(tagged) == ImageInfo(format: .jpeg, width: 320, height: 240))
+        #expect(
+            try ImageDecoder.probe(tagged) == ImageInfo(format: .jpeg, width: 320, height: 240, orientationTagged: true)
+        )
         let upright = try ImageDecoder.decode(tagged)
 
         let swapped = orientation >= 5

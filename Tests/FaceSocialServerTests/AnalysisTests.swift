@@ -1,3 +1,4 @@
+import FaceKit
 import Foundation
 import Testing
 import Vapor
@@ -119,10 +120,10 @@ struct AnalysisTests {
         }
     }
 
-    func analyze(_ app: Application, _ name: String, analyses: String) async throws -> [[String: Any]] {
+    func analyze(_ app: Application, _ name: String, analyses: String?) async throws -> [[String: Any]] {
         var form = Multipart()
         form.file("image", try testImage(name))
-        form.field("analyses", analyses)
+        if let analyses { form.field("analyses", analyses) }
         var faces: [[String: Any]] = []
         try await app.testing().test(.POST, "/v1/analyze", headers: form.headers, body: form.body()) { res in
             #expect(res.status == .ok, "\(name): \(res.body.string)")
@@ -160,6 +161,26 @@ struct AnalysisTests {
             }
             let mean = { (values: [Double]) in values.reduce(0, +) / Double(values.count) }
             #expect(mean(ages["biden"]!) > mean(ages["obama"]!), "\(ages)")
+        }
+    }
+
+    /// Emotion only when asked for; on the photos whose expression is plain, the weak FER2013
+    /// network gets it (obama.jpg and obama_small.jpg smile broadly, rose_leslie_img1.jpg does not).
+    @Test func emotionOnlyWhenAskedAndOnPlainExpressions() async throws {
+        try await withFaceSocial { app in
+            let plain = try #require(largest(try await analyze(app, "obama.jpg", analyses: nil)))
+            #expect(plain["emotion"] == nil)
+            for (file, expected) in [
+                ("obama.jpg", "happy"), ("obama_small.jpg", "happy"), ("rose_leslie_img1.jpg", "neutral"),
+            ] {
+                let face = try #require(largest(try await analyze(app, file, analyses: "emotion")))
+                let probabilities = try #require(face[path: "emotion.probabilities"] as? [String: Double])
+                #expect(Set(probabilities.keys) == Set(EmotionClassifier.labels))
+                #expect(abs(probabilities.values.reduce(0, +) - 1) < 0.001)
+                #expect(face[path: "emotion.dominant"] as? String == expected, "\(file): \(probabilities)")
+                if expected == "happy" { #expect(probabilities["happy"]! > 0.9, "\(file): \(probabilities)") }
+                #expect(face["embedding"] == nil)
+            }
         }
     }
 

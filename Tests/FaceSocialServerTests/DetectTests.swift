@@ -1,3 +1,4 @@
+import FaceKit
 import Foundation
 import Testing
 import Vapor
@@ -100,6 +101,40 @@ struct DetectTests {
                 #expect(
                     (body[path: "data.faces"] as? [[String: Any]])?.map { $0["bbox"] as? [String: Double] }
                         == (raw[path: "data.faces"] as? [[String: Any]])?.map { $0["bbox"] as? [String: Double] })
+            }
+        }
+    }
+
+    /// obama.jpg turned sideways as a JPEG without EXIF: by default (`auto_rotate=auto`) the
+    /// detector turns it back, answers in the upload's coordinates and says by how much it turned;
+    /// with `auto_rotate=false` it finds nothing.
+    @Test func aSidewaysPhotoIsTurnedToFindItsFace() async throws {
+        let photo = try ImageDecoder.decode(try testImage("obama.jpg"))
+        let upload = try jpeg(photo.turned(clockwise: 90))
+        try await withFaceSocial { app in
+            for (query, expected) in [("", 1), ("?auto_rotate=false", 0), ("?auto_rotate=true", 1)] {
+                try await app.testing().test(
+                    .POST, "/v1/detect\(query)", headers: ["Content-Type": "image/jpeg"],
+                    body: ByteBuffer(bytes: upload)
+                ) { res in
+                    #expect(res.status == .ok, "\(res.body.string)")
+                    expectConforms("POST", "/v1/detect", res)
+                    let body = try json(res)
+                    let faces = try #require(body[path: "data.faces"] as? [[String: Any]])
+                    #expect(faces.count == expected, "\(query): \(faces.count) faces")
+                    guard let face = faces.first else { return }
+                    // Turned 90° clockwise, the upload needs 270° more to stand upright; the face's
+                    // box is tall in the upload and lies inside it.
+                    #expect(face[path: "rotation"] as? Int == 270)
+                    let width = try #require(face[path: "bbox.width"] as? Double)
+                    let x = try #require(face[path: "bbox.x"] as? Double)
+                    #expect(x >= 0 && x + width <= Double(photo.height) + 1)
+                    #expect(body[path: "data.image.width"] as? Int == photo.height)
+                    // The subject's eyes lie one above the other now: the right eye is higher.
+                    let right = try #require(face[path: "landmarks.right_eye.y"] as? Double)
+                    let left = try #require(face[path: "landmarks.left_eye.y"] as? Double)
+                    #expect(right < left)
+                }
             }
         }
     }

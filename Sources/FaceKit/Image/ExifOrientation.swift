@@ -8,17 +8,16 @@ enum ExifOrientation: Int, Sendable {
     var swapsAxes: Bool { rawValue >= ExifOrientation.transpose.rawValue }
 
     /// Reads IFD0's orientation from an APP1 payload that starts after "Exif\0\0" (a TIFF
-    /// header in either byte order). Anything malformed means "no rotation", never an error:
-    /// the pixels are still valid.
-    init(tiff b: ArraySlice<UInt8>) {
-        self = .identity
+    /// header in either byte order). Nil when there is no valid tag: anything malformed means "no
+    /// rotation", never an error, as the pixels are still valid.
+    init?(tiff b: ArraySlice<UInt8>) {
         let base = b.startIndex
-        guard b.count >= 8 else { return }
+        guard b.count >= 8 else { return nil }
         let little: Bool
         switch (b[base], b[base + 1]) {
         case (0x49, 0x49): little = true  // "II"
         case (0x4D, 0x4D): little = false  // "MM"
-        default: return
+        default: return nil
         }
         func u16(_ offset: Int) -> Int? {
             guard offset >= 0, offset + 2 <= b.count else { return nil }
@@ -32,15 +31,19 @@ enum ExifOrientation: Int, Sendable {
             }
             return hi << 16 | lo
         }
-        guard u16(2) == 42, let ifd = u32(4), let entries = u16(ifd) else { return }
+        guard u16(2) == 42, let ifd = u32(4), let entries = u16(ifd) else { return nil }
         for i in 0..<entries {
             let entry = ifd + 2 + 12 * i
-            guard let tag = u16(entry) else { return }
+            guard let tag = u16(entry) else { return nil }
             guard tag == 0x0112 else { continue }
             // Type 3 is SHORT; its value sits left-justified in the 4-byte value field.
-            if u16(entry + 2) == 3, let value = u16(entry + 8), let o = ExifOrientation(rawValue: value) { self = o }
+            guard u16(entry + 2) == 3, let value = u16(entry + 8), let o = ExifOrientation(rawValue: value) else {
+                return nil
+            }
+            self = o
             return
         }
+        return nil
     }
 
     /// The upright image. Each source pixel goes to `start + x*dx + y*dy` (in pixels) of the

@@ -5,11 +5,15 @@ public struct ImageInfo: Sendable, Equatable {
     public let format: ImageFormat
     public let width: Int
     public let height: Int
+    /// Whether the file says which way is up (a JPEG's EXIF orientation tag). Without it, a photo
+    /// taken sideways arrives sideways, and the detector may turn it to look for faces.
+    public let orientationTagged: Bool
 
-    public init(format: ImageFormat, width: Int, height: Int) {
+    public init(format: ImageFormat, width: Int, height: Int, orientationTagged: Bool = false) {
         self.format = format
         self.width = width
         self.height = height
+        self.orientationTagged = orientationTagged
     }
 }
 
@@ -30,7 +34,8 @@ public enum ImageDecoder {
         switch sniff(bytes) {
         case .jpeg:
             let header = try JPEGDecoder.readHeader(bytes)
-            return ImageInfo(format: .jpeg, width: header.width, height: header.height)
+            return ImageInfo(
+                format: .jpeg, width: header.width, height: header.height, orientationTagged: header.orientationTagged)
         case .png:
             let (width, height) = try PNGDecoder.readHeader(bytes)
             return ImageInfo(format: .png, width: width, height: height)

@@ -6,6 +6,8 @@ enum JPEGDecoder {
         var width = 0
         var height = 0
         var orientation = ExifOrientation.identity
+        /// Whether an EXIF orientation tag said how the photo stands (even "as stored").
+        var orientationTagged = false
         /// An APP14 "Adobe" segment marks CMYK data stored inverted, as Photoshop writes it.
         var hasAdobeMarker = false
     }
@@ -39,7 +41,10 @@ enum JPEGDecoder {
                 header.width = Int(b[s + 3]) << 8 | Int(b[s + 4])
                 sawFrame = true
             case 0xE1 where !sawExif && segment.starts(with: [0x45, 0x78, 0x69, 0x66, 0, 0]):  // "Exif\0\0"
-                header.orientation = ExifOrientation(tiff: segment.dropFirst(6))
+                if let orientation = ExifOrientation(tiff: segment.dropFirst(6)) {
+                    header.orientation = orientation
+                    header.orientationTagged = true
+                }
                 sawExif = true
             case 0xEE where segment.starts(with: Array("Adobe".utf8)):
                 header.hasAdobeMarker = true

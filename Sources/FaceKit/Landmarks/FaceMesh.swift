@@ -56,42 +56,17 @@ public struct FaceMesh: Sendable {
 
     public init() {}
 
-    /// The transform from image coordinates onto the crop (continuous coordinates, pixel i covers
-    /// [i, i+1)): a square of side max(w, h) × 1.5 around the box centre, rotated so the eyes are
-    /// level, as MediaPipe's pipeline does with the detector's eye keypoints.
+    /// MediaPipe's crop: a square of side max(w, h) × 1.5 around the box centre, the eyes level (as
+    /// MediaPipe's pipeline does with the detector's eye keypoints), outside the image black (it
+    /// pads with zeros too).
+    static let levelledCrop = LevelledCrop(size: inputSize, expansion: cropExpansion, border: .constant)
+
     public func cropTransform(face: DetectedFace) -> SimilarityTransform {
-        let side = max(face.box.width, face.box.height) * Self.cropExpansion
-        let s = Float(Self.inputSize) / max(side, 1)
-        var angle: Float = 0
-        if face.landmarks.count >= 2 {
-            let dx = face.landmarks[1].x - face.landmarks[0].x
-            let dy = face.landmarks[1].y - face.landmarks[0].y
-            if dx * dx + dy * dy > 0 { angle = atan2(dy, dx) }
-        }
-        // Rotate by −angle about the box centre, scale, and put the centre in the crop's middle.
-        let a = s * cos(angle)
-        let b = -s * sin(angle)
-        let c = face.box.center
-        let half = Float(Self.inputSize) / 2
-        return SimilarityTransform(a: a, b: b, tx: half - (a * c.x - b * c.y), ty: half - (b * c.x + a * c.y))
+        Self.levelledCrop.transform(face: face)
     }
 
-    /// The 192×192 crop. Outside the image is black (MediaPipe pads with zeros too). When the face
-    /// is shrunk by 2× or more the crop is sampled at up to 4× and box-averaged, so large faces do
-    /// not alias.
     public func crop(_ image: RGBImage, transform t: SimilarityTransform) -> RGBImage {
-        let size = Self.inputSize
-        // `warped` maps pixel centres (integer coordinates); shift by half a pixel on both sides.
-        func centred(_ t: SimilarityTransform) -> SimilarityTransform {
-            SimilarityTransform(a: t.a, b: t.b, tx: t.tx + 0.5 * (t.a - t.b) - 0.5, ty: t.ty + 0.5 * (t.b + t.a) - 0.5)
-        }
-        let shrink = t.scale > 0 ? 1 / t.scale : 1
-        let k = min(4, max(1, Int(shrink.rounded(.down))))
-        guard k > 1 else { return image.warped(by: centred(t), width: size, height: size, border: .constant) }
-        let kf = Float(k)
-        let big = SimilarityTransform(a: t.a * kf, b: t.b * kf, tx: t.tx * kf, ty: t.ty * kf)
-        return image.warped(by: centred(big), width: size * k, height: size * k, border: .constant)
-            .boxDownsampled(by: k)
+        Self.levelledCrop.crop(image, transform: t)
     }
 
     /// RGB planes in 0…1.

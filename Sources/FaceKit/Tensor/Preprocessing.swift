@@ -21,7 +21,7 @@ public struct Normalization: Sendable, Equatable {
     /// How the manifest's `input.range` writes this normalisation; the server's start check holds
     /// the two together, so a manifest cannot claim one range while a pipeline feeds another.
     /// `0..255`, `0..1`, `0..255 minus (104,117,123)`, `(x - (122.782,117.001,104.298)) / 256`;
-    /// anything else `(x - (m0,m1,m2)) * (s0,s1,s2)`.
+    /// `-1..1` (a uniform mean and scale onto whole numbers); anything else `(x - (m0,m1,m2)) * (s0,s1,s2)`.
     public var rangeText: String {
         func text(_ v: (Float, Float, Float)) -> String {
             "(" + [v.0, v.1, v.2].map { String(format: "%g", Double($0)) }.joined(separator: ",") + ")"
@@ -35,7 +35,15 @@ public struct Normalization: Sendable, Equatable {
         case (true, 255): return "0..1"
         case (false, 1): return "0..255 minus \(text(mean))"
         case (false, let k?): return "(x - \(text(mean))) / \(k)"
-        default: return "(x - \(text(mean))) * \(text(scale))"
+        default:
+            // A uniform mean and scale that map 0…255 onto whole numbers, such as −1…1.
+            let (low, high) = ((0 - mean.0) * scale.0, (255 - mean.0) * scale.0)
+            if uniform, mean.0 == mean.1, mean.1 == mean.2, abs(low - low.rounded()) < 1e-4,
+                abs(high - high.rounded()) < 1e-4
+            {
+                return "\(Int(low.rounded()))..\(Int(high.rounded()))"
+            }
+            return "(x - \(text(mean))) * \(text(scale))"
         }
     }
 

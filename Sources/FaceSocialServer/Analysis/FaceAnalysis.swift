@@ -5,7 +5,11 @@ import Vapor
 
 /// The per-face analyses a client can ask for.
 public enum AnalysisKind: String, CaseIterable, Sendable, Codable {
-    case embedding, attributes, liveness, quality, landmarks
+    case embedding, attributes, liveness, quality, landmarks, emotion
+
+    /// What `/v1/analyze` runs when `analyses` is not sent: everything but emotion, a weak model
+    /// whose answers nobody should get without asking (docs/models.md, "Emotion").
+    public static let defaults: Set<AnalysisKind> = Set(allCases).subtracting([.emotion])
 }
 
 /// Detectors a client can pick with `detector=`.
@@ -31,11 +35,45 @@ public struct FaceReport: Sendable {
     public var gender: GenderEstimate?
     public var liveness: LivenessResult?
     public var mesh: DenseLandmarks?
+    public var emotion: EmotionEstimate?
 }
 
 extension FaceService {
-    /// Runs the chosen detector; `options.minQuality` is applied later, once quality is known.
-    public func detect(_ image: RGBImage, detector: DetectorKind, options: DetectionOptions) async throws -> Detection {
+    /// Runs the chosen detector, on quarter-turned copies too as `options.rotation` says
+    /// (`OrientationSearch`); `orientationTagged` is whether the upload said which way is up.
+    /// `options.minQuality` is applied later, once quality is known.
+    public func detect(
+        _ image: RGBImage, detector: DetectorKind, options: DetectionOptions, orientationTagged: Bool
+    ) async throws -> Detection {
+        var timings = StageTimings()
+        var model = modelLabel(detector == .yunet ? Self.detectorModel : FaceModel.retinaface.id)
+        let faces = try await OrientationSearch.detect(
+            image, options: options, orientationTagged: orientationTagged
+        ) { turned in
+            let found = try await detectUpright(turned, detector: detector, options: options)
+            timings.preprocessMs += found.timings.preprocessMs
+            timings.inferenceMs += found.timings.inferenceMs
+            timings.postprocessMs += found.timings.postprocessMs
+            model = found.model
+            return found.faces
+        }
+        return Detection(faces: faces, timings: timings, model: model)
+    }
+
+    /// Decodes an upload (upright by its EXIF orientation) and finds its faces.
+    public func decodeAndDetect(
+        _ bytes: [UInt8], detector: DetectorKind, options: DetectionOptions
+    ) async throws -> (image: RGBImage, detection: Detection) {
+        let (image, _) = try await decode(bytes)
+        let detection = try await detect(
+            image, detector: detector, options: options,
+            orientationTagged: try ImageDecoder.probe(bytes).orientationTagged)
+        return (image, detection)
+    }
+
+    private func detectUpright(
+        _ image: RGBImage, detector: DetectorKind, options: DetectionOptions
+    ) async throws -> Detection {
         switch detector {
         case .yunet:
             return try await detect(image, options: options)
@@ -53,13 +91,17 @@ extension FaceService {
         _ bytes: [UInt8], detector: DetectorKind, options: DetectionOptions
     ) async throws -> (detection: Detection, width: Int, height: Int) {
         let limits = self.limits
-        let reduced = try await threadPool.runIfActive {
-            try ImageDecoder.decode(bytes, limits: limits, minimumLongSide: detector.inputSize)
+        let (reduced, tagged) = try await threadPool.runIfActive {
+            (
+                try ImageDecoder.decode(bytes, limits: limits, minimumLongSide: detector.inputSize),
+                try ImageDecoder.probe(bytes).orientationTagged
+            )
         }
         let (sx, sy) = (reduced.scaleX, reduced.scaleY)
         var scaledOptions = options
         scaledOptions.minFaceSize = options.minFaceSize / min(sx, sy)
-        var detection = try await detect(reduced.image, detector: detector, options: scaledOptions)
+        var detection = try await detect(
+            reduced.image, detector: detector, options: scaledOptions, orientationTagged: tagged)
         if sx != 1 || sy != 1 { detection.faces = detection.faces.map { $0.scaled(x: sx, y: sy) } }
         return (detection, reduced.width, reduced.height)
     }
@@ -79,6 +121,7 @@ extension FaceService {
         let gender = kinds.contains(.attributes) ? try await session(FaceModel.gender.id, &models, times) : nil
         let minifas = kinds.contains(.liveness) ? try await session(FaceModel.minifas.id, &models, times) : nil
         let mesh = kinds.contains(.landmarks) ? try await session(FaceModel.faceMesh.id, &models, times) : nil
+        let fer = kinds.contains(.emotion) ? try await session(FaceModel.emotion.id, &models, times) : nil
 
         let reports = try await withThrowingTaskGroup(of: (Int, FaceReport).self) { group in
             for (index, face) in faces.enumerated() {
@@ -95,10 +138,14 @@ extension FaceService {
                         try await MiniFAS().check(image, face: face, runner: $0, threshold: livenessThreshold)
                     }
                     async let dense = mesh.asyncMap { try await FaceMesh().landmarks(image, face: face, runner: $0) }
+                    async let emotion = fer.asyncMap {
+                        try await EmotionClassifier().classify(image, face: face, runner: $0)
+                    }
                     let quality = FaceQualityAssessor.assess(image: image, face: face, chip: chip)
                     let report = FaceReport(
                         face: face, quality: quality, embedding: try await embedding, age: try await ageEstimate,
-                        gender: try await genderEstimate, liveness: try await liveness, mesh: try await dense)
+                        gender: try await genderEstimate, liveness: try await liveness, mesh: try await dense,
+                        emotion: try await emotion)
                     return (index, report)
                 }
             }

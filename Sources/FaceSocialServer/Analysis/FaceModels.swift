@@ -11,8 +11,32 @@ struct FaceModel: Sendable, Equatable {
     let role: ModelManifest.ModelRole
     let inputName: String
     let inputSize: Int
-    let color: ChannelOrder
+    /// The manifest's `input.color`: RGB, BGR or GRAY.
+    let color: String
+    let channels: Int
     let normalization: Normalization
+
+    init(
+        id: String, role: ModelManifest.ModelRole, inputName: String, inputSize: Int, color: ChannelOrder,
+        normalization: Normalization
+    ) {
+        self.init(
+            id: id, role: role, inputName: inputName, inputSize: inputSize, color: color == .rgb ? "RGB" : "BGR",
+            channels: 3, normalization: normalization)
+    }
+
+    init(
+        id: String, role: ModelManifest.ModelRole, inputName: String, inputSize: Int, color: String, channels: Int,
+        normalization: Normalization
+    ) {
+        self.id = id
+        self.role = role
+        self.inputName = inputName
+        self.inputSize = inputSize
+        self.color = color
+        self.channels = channels
+        self.normalization = normalization
+    }
 
     static let yunet = FaceModel(
         id: "yunet", role: .detection, inputName: YuNet.inputName, inputSize: YuNet.inputSize,
@@ -37,7 +61,12 @@ struct FaceModel: Sendable, Equatable {
         id: "face-mesh", role: .landmarks, inputName: FaceMesh.inputName, inputSize: FaceMesh.inputSize,
         color: FaceMesh.channelOrder, normalization: FaceMesh.normalization)
 
-    static let all = [yunet, retinaface, sface, age, gender, minifas, faceMesh]
+    static let emotion = FaceModel(
+        id: "emotion", role: .attributes, inputName: EmotionClassifier.inputName,
+        inputSize: EmotionClassifier.inputSize, color: "GRAY", channels: EmotionClassifier.channels,
+        normalization: EmotionClassifier.normalization)
+
+    static let all = [yunet, retinaface, sface, age, gender, minifas, faceMesh, emotion]
 
     /// What in a manifest does not fit the pipelines, one line per problem; empty when all fits.
     /// A pipeline model the manifest lacks is not a problem here: the routes that need it answer
@@ -54,15 +83,14 @@ struct FaceModel: Sendable, Equatable {
             if entry.input.name != model.inputName {
                 problems.append("\(name): input is named \(entry.input.name), the pipeline feeds \(model.inputName)")
             }
-            let color = model.color == .rgb ? "RGB" : "BGR"
-            if entry.input.color != color {
-                problems.append("\(name): input colour is \(entry.input.color), the pipeline feeds \(color)")
+            if entry.input.color != model.color {
+                problems.append("\(name): input colour is \(entry.input.color), the pipeline feeds \(model.color)")
             }
             if entry.input.range != model.normalization.rangeText {
                 problems.append(
                     "\(name): input range is \(entry.input.range), the pipeline feeds \(model.normalization.rangeText)")
             }
-            let shape = [1, 3, model.inputSize, model.inputSize]
+            let shape = [1, model.channels, model.inputSize, model.inputSize]
             if entry.input.shape != shape || entry.input.layout != "NCHW" {
                 problems.append(
                     "\(name): input is \(entry.input.shape) \(entry.input.layout), the pipeline feeds \(shape) NCHW")

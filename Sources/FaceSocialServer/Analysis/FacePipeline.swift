@@ -18,8 +18,7 @@ struct FacePipeline: Sendable {
     func run(
         _ bytes: [UInt8], _ p: FaceParameters, kinds: Set<AnalysisKind>, context: RequestContext
     ) async throws -> (RGBImage, [FaceReport]) {
-        let (image, _) = try await faces.decode(bytes)
-        let detection = try await faces.detect(image, detector: p.detector, options: p.detection)
+        let (image, detection) = try await faces.decodeAndDetect(bytes, detector: p.detector, options: p.detection)
         context.used(detection.model, milliseconds: detection.timings.totalMs)
         let (reports, models, milliseconds) = try await faces.analyze(
             image, faces: detection.faces, kinds: kinds, livenessThreshold: p.livenessThreshold)

@@ -411,7 +411,8 @@ extension ImageRequest {
             confidenceThreshold: try number(.confidenceThreshold),
             nmsThreshold: try number(.nmsThreshold),
             maxFaces: try integer(.maxFaces, default: maxFacesLimit, limit: maxFacesLimit),
-            minFaceSize: try number(.minFaceSize))
+            minFaceSize: try number(.minFaceSize),
+            rotation: RotationSearch(rawValue: try choice(.autoRotate))!)
     }
 
     func detector() throws -> DetectorKind {

@@ -49,8 +49,13 @@ enum OpenAPIDocument {
                 "yaw": number, "pitch": number, "roll": number,
                 "source": ["type": "string", "enum": ["landmarks", "mesh"]],
             ]),
+            "Rotation": [
+                "type": "integer", "enum": [0] + OrientationSearch.turns.sorted(),
+                "description": "degrees the image was turned clockwise for the detector to find the face (auto_rotate)",
+            ],
             "DetectedFace": object([
                 "bbox": ref("Box"), "score": number, "landmarks": ref("Landmarks"), "pose": ref("Pose"),
+                "rotation": ref("Rotation"),
             ]),
             "QualityProblem": object([
                 "code": ["type": "string", "enum": QualityProblem.Code.allCases.map(\.rawValue)],
@@ -67,14 +72,21 @@ enum OpenAPIDocument {
                     "gender": object(["value": ["type": "string", "enum": ["male", "female"]], "confidence": number]),
                 ], required: []),
             "Liveness": object(["is_real": boolean, "score": number, "probability": number, "threshold": number]),
+            "Emotion": object([
+                "dominant": ["type": "string", "enum": EmotionClassifier.labels],
+                "probabilities": object(
+                    Dictionary(uniqueKeysWithValues: EmotionClassifier.labels.map { ($0, number) }),
+                    required: EmotionClassifier.labels),
+            ]),
             "DenseLandmarks": object(["count": integer, "presence": number, "points": array(array(number))]),
             "Embedding": ["oneOf": [array(number), string]],
             "FaceReport": object(
                 [
                     "bbox": ref("Box"), "score": number, "landmarks": ref("Landmarks"), "pose": ref("Pose"),
-                    "quality": ref("Quality"), "embedding": ref("Embedding"), "attributes": ref("Attributes"),
-                    "liveness": ref("Liveness"), "dense_landmarks": ref("DenseLandmarks"),
-                ], required: ["bbox", "score", "landmarks", "pose"]),
+                    "rotation": ref("Rotation"), "quality": ref("Quality"), "embedding": ref("Embedding"),
+                    "attributes": ref("Attributes"),
+                    "liveness": ref("Liveness"), "dense_landmarks": ref("DenseLandmarks"), "emotion": ref("Emotion"),
+                ], required: ["bbox", "score", "landmarks", "pose", "rotation"]),
             "Detect": object(["faces": array(ref("DetectedFace")), "face_count": integer, "image": ref("ImageSize")]),
             "Analyze": object(["faces": array(ref("FaceReport")), "face_count": integer, "image": ref("ImageSize")]),
             "Embed": object([

@@ -45,6 +45,19 @@ struct QualityDTO: Content {
     }
 }
 
+/// The expression a face shows, by a weak model (docs/models.md, "Emotion").
+struct EmotionDTO: Content {
+    /// The most probable of the seven.
+    let dominant: String
+    /// angry, disgust, fear, happy, sad, surprise, neutral: each 0…1, summing to 1.
+    let probabilities: [String: Float]
+
+    init(_ e: EmotionEstimate) {
+        dominant = e.dominant
+        probabilities = e.probabilities.mapValues { ($0 * 10000).rounded() / 10000 }
+    }
+}
+
 struct AttributesDTO: Content {
     struct Age: Content {
         let value: Float
@@ -144,17 +157,21 @@ struct FaceReportDTO: Content {
     let landmarks: LandmarksDTO
     /// From the mesh when the mesh ran (`landmarks` analysis), else from the five points.
     let pose: PoseDTO
+    /// Degrees the image was turned clockwise for the detector to find this face (`auto_rotate`).
+    let rotation: Int
     let quality: QualityDTO?
     let embedding: EmbeddingDTO?
     let attributes: AttributesDTO?
     let liveness: LivenessDTO?
     let denseLandmarks: DenseLandmarksDTO?
+    let emotion: EmotionDTO?
 
     init(_ r: FaceReport, kinds: Set<AnalysisKind>, encoding: EmbeddingEncoding = .float) {
         bbox = BoxDTO(r.face.box)
         score = (r.face.score * 10000).rounded() / 10000
         landmarks = LandmarksDTO(r.face.landmarks)
         pose = PoseDTO(r.mesh?.pose ?? r.face.pose)
+        rotation = r.face.rotation
         quality = kinds.contains(.quality) ? QualityDTO(r.quality) : nil
         embedding = r.embedding.map { encoding.encode($0) }
         if r.age != nil || r.gender != nil {
@@ -170,6 +187,7 @@ struct FaceReportDTO: Content {
         }
         liveness = r.liveness.map(LivenessDTO.init)
         denseLandmarks = r.mesh.map(DenseLandmarksDTO.init)
+        emotion = r.emotion.map(EmotionDTO.init)
     }
 }
 

@@ -31,7 +31,7 @@ struct AnalysisRoutes: RouteCollection {
     var pipeline: FacePipeline { FacePipeline(faces: faces) }
 
     static func kinds(_ input: ImageRequest) throws -> Set<AnalysisKind> {
-        guard let names = try input.list(.analyses) else { return Set(AnalysisKind.allCases) }
+        guard let names = try input.list(.analyses) else { return AnalysisKind.defaults }
         return Set(names.compactMap(AnalysisKind.init(rawValue:)))
     }
 

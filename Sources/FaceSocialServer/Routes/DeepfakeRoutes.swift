@@ -42,8 +42,8 @@ struct DeepfakeRoutes: RouteCollection {
                 model: "deepfake")
         }
         let threshold = requestedThreshold ?? spec.threshold
-        let (image, _) = try await faces.decode(try input.image("image"))
-        let detection = try await faces.detect(image, detector: detector, options: options)
+        let (image, detection) = try await faces.decodeAndDetect(
+            try input.image("image"), detector: detector, options: options)
         req.context.used(detection.model, milliseconds: detection.timings.totalMs)
         let session = try await faces.registry.session(for: entry.id)
         req.context.used(faces.modelLabel(entry.id))

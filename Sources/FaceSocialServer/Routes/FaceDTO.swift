@@ -66,12 +66,15 @@ struct DetectedFaceDTO: Content, Equatable {
     let score: Float
     let landmarks: LandmarksDTO
     let pose: PoseDTO
+    /// Degrees the image was turned clockwise for the detector to find this face (`auto_rotate`).
+    let rotation: Int
 
     init(_ face: DetectedFace) {
         bbox = BoxDTO(face.box)
         score = (face.score * 10000).rounded() / 10000
         landmarks = LandmarksDTO(face.landmarks)
         pose = PoseDTO(face.pose)
+        rotation = face.rotation
     }
 }
 

@@ -42,6 +42,12 @@ extension RequestParameter {
     static let detector = RequestParameter(
         name: "detector", kind: .choice(DetectorKind.allCases.map(\.rawValue), default: DetectorKind.yunet.rawValue),
         summary: "face detector")
+    static let autoRotate = RequestParameter(
+        name: "auto_rotate",
+        kind: .choice(RotationSearch.allCases.map(\.rawValue), default: RotationSearch.whenNoFace.rawValue),
+        summary:
+            "also look in the image turned 90°, 270° and 180°: auto when no face is found and the file has no EXIF "
+            + "orientation, true always (faces merged), false never; faces say the rotation that found them")
     static let minQuality = RequestParameter(
         name: "min_quality", kind: .number(0...1, default: 0), summary: "drop faces of lower quality")
     static let livenessThreshold = RequestParameter(
@@ -49,7 +55,7 @@ extension RequestParameter {
         summary: "real-minus-spoof logit margin for is_real (default: FACESOCIAL_LIVENESS_THRESHOLD)")
     static let analyses = RequestParameter(
         name: "analyses", kind: .list(AnalysisKind.allCases.map(\.rawValue)),
-        summary: "the analyses per face (default: all)")
+        summary: "the analyses per face (default: all but emotion, which is weak and only given when asked for)")
     static let encoding = RequestParameter(
         name: "encoding", kind: .choice(["float", "base64"], default: "float"),
         summary: "embeddings as JSON numbers or base64 float32 little-endian")
@@ -98,7 +104,7 @@ extension RequestParameter {
 
     /// The detector options every route that finds faces reads.
     static let detection: [RequestParameter] = [
-        .confidenceThreshold, .nmsThreshold, .maxFaces, .minFaceSize, .detector,
+        .confidenceThreshold, .nmsThreshold, .maxFaces, .minFaceSize, .detector, .autoRotate,
     ]
     /// Detection plus the quality filter: the routes that analyse the faces they find.
     static let faces: [RequestParameter] = detection + [.minQuality]

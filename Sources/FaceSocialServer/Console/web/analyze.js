@@ -93,6 +93,11 @@ function faceCard(face, index) {
         : null],
       ['Face size', quality ? `${quality.size.toFixed(0)} px, sharpness ${quality.sharpness.toFixed(0)}, brightness ${quality.brightness.toFixed(0)}` : null],
       ['Mesh', mesh ? `${mesh.count} points (presence ${mesh.presence.toFixed(2)})` : null],
+      ['Expression', face.emotion
+        ? Object.entries(face.emotion.probabilities).sort((a, b) => b[1] - a[1]).slice(0, 3)
+          .map(([label, p]) => `${label} ${(p * 100).toFixed(0)} %`).join(', ')
+        : null],
+      ['Found turned', face.rotation ? `${face.rotation}° clockwise` : null],
     ]));
 }
 
