@@ -18,11 +18,11 @@ source "$root/scripts/lib/debian-packages.sh"
 
 # 1. Debian packages: image codecs, SQLite, Python for the install-time model tooling; for tests
 # also the servers they start on loopback themselves (Redis, PostgreSQL).
-packages=(libturbojpeg0-dev libpng-dev libwebp-dev libsqlite3-dev python3 python3-venv python3-pip
+packages=(libturbojpeg0-dev libpng-dev libwebp-dev libheif-dev libsqlite3-dev python3 python3-venv python3-pip
           curl ca-certificates)
 # openssl makes the TLS certificates of the Redis Cluster tests; chromium and chromium-driver run
-# the web console's browser tests (tests/console).
-[ "$mode" = test ] && packages+=(redis-server postgresql-15 openssl chromium chromium-driver)
+# the web console's browser tests (tests/console); heif-enc (libheif-examples) makes the HEIC test files.
+[ "$mode" = test ] && packages+=(redis-server postgresql-15 openssl chromium chromium-driver libheif-examples)
 install_missing_packages "${packages[@]}"
 
 # 2. OpenVINO runtime from the pinned wheel (the C API headers and the shared libraries only).

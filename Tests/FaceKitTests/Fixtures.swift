@@ -1,4 +1,5 @@
 import CImageCodecs
+import Foundation
 import Testing
 
 /// Image fixtures built in memory at test time, so no binary files live in the repository.
@@ -135,5 +136,33 @@ enum Fixtures {
             }
         }
         return rgb
+    }
+}
+
+// MARK: HEIC (Debian's heif-enc, from libheif-examples)
+
+extension Fixtures {
+    /// A HEIC made by `heif-enc` from JPEG or PNG bytes (quality 90), in a temporary folder.
+    static func heic(from input: [UInt8], suffix: String = "jpg") throws -> [UInt8] {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "facesocial-heic-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let source = folder.appendingPathComponent("in.\(suffix)")
+        let output = folder.appendingPathComponent("out.heic")
+        try Data(input).write(to: source)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["heif-enc", "-q", "90", "-o", output.path, source.path]
+        process.standardOutput = FileHandle.nullDevice
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw EncodeError(message: "heif-enc (Debian's libheif-examples) failed: \(message)")
+        }
+        return [UInt8](try Data(contentsOf: output))
     }
 }

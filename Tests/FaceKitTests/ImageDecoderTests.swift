@@ -210,7 +210,7 @@ private func offset(of marker: UInt8, in bytes: [UInt8]) throws -> Int {
 
     @Test func textFile() throws {
         let text = try testImage("README.md")
-        #expect(decodeError(text) == .invalidFormat("unrecognised image format: expected JPEG, PNG or WebP"))
+        #expect(decodeError(text) == .invalidFormat("unrecognised image format: expected JPEG, PNG, WebP or HEIC"))
         #expect(throws: ImageError.self) { try ImageDecoder.probe(text) }
     }
 
@@ -320,6 +320,44 @@ private func offset(of marker: UInt8, in bytes: [UInt8]) throws -> Int {
 }
 
 @Suite struct GeneratedFormatTests {
+    /// HEIC from the phone-camera path: made with heif-enc from a test photo, it decodes to the
+    /// photo's size and close to its pixels (HEVC at quality 90 against the JPEG).
+    @Test func heicDecodesLikeItsSource() throws {
+        let jpeg = try testImage("obama_small.jpg")
+        let heic = try Fixtures.heic(from: jpeg)
+        let reference = try ImageDecoder.decode(jpeg)
+        #expect(
+            try ImageDecoder.probe(heic) == ImageInfo(format: .heif, width: reference.width, height: reference.height))
+        let image = try ImageDecoder.decode(heic)
+        #expect(image.width == reference.width && image.height == reference.height)
+        let difference = zip(image.pixels, reference.pixels).reduce(0) { $0 + abs(Int($1.0) - Int($1.1)) }
+        let mean = Double(difference) / Double(image.pixels.count)
+        #expect(mean < 6, "mean absolute difference \(mean)")
+    }
+
+    /// The size limits hold from the container's boxes; broken files are refused, never crash.
+    @Test func heicLimitsAndCorruption() throws {
+        let wide = try Fixtures.png(
+            width: 3000, height: 16, format: Int32(PNG_FORMAT_RGB),
+            pixels: [UInt8](repeating: 128, count: 3000 * 16 * 3))
+        let heic = try Fixtures.heic(from: wide, suffix: "png")
+        #expect(try ImageDecoder.probe(heic).width == 3000)
+        #expect(
+            decodeError(heic, limits: ImageLimits(maxSide: 2999))
+                == .tooLarge("image is 3000x16 px; the limit is 2999 px per side"))
+        #expect(decodeError(heic) == nil)
+        for broken in [
+            Array(heic.prefix(heic.count / 2)), Array(heic.prefix(40)),
+            Array(heic.prefix(24)) + [UInt8](repeating: 0xAB, count: 4000),
+        ] {
+            guard case .invalidFormat(let message) = decodeError(broken) else {
+                Issue.record("a broken HEIC of \(broken.count) bytes was not refused as invalid")
+                continue
+            }
+            #expect(message.contains("HEIF"), "\(message)")
+        }
+    }
+
     @Test func sixteenBitPNG() throws {
         // Linear 16-bit values; reading to sRGB 8-bit keeps the extremes exact.
         let colours: [[UInt16]] = [[65535, 0, 0], [0, 65535, 0], [0, 0, 65535], [65535, 65535, 65535], [0, 0, 0]]

@@ -28,7 +28,7 @@ case "$flavour" in
   gpu) file=deploy/docker/Dockerfile.gpu; image=localhost/facesocial:$tag-gpu
        args=(--build-arg "SWIFT_IMAGE=$SWIFT_IMAGE")
        if ! podman image exists docker.io/nvidia/cuda:13.0.0-base-ubuntu24.04; then
-         args+=(--build-arg "CUDA_IMAGE=$RUNTIME_IMAGE" --build-arg "RUNTIME_PACKAGES=libturbojpeg0 libpng16-16 libwebp7")
+         args+=(--build-arg "CUDA_IMAGE=$RUNTIME_IMAGE" --build-arg "RUNTIME_PACKAGES=libturbojpeg0 libpng16-16 libwebp7 libheif1")
        fi ;;
   *) echo "usage: $0 cpu|gpu [TAG]" >&2; exit 2 ;;
 esac

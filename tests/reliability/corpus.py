@@ -1,15 +1,19 @@
 """The malformed-image corpus, made in memory from one test photo (Pillow from the suite's venv).
 
 Each item: (name, bytes, content type, expected (status, code) on /v1/detect). Valid but unusual
-encodings (CMYK JPEG, 16-bit and palette PNG, ...) are expected to decode: 200. Nothing here is
-written to disk by this module; the suite keeps the items in memory.
+encodings (CMYK JPEG, 16-bit and palette PNG, ...) are expected to decode: 200. The HEIC items come
+from Debian's heif-enc through a temporary folder removed at once; everything else is made in
+memory, and the suite keeps the items in memory.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import random
 import struct
+import subprocess
+import tempfile
 import zlib
 
 from PIL import Image
@@ -108,12 +112,36 @@ def webp_vp8x(width: int, height: int) -> bytes:
     return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
 
 
+def heic(jpeg: bytes) -> bytes:
+    """A HEIC made from JPEG bytes by Debian's heif-enc (libheif-examples), in a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="facesocial-heic-") as folder:
+        source, output = os.path.join(folder, "in.jpg"), os.path.join(folder, "out.heic")
+        with open(source, "wb") as f:
+            f.write(jpeg)
+        subprocess.run(["heif-enc", "-q", "80", "-o", output, source], check=True, capture_output=True)
+        with open(output, "rb") as f:
+            return f.read()
+
+
+def heic_dims(data: bytes, width: int, height: int) -> bytes:
+    """The HEIC with every 'ispe' (image spatial extents) property claiming width x height."""
+    b = bytearray(data)
+    at = b.find(b"ispe")
+    if at < 0:
+        raise ValueError("no ispe box")
+    while at >= 0:
+        b[at + 8:at + 16] = struct.pack(">II", width, height)  # after version and flags
+        at = b.find(b"ispe", at + 4)
+    return bytes(b)
+
+
 def build(face_jpeg: bytes) -> list:
     img = Image.open(io.BytesIO(face_jpeg)).convert("RGB")
     jpeg = _save(img, "JPEG", quality=90)
     png = _save(img, "PNG")
     webp = _save(img, "WEBP", quality=80)
     frame2 = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    phone = heic(jpeg)
     items = [
         # JPEG
         ("jpeg baseline (control)", jpeg, "image/jpeg", OK),
@@ -149,6 +177,13 @@ def build(face_jpeg: bytes) -> list:
          "image/webp", INVALID),
         ("webp truncated", webp[: len(webp) // 2], "image/webp", INVALID),
         ("webp VP8X claiming 16000x16000", webp_vp8x(16000, 16000), "image/webp", TOO_LARGE),
+        # HEIC (phones' default)
+        ("heic (control)", phone, "image/heic", OK),
+        ("heic truncated to half", phone[: len(phone) // 2], "image/heic", INVALID),
+        ("heic ftyp box only", phone[:32], "image/heic", INVALID),
+        ("heic with random data after ftyp", phone[:32] + random.Random(5).randbytes(4000), "image/heic", INVALID),
+        ("heic claiming 9000x100", heic_dims(phone, 9000, 100), "image/heic", TOO_LARGE),
+        ("heic claiming 0x0", heic_dims(phone, 0, 0), "image/heic", INVALID),
         # Not images at all
         ("zero-size body", b"", "image/jpeg", EMPTY),
         ("one byte", b"\xff", "image/jpeg", INVALID),

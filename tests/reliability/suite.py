@@ -92,7 +92,7 @@ def run_fuzz(sc: Scenario, seconds: int, work: str) -> None:
         sc.crashes += 1
         tail = [ln for ln in out.splitlines() if "ERROR" in ln or "SUMMARY" in ln or "artifact" in ln][:5]
         sc.unexpected.append("fuzz: " + " | ".join(tail or out.splitlines()[-5:]))
-    sc.notes.append(f"libFuzzer on the JPEG/PNG/WebP decoders: {sc.requests} inputs in {seconds} s "
+    sc.notes.append(f"libFuzzer on the JPEG/PNG/WebP/HEIC decoders: {sc.requests} inputs in {seconds} s "
                     f"({time.time() - t0:.0f} s with the harness build)")
     sc.check("fuzzer ran without a crash", not crashed and sc.requests > 0, f"exit {p.returncode}")
 

@@ -17,7 +17,7 @@ public struct ImageInfo: Sendable, Equatable {
     }
 }
 
-/// Decodes uploaded JPEG, PNG and WebP bytes into `RGBImage`. Every failure is an `ImageError`;
+/// Decodes uploaded JPEG, PNG, WebP and HEIC/HEIF bytes into `RGBImage`. Every failure is an `ImageError`;
 /// limits are enforced from the header before any pixel memory is allocated.
 public enum ImageDecoder {
     /// Sniffs the format from magic bytes and reads the dimensions from the header only.
@@ -42,9 +42,12 @@ public enum ImageDecoder {
         case .webp:
             let features = try WebPDecoder.features(bytes)
             return ImageInfo(format: .webp, width: Int(features.width), height: Int(features.height))
+        case .heif:
+            let (width, height) = try HEIFDecoder.size(bytes)
+            return ImageInfo(format: .heif, width: width, height: height)
         case nil:
             if bytes.isEmpty { throw .invalidFormat("image data is empty") }
-            throw .invalidFormat("unrecognised image format: expected JPEG, PNG or WebP")
+            throw .invalidFormat("unrecognised image format: expected JPEG, PNG, WebP or HEIC")
         }
     }
 
@@ -59,6 +62,7 @@ public enum ImageDecoder {
         case .jpeg: return try JPEGDecoder.decode(bytes, limits: limits)
         case .png: return try PNGDecoder.decode(bytes, limits: limits)
         case .webp: return try WebPDecoder.decode(bytes, limits: limits)
+        case .heif: return try HEIFDecoder.decode(bytes, limits: limits)
         }
     }
 
@@ -99,6 +103,7 @@ public enum ImageDecoder {
         if b.count >= 3, b[0] == 0xFF, b[1] == 0xD8, b[2] == 0xFF { return .jpeg }
         if b.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { return .png }
         if b.count >= 12, b.starts(with: Array("RIFF".utf8)), b[8..<12].elementsEqual("WEBP".utf8) { return .webp }
+        if HEIFDecoder.sniff(b) { return .heif }
         return nil
     }
 }

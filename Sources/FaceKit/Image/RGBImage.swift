@@ -20,7 +20,7 @@ public struct RGBImage: Sendable, Equatable {
 
 /// Container formats the decoders understand.
 public enum ImageFormat: String, Sendable, Codable {
-    case jpeg, png, webp
+    case jpeg, png, webp, heif
 }
 
 /// Bounds applied before any pixel is decoded, so a small file claiming huge dimensions

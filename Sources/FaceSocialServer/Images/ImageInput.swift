@@ -100,7 +100,7 @@ extension Request {
         } else if type == .json || type?.subType.hasSuffix("+json") == true {
             try parseJSON(body, into: &result)
         } else if body.readableBytes > 0 {
-            // Any other body is taken as the image itself (image/jpeg, image/png, image/webp,
+            // Any other body is taken as the image itself (image/jpeg, image/png, image/webp, image/heic,
             // application/octet-stream); the decoder, not the header, decides what it is.
             result.images["image"] = Array(body.readableBytesView)
             result.imageList = [Array(body.readableBytesView)]

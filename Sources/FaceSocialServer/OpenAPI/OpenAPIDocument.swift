@@ -431,7 +431,9 @@ enum OpenAPIDocument {
             "application/json": ["schema": ["type": "object", "properties": base64, "required": fields]],
         ]
         if fields == ["image"] {
-            for type in ["image/jpeg", "image/png", "image/webp", "application/octet-stream"] {
+            for type in [
+                "image/jpeg", "image/png", "image/webp", "image/heic", "image/heif", "application/octet-stream",
+            ] {
                 content[type] = ["schema": ["type": "string", "contentMediaType": type]]
             }
         }
