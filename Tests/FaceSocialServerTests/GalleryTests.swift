@@ -33,6 +33,10 @@ struct GalleryTests {
         try await withFaceSocial { app in try await GalleryScenario.searchByFaceAndByEmbedding(app) }
     }
 
+    @Test func idempotentEnrolment() async throws {
+        try await withFaceSocial { app in try await GalleryScenario.idempotentEnrolment(app) }
+    }
+
     @Test func collectionsSubjectsPagingRenameAndErrors() async throws {
         try await withFaceSocial { app in
             let c = GalleryClient(app: app)

@@ -100,6 +100,11 @@ struct PostgresGalleryTests {
         }
     }
 
+    @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
+    func idempotentEnrolment() async throws {
+        try await withFaceSocial(TestPostgres.appEnv) { app in try await GalleryScenario.idempotentEnrolment(app) }
+    }
+
     /// /metrics counts this instance's connections as PostgreSQL sees them, per database.
     @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
     func poolConnectionsAreReadFromTheServer() async throws {

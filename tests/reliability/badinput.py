@@ -10,6 +10,7 @@ without the envelope is unexpected. Writes that were acknowledged must read back
 from __future__ import annotations
 
 import base64
+import io
 import json
 import socket
 import time
@@ -105,6 +106,17 @@ def run(sc: Scenario, server, token: str) -> None:
         else:
             call(f"corpus '{name}' verify", "POST", "/v1/verify", body, hdrs, exact=expect_alt)
     sc.notes.append(f"image corpus: {len(items)} items on {len(routes)} routes, multipart, base64 JSON and verify")
+
+    # A HEIC stored sideways with 'irot' (as phones write one): the server reads it upright, the
+    # photo's own size and its face without turning anything itself (auto_rotate=false).
+    sideways = dict((name, data) for name, data, _, _ in items)["heic stored sideways with irot"]
+    width, height = corpus.Image.open(io.BytesIO(face)).size
+    r = call("HEIC irot applied", "POST", "/v1/detect?auto_rotate=false", sideways, {"Content-Type": "image/heic"},
+             exact=(200, None))
+    got = r.json()["data"] if r.status == 200 else {}
+    sc.check("a HEIC's irot turns it upright (size as taken, one face)",
+             got.get("image") == {"width": width, "height": height} and got.get("face_count") == 1,
+             f"{got.get('image')}, {got.get('face_count')} faces")
 
     # --- 2. malformed JSON ---------------------------------------------------------------------
     jh = {"Content-Type": "application/json"}

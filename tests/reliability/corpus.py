@@ -135,6 +135,103 @@ def heic_dims(data: bytes, width: int, height: int) -> bytes:
     return bytes(b)
 
 
+def _boxes(b: bytes, start: int, end: int) -> list:
+    """ISO-BMFF boxes between start and end: (type, start, header length, end)."""
+    out, at = [], start
+    while at + 8 <= end:
+        size, kind = struct.unpack(">I4s", b[at:at + 8])
+        header = 8
+        if size == 1:
+            size, header = struct.unpack(">Q", b[at + 8:at + 16])[0], 16
+        elif size == 0:
+            size = end - at
+        out.append((kind.decode("latin-1"), at, header, at + size))
+        at += size
+    return out
+
+
+def _box(kind: str, payload: bytes) -> bytes:
+    return struct.pack(">I4s", 8 + len(payload), kind.encode()) + payload
+
+
+def heic_irot(data: bytes, quarter_turns: int) -> bytes:
+    """The HEIC with an 'irot' property (anticlockwise quarter turns) on its primary item, as phones
+    write a photo taken sideways: the stored pixels stay as they are, the reader turns them. The
+    new property goes last in 'ipco', its association into 'ipma', and the item locations in
+    'iloc' move by the bytes added to 'meta' (heif-enc has no option to write it)."""
+    top = _boxes(data, 0, len(data))
+    kind, m0, mh, m1 = next(box for box in top if box[0] == "meta")
+    meta_children = _boxes(data, m0 + mh + 4, m1)  # meta is a full box: version and flags first
+    pitm = next(box for box in meta_children if box[0] == "pitm")
+    item = struct.unpack(">H", data[pitm[1] + pitm[2] + 4:pitm[1] + pitm[2] + 6])[0]
+    parts = []
+    for kind, s, h, e in meta_children:
+        if kind != "iprp":
+            parts.append(data[s:e])
+            continue
+        iprp = []
+        for k2, s2, h2, e2 in _boxes(data, s + h, e):
+            if k2 == "ipco":
+                count = len(_boxes(data, s2 + h2, e2))
+                index = count + 1
+                iprp.append(_box("ipco", data[s2 + h2:e2] + _box("irot", bytes([quarter_turns & 3]))))
+            elif k2 == "ipma":
+                version, flags = data[s2 + h2], int.from_bytes(data[s2 + h2 + 1:s2 + h2 + 4], "big")
+                body = bytearray(data[s2 + h2:e2])
+                entries = struct.unpack(">I", body[4:8])[0]
+                at, id_size, wide = 8, (2 if version < 1 else 4), bool(flags & 1)
+                for _ in range(entries):
+                    item_id = int.from_bytes(body[at:at + id_size], "big")
+                    n = body[at + id_size]
+                    end = at + id_size + 1 + n * (2 if wide else 1)
+                    if item_id == item:
+                        body[at + id_size] = n + 1
+                        extra = struct.pack(">H", 0x8000 | index) if wide else bytes([0x80 | index])
+                        body[end:end] = extra
+                        end += len(extra)
+                    at = end
+                iprp.append(_box("ipma", bytes(body)))
+            else:
+                iprp.append(data[s2:e2])
+        parts.append(_box("iprp", b"".join(iprp)))
+    new_meta = bytearray(_box("meta", data[m0 + mh:m0 + mh + 4] + b"".join(parts)))
+    delta = len(new_meta) - (m1 - m0)
+    # Item data after 'meta' (in 'mdat') moves by delta: shift the file offsets in 'iloc'.
+    for kind, s, h, e in _boxes(new_meta, 12, len(new_meta)):
+        if kind != "iloc":
+            continue
+        version = new_meta[s + h]
+        at = s + h + 4
+        offset_size, length_size = new_meta[at] >> 4, new_meta[at] & 15
+        base_size, index_size = new_meta[at + 1] >> 4, (new_meta[at + 1] & 15 if version in (1, 2) else 0)
+        at += 2
+        count_size = 2 if version < 2 else 4
+        items = int.from_bytes(new_meta[at:at + count_size], "big")
+        at += count_size
+        def shift(position, size):
+            value = int.from_bytes(new_meta[position:position + size], "big") + delta
+            new_meta[position:position + size] = value.to_bytes(size, "big")
+        for _ in range(items):
+            at += count_size  # item ID
+            method = 0
+            if version in (1, 2):
+                method = new_meta[at + 1] & 15
+                at += 2
+            at += 2  # data reference index
+            base_at = at
+            at += base_size
+            extents = int.from_bytes(new_meta[at:at + 2], "big")
+            at += 2
+            if method == 0 and base_size:
+                shift(base_at, base_size)
+            for _ in range(extents):
+                at += index_size
+                if method == 0 and not base_size:
+                    shift(at, offset_size)
+                at += offset_size + length_size
+    return data[:m0] + bytes(new_meta) + data[m1:]
+
+
 def build(face_jpeg: bytes) -> list:
     img = Image.open(io.BytesIO(face_jpeg)).convert("RGB")
     jpeg = _save(img, "JPEG", quality=90)
@@ -184,6 +281,8 @@ def build(face_jpeg: bytes) -> list:
         ("heic with random data after ftyp", phone[:32] + random.Random(5).randbytes(4000), "image/heic", INVALID),
         ("heic claiming 9000x100", heic_dims(phone, 9000, 100), "image/heic", TOO_LARGE),
         ("heic claiming 0x0", heic_dims(phone, 0, 0), "image/heic", INVALID),
+        ("heic stored sideways with irot", heic_irot(heic(_save(img.transpose(Image.Transpose.ROTATE_270), "JPEG",
+                                                                 quality=90)), 1), "image/heic", OK),
         # Not images at all
         ("zero-size body", b"", "image/jpeg", EMPTY),
         ("one byte", b"\xff", "image/jpeg", INVALID),

@@ -13,6 +13,7 @@ struct GalleryRoutes: RouteCollection {
 
     var store: GalleryStore { GalleryStore(gallery: gallery) }
     var useCases: GalleryUseCases { GalleryUseCases(store: store, pipeline: FacePipeline(faces: faces)) }
+    var idempotency: IdempotentRequests { IdempotentRequests(router: gallery.router) }
 
     func boot(routes: any RoutesBuilder) throws {
         let read = routes.grouped(GalleryAccess(permission: .collectionsRead))
@@ -180,13 +181,18 @@ struct GalleryRoutes: RouteCollection {
         let mode = GalleryUseCases.EnrolMode(rawValue: try input.choice(.enrolMode))!
         let filter = QualityFilter(rawValue: try input.choice(.qualityFilter))!
         let collectionID = try Self.uuid(req, "collection")
-        let subject = try await store.subjectForWrite(try Self.uuid(req, "subject"), in: collectionID)
-        let enrolled = try await useCases.enrol(
-            try input.image("image"), parameters: p, mode: mode, quality: filter, subject: subject,
-            collectionID: collectionID, context: req.context)
-        let response = Response(status: .created)
-        try response.content.encode(req.envelope(try EnrolResponse(enrolled)))
-        return response
+        let subjectID = try Self.uuid(req, "subject")
+        return try await idempotency.respond(
+            to: req, scope: "enrol \(collectionID) \(subjectID)", requestSHA256: input.requestSHA256
+        ) {
+            let subject = try await store.subjectForWrite(subjectID, in: collectionID)
+            let enrolled = try await useCases.enrol(
+                try input.image("image"), parameters: p, mode: mode, quality: filter, subject: subject,
+                collectionID: collectionID, context: req.context)
+            let response = Response(status: .created)
+            try response.content.encode(req.envelope(try EnrolResponse(enrolled)))
+            return response
+        }
     }
 
     @Sendable
@@ -202,7 +208,7 @@ struct GalleryRoutes: RouteCollection {
     /// multipart image parts with an `external_ids` field listing one id per image in order.
     /// Subjects are created when missing; each item succeeds or fails on its own.
     @Sendable
-    func batchEnrol(_ req: Request) async throws -> Envelope<BatchEnrolResponse> {
+    func batchEnrol(_ req: Request) async throws -> Response {
         let input = try await req.imageRequest(
             maxBytes: config.imageLimits.maxBytes * config.batchMaxImages, parameters: RouteParameters.batchEnrol)
         let p = try input.faceParameters(config)
@@ -237,37 +243,44 @@ struct GalleryRoutes: RouteCollection {
         }
         let collectionID = try Self.uuid(req, "collection")
         try await store.requireCollection(collectionID)
-        var results: [BatchEnrolResponse.Item] = []
-        // One item at a time: the models already use every core for one image.
-        for (index, item) in items.enumerated() {
-            do {
-                guard let raw = item.externalID else {
-                    throw APIError.validation("item \(index) has no external_id", field: "external_id")
+        return try await idempotency.respond(
+            to: req, scope: "batch enrol \(collectionID)", requestSHA256: input.requestSHA256
+        ) {
+            var results: [BatchEnrolResponse.Item] = []
+            // One item at a time: the models already use every core for one image.
+            for (index, item) in items.enumerated() {
+                do {
+                    guard let raw = item.externalID else {
+                        throw APIError.validation("item \(index) has no external_id", field: "external_id")
+                    }
+                    let externalID = try TextPolicy.checked(raw, field: "external_id")
+                    guard let image = item.image, !image.isEmpty else {
+                        throw APIError.invalidImage("item \(index) has no valid base64 image")
+                    }
+                    guard image.count <= config.imageLimits.maxBytes else {
+                        throw APIError.imageTooLarge("item \(index) exceeds \(config.imageLimits.maxBytes) bytes")
+                    }
+                    let subject = try await useCases.subjectForBatch(
+                        externalID: externalID, name: item.name, collectionID: collectionID)
+                    let data = try EnrolResponse(
+                        try await useCases.enrol(
+                            image, parameters: p, mode: .largest, quality: filter, subject: subject,
+                            collectionID: collectionID, context: req.context))
+                    results.append(.init(index: index, externalID: externalID, data: data, error: nil))
+                } catch {
+                    let e = APIError.from(error)
+                    results.append(
+                        .init(
+                            index: index, externalID: item.externalID, data: nil,
+                            error: .init(code: e.code, message: e.message, details: e.details)))
                 }
-                let externalID = try TextPolicy.checked(raw, field: "external_id")
-                guard let image = item.image, !image.isEmpty else {
-                    throw APIError.invalidImage("item \(index) has no valid base64 image")
-                }
-                guard image.count <= config.imageLimits.maxBytes else {
-                    throw APIError.imageTooLarge("item \(index) exceeds \(config.imageLimits.maxBytes) bytes")
-                }
-                let subject = try await useCases.subjectForBatch(
-                    externalID: externalID, name: item.name, collectionID: collectionID)
-                let data = try EnrolResponse(
-                    try await useCases.enrol(
-                        image, parameters: p, mode: .largest, quality: filter, subject: subject,
-                        collectionID: collectionID, context: req.context))
-                results.append(.init(index: index, externalID: externalID, data: data, error: nil))
-            } catch {
-                let e = APIError.from(error)
-                results.append(
-                    .init(
-                        index: index, externalID: item.externalID, data: nil,
-                        error: .init(code: e.code, message: e.message, details: e.details)))
             }
+            let failed = results.filter { $0.error != nil }.count
+            let response = Response(status: .ok)
+            try response.content.encode(
+                req.envelope(BatchEnrolResponse(items: results, succeeded: results.count - failed, failed: failed)))
+            return response
         }
-        let failed = results.filter { $0.error != nil }.count
-        return req.envelope(BatchEnrolResponse(items: results, succeeded: results.count - failed, failed: failed))
     }
 
     // MARK: - Identify

@@ -1,3 +1,4 @@
+import Crypto
 import FaceKit
 import Foundation
 import Vapor
@@ -15,6 +16,8 @@ struct ImageRequest: Sendable {
     fileprivate var jsonFields: [String: JSONValue] = [:]
     /// The parameters the route declared (`RouteParameters`).
     fileprivate var declared: Set<String> = []
+    /// SHA-256 of the query and the body as sent: what an `Idempotency-Key` is bound to.
+    var requestSHA256 = ""
 
     /// The image sent under `name`, or a clear 4xx.
     func image(_ name: String) throws -> [UInt8] {
@@ -94,6 +97,10 @@ extension Request {
             }
         }
         let body = try await collectedBody(maxBytes: maxBytes)
+        var hash = SHA256()
+        hash.update(data: Array((url.query ?? "").utf8) + [0])
+        hash.update(data: Array(body.readableBytesView))
+        result.requestSHA256 = IdempotentRequests.hex(hash.finalize())
         let type = headers.contentType
         if type?.type == "multipart", type?.subType == "form-data" {
             try parseMultipart(body, into: &result)

@@ -4,7 +4,12 @@ import Foundation
 /// The gallery part of the OpenAPI document: collections, subjects, enrolment, identify and the
 /// privacy routes.
 extension OpenAPIDocument {
-    static var galleryErrorCodes: [String] { ["DUPLICATE_IMAGE", "ALREADY_EXISTS", "EMBEDDING_MODEL_MISMATCH"] }
+    static var galleryErrorCodes: [String] {
+        [
+            "DUPLICATE_IMAGE", "ALREADY_EXISTS", "EMBEDDING_MODEL_MISMATCH", "IDEMPOTENCY_KEY_REUSED",
+            "IDEMPOTENCY_IN_PROGRESS",
+        ]
+    }
 
     static var gallerySchemas: [String: Any] {
         let time: [String: Any] = ["type": "string", "format": "date-time"]
@@ -94,6 +99,20 @@ extension OpenAPIDocument {
 
     static var collectionParameter: [String: Any] { pathParameter("collection", "collection id") }
     static var subjectParameter: [String: Any] { pathParameter("subject", "subject id") }
+    /// `Idempotency-Key` (Gallery/IdempotentRequests.swift) on the routes that store faces.
+    static var idempotencyKeyParameter: [String: Any] {
+        [
+            "name": IdempotentRequests.header, "in": "header", "required": false,
+            "schema": ["type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"],
+            "description":
+                "a retry with the same key and request answers the first answer (Idempotent-Replayed: true) "
+                + "instead of enrolling twice; kept 24 hours",
+        ]
+    }
+    static let idempotencyErrors = [
+        "409": "IDEMPOTENCY_IN_PROGRESS: the first request with this Idempotency-Key still runs (Retry-After)",
+        "422": "IDEMPOTENCY_KEY_REUSED: the key was used with another request",
+    ]
 
     static func galleryOperation(
         _ summary: String, _ schema: String, status: String = "200", parameters: [[String: Any]] = [],
@@ -179,12 +198,13 @@ extension OpenAPIDocument {
                 "post": galleryOperation(
                     "Enrol the largest face (mode=largest) or every face (mode=all) of an image; stores embeddings only",
                     "Enrol", status: "201",
-                    parameters: [collectionParameter, subjectParameter] + parameters(RouteParameters.enrol),
+                    parameters: [collectionParameter, subjectParameter, idempotencyKeyParameter]
+                        + parameters(RouteParameters.enrol),
                     body: imageBody(["image"]),
                     errors: faceErrors.merging([
-                        "409": "DUPLICATE_IMAGE: this image is already enrolled",
+                        "409": "DUPLICATE_IMAGE: this image is already enrolled; or IDEMPOTENCY_IN_PROGRESS",
                         "422": "INVALID_IMAGE_FORMAT, NO_FACE_DETECTED, or FACE_QUALITY_TOO_LOW: no face passed "
-                            + "quality_filter (details.reasons lists the failed checks)",
+                            + "quality_filter (details.reasons lists the failed checks); or IDEMPOTENCY_KEY_REUSED",
                     ]) { $1 })
             ],
             "/v1/collections/{collection}/subjects/{subject}/faces/{face}": [
@@ -195,7 +215,8 @@ extension OpenAPIDocument {
             "/v1/collections/{collection}/batch/enroll": [
                 "post": galleryOperation(
                     "Enrol several people: subjects are created when missing; one result or error per item",
-                    "BatchEnrol", parameters: [collectionParameter] + parameters(RouteParameters.batchEnrol),
+                    "BatchEnrol",
+                    parameters: [collectionParameter, idempotencyKeyParameter] + parameters(RouteParameters.batchEnrol),
                     body: [
                         "required": true,
                         "content": [
@@ -214,7 +235,8 @@ extension OpenAPIDocument {
                                     ["external_ids": ["type": "string", "description": "one id per image part"]])
                             ],
                         ],
-                    ], errors: ["400": "VALIDATION_FAILED", "413": "IMAGE_TOO_LARGE"])
+                    ],
+                    errors: idempotencyErrors.merging(["400": "VALIDATION_FAILED", "413": "IMAGE_TOO_LARGE"]) { $1 })
             ],
             "/v1/collections/{collection}/identify": [
                 "post": galleryOperation(

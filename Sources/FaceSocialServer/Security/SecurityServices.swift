@@ -71,6 +71,7 @@ public final class SecurityServices: Sendable {
         try await services.bootstrapAdmin(app)
         let purged = try await AuditLog.purge(on: app.db, retentionDays: security.auditRetentionDays)
         if purged > 0 { app.logger.notice("purged \(purged) audit rows past retention") }
+        try await IdempotentRequests.purge(on: app.db)
         services.startAuditPurge(app)
 
         try configureTransport(app, security: security, profile: config.profile)
@@ -135,9 +136,10 @@ public final class SecurityServices: Sendable {
         }
     }
 
-    /// Purges audit rows past retention every FACESOCIAL_AUDIT_PURGE_INTERVAL_SECONDS while the
-    /// server runs, so a long-lived instance keeps to the retention setting without restarts. A
-    /// failed purge is logged and tried again at the next interval.
+    /// Purges audit rows past retention (and idempotency answers past their 24 hours) every
+    /// FACESOCIAL_AUDIT_PURGE_INTERVAL_SECONDS while the server runs, so a long-lived instance
+    /// keeps to the retention setting without restarts. A failed purge is logged and tried again
+    /// at the next interval.
     func startAuditPurge(_ app: Application) {
         let interval = Duration.seconds(config.auditPurgeIntervalSeconds)
         let days = config.auditRetentionDays
@@ -153,6 +155,7 @@ public final class SecurityServices: Sendable {
                 do {
                     let purged = try await AuditLog.purge(on: db, retentionDays: days)
                     if purged > 0 { logger.notice("purged \(purged) audit rows past retention") }
+                    try await IdempotentRequests.purge(on: db)
                 } catch {
                     logger.warning("audit purge failed; retrying at the next interval: \(error)")
                 }
