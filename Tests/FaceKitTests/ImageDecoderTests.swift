@@ -37,15 +37,17 @@ private func offset(of marker: UInt8, in bytes: [UInt8]) throws -> Int {
 
 @Suite struct RealPhotoTests {
     @Test(arguments: [
-        ("group6_t1.jpg", ImageFormat.jpeg, 1280, 886),
-        ("obama.jpg", .jpeg, 910, 1137),
-        ("obama2.jpg", .jpeg, 626, 1200),  // big-endian EXIF, orientation 1
-        ("obama_and_biden.jpg", .jpeg, 2000, 1428),  // progressive
-        ("tom_hanks.png", .png, 112, 112),
+        ("group6_t1.jpg", ImageFormat.jpeg, 1280, 886, false),
+        ("obama.jpg", .jpeg, 910, 1137, true),  // EXIF orientation 1: says it stands as stored
+        ("obama2.jpg", .jpeg, 626, 1200, true),  // big-endian EXIF, orientation 1
+        ("obama_and_biden.jpg", .jpeg, 2000, 1428, false),  // progressive
+        ("tom_hanks.png", .png, 112, 112, false),
     ])
-    func decodesPhoto(name: String, format: ImageFormat, width: Int, height: Int) throws {
+    func decodesPhoto(name: String, format: ImageFormat, width: Int, height: Int, tagged: Bool) throws {
         let bytes = try testImage(name)
-        #expect(try ImageDecoder.probe(bytes) == ImageInfo(format: format, width: width, height: height))
+        #expect(
+            try ImageDecoder.probe(bytes)
+                == ImageInfo(format: format, width: width, height: height, orientationTagged: tagged))
         let image = try ImageDecoder.decode(bytes)
         #expect(image.width == width && image.height == height)
         #expect(image.pixels.count == width * height * 3)

@@ -37,6 +37,10 @@ struct GalleryTests {
         try await withFaceSocial { app in try await GalleryScenario.idempotentEnrolment(app) }
     }
 
+    @Test func enrolJobs() async throws {
+        try await withFaceSocial { app in try await GalleryScenario.enrolJobs(app) }
+    }
+
     @Test func collectionsSubjectsPagingRenameAndErrors() async throws {
         try await withFaceSocial { app in
             let c = GalleryClient(app: app)

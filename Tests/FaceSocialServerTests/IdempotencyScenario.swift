@@ -97,3 +97,86 @@ extension GalleryScenario {
         #expect((subjects[path: "data.items"] as? [Any])?.count == 3, "obama and the two batch subjects, once each")
     }
 }
+
+extension GalleryScenario {
+    /// Bulk enrolment as a job: 202 at once, progress until done, each item's result; a retry
+    /// with its Idempotency-Key gives the same job; a job whose instance was lost has its waiting
+    /// items failed, not enrolled.
+    static func enrolJobs(_ app: Application) async throws {
+        let c = GalleryClient(app: app)
+        let collection = try await c.createCollection("jobs-\(UUID().uuidString.prefix(8))")
+        let files = ["obama.jpg", "biden.jpg", "mask_blue.jpg", "rose_leslie_img1.jpg"]
+        let items: [[String: Any]] = try files.enumerated().map {
+            ["external_id": "job-\($0.offset)", "image": Data(try testImage($0.element)).base64EncodedString()]
+        }
+        let payload = try JSONSerialization.data(withJSONObject: ["items": items])
+        let key = "job-\(UUID().uuidString)"
+        func create() async throws -> (HTTPStatus, [String: Any], HTTPHeaders) {
+            var headers: HTTPHeaders = ["Content-Type": "application/json", "Idempotency-Key": key]
+            headers.add(contentsOf: try await c.auth())
+            var answer: (HTTPStatus, [String: Any], HTTPHeaders) = (.ok, [:], [:])
+            try await app.testing().test(
+                .POST, "/v1/collections/\(collection)/jobs/enroll", headers: headers, body: ByteBuffer(data: payload)
+            ) { res in
+                expectConforms("POST", "/v1/collections/{collection}/jobs/enroll", res)
+                answer = (res.status, body(res), res.headers)
+            }
+            return answer
+        }
+        let (status, created, headers) = try await create()
+        #expect(status == .accepted, "\(created)")
+        let jobID = try #require(created[path: "data.id"] as? String)
+        #expect(created[path: "data.total"] as? Int == 4)
+        #expect(headers.first(name: .location) == "/v1/collections/\(collection)/jobs/\(jobID)")
+        // Follow it to the end (bounded: four photos take seconds even on a busy machine).
+        var job: [String: Any] = [:]
+        for _ in 0..<600 {
+            job = try await c.json(
+                .GET, "/v1/collections/\(collection)/jobs/\(jobID)",
+                template: "/v1/collections/{collection}/jobs/{job}")
+            if job[path: "data.state"] as? String == "done" { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(job[path: "data.state"] as? String == "done", "\(job)")
+        #expect(job[path: "data.succeeded"] as? Int == 3 && job[path: "data.failed"] as? Int == 1, "\(job)")
+        #expect(job[path: "data.pending"] as? Int == 0)
+        let results = try #require(job[path: "data.items"] as? [[String: Any]])
+        #expect(results.map { $0["index"] as? Int } == [0, 1, 2, 3])
+        #expect(results[2][path: "error.code"] as? String == "NO_FACE_DETECTED")
+        #expect((results[0][path: "data.faces"] as? [Any])?.count == 1)
+        // The retry of the create: the same job, nothing enrolled twice.
+        let (again, replayed, againHeaders) = try await create()
+        #expect(again == .accepted && replayed[path: "data.id"] as? String == jobID)
+        #expect(againHeaders.first(name: "Idempotent-Replayed") == "true")
+        let subjects = try await c.json(
+            .GET, "/v1/collections/\(collection)/subjects", template: "/v1/collections/{collection}/subjects")
+        // As in batch enrolment, an item's subject is created before its image is read.
+        #expect((subjects[path: "data.items"] as? [Any])?.count == 4)
+
+        // A job its instance lost: a running row whose heartbeat stopped long ago.
+        let lost = EnrolJob()
+        lost.id = UUID()
+        lost.collectionID = try #require(UUID(uuidString: collection))
+        lost.createdBy = "user:test"
+        lost.state = "running"
+        lost.total = 2
+        lost.succeeded = 0
+        lost.failed = 0
+        lost.items = try APIJSON.encoder.encode([BatchEnrolResponse.Item?](repeating: nil, count: 2))
+        lost.heartbeatAt = Date().addingTimeInterval(-EnrolJobs.lostAfter - 60)
+        lost.createdAt = lost.heartbeatAt
+        try await lost.create(on: app.db)
+        let closed = try await c.json(
+            .GET, "/v1/collections/\(collection)/jobs/\(try lost.requireID().uuidString.lowercased())",
+            template: "/v1/collections/{collection}/jobs/{job}")
+        #expect(closed[path: "data.state"] as? String == "done" && closed[path: "data.failed"] as? Int == 2)
+        #expect(
+            (closed[path: "data.items"] as? [[String: Any]])?.first?[path: "error.code"] as? String
+                == "JOB_INSTANCE_LOST")
+        // Another collection's job is not found here.
+        let other = try await c.createCollection("jobs-other-\(UUID().uuidString.prefix(8))")
+        _ = try await c.json(
+            .GET, "/v1/collections/\(other)/jobs/\(jobID)", template: "/v1/collections/{collection}/jobs/{job}",
+            expect: .notFound)
+    }
+}

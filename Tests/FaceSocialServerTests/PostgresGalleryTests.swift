@@ -105,6 +105,11 @@ struct PostgresGalleryTests {
         try await withFaceSocial(TestPostgres.appEnv) { app in try await GalleryScenario.idempotentEnrolment(app) }
     }
 
+    @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
+    func enrolJobs() async throws {
+        try await withFaceSocial(TestPostgres.appEnv) { app in try await GalleryScenario.enrolJobs(app) }
+    }
+
     /// /metrics counts this instance's connections as PostgreSQL sees them, per database.
     @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
     func poolConnectionsAreReadFromTheServer() async throws {

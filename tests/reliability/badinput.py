@@ -148,8 +148,15 @@ def run(sc: Scenario, server, token: str) -> None:
         call(f"malformed JSON '{what}'", "POST", "/v1/auth/login", body, jh)
         call(f"malformed JSON '{what}'", "POST", "/v1/collections", body, jh)
         call(f"malformed JSON '{what}'", "POST", f"/v1/collections/{coll}/subjects", body, jh)
+        call(f"malformed JSON '{what}'", "POST", f"/v1/collections/{coll}/jobs/enroll", body, jh)
     call("11 MB JSON is too large", "POST", "/v1/detect", bad_json["11 MB string"], jh, exact=(413, "IMAGE_TOO_LARGE"))
     call("truncated JSON", "POST", "/v1/detect", bad_json["truncated"], jh, exact=(400, "VALIDATION_FAILED"))
+    call("a job without items", "POST", f"/v1/collections/{coll}/jobs/enroll", *json_body({"items": []}),
+         exact=(400, "VALIDATION_FAILED"))
+    call("a job item that is not an object", "POST", f"/v1/collections/{coll}/jobs/enroll",
+         *json_body({"items": [5]}), exact=(400, "VALIDATION_FAILED"))
+    call("an unknown job", "GET", f"/v1/collections/{coll}/jobs/{uuid.uuid4()}", exact=(404, "NOT_FOUND"))
+    call("a job id that is no id", "GET", f"/v1/collections/{coll}/jobs/not-a-job", exact=(404, "NOT_FOUND"))
 
     # --- 3. malformed multipart ----------------------------------------------------------------
     good_part, good_hdrs = multipart({}, {"image": ("a.jpg", "image/jpeg", face)})

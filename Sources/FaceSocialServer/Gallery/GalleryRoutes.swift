@@ -14,6 +14,7 @@ struct GalleryRoutes: RouteCollection {
     var store: GalleryStore { GalleryStore(gallery: gallery) }
     var useCases: GalleryUseCases { GalleryUseCases(store: store, pipeline: FacePipeline(faces: faces)) }
     var idempotency: IdempotentRequests { IdempotentRequests(router: gallery.router) }
+    var jobs: EnrolJobs { EnrolJobs(router: gallery.router) }
 
     func boot(routes: any RoutesBuilder) throws {
         let read = routes.grouped(GalleryAccess(permission: .collectionsRead))
@@ -29,6 +30,8 @@ struct GalleryRoutes: RouteCollection {
         read.on(.POST, collection + ["identify"], body: .stream, use: identify)
         read.on(.POST, collection + ["faces", ":face", "search"], body: .stream, use: searchByFace)
         enrol.on(.POST, collection + ["batch", "enroll"], body: .stream, use: batchEnrol)
+        enrol.on(.POST, collection + ["jobs", "enroll"], body: .stream, use: createEnrolJob)
+        read.get(collection + ["jobs", ":job"], use: getJob)
         write.post(collection + ["subjects"], use: createSubject)
         read.get(collection + ["subjects"], use: listSubjects)
         read.get(subject, use: getSubject)
@@ -204,16 +207,17 @@ struct GalleryRoutes: RouteCollection {
         return req.envelope(DeletedDTO(id: faceID, deleted: true, facesErased: 1))
     }
 
-    /// Enrols several people at once: JSON `{"items": [{"external_id", "name", "image"}]}`, or
+    /// One item of a batch or job: the subject it names and its image.
+    struct BatchItem: Sendable {
+        var externalID: String?
+        var name: String?
+        var image: [UInt8]?
+    }
+
+    /// The items of a batch or job: JSON `{"items": [{"external_id", "name", "image"}]}`, or
     /// multipart image parts with an `external_ids` field listing one id per image in order.
-    /// Subjects are created when missing; each item succeeds or fails on its own.
-    @Sendable
-    func batchEnrol(_ req: Request) async throws -> Response {
-        let input = try await req.imageRequest(
-            maxBytes: config.imageLimits.maxBytes * config.batchMaxImages, parameters: RouteParameters.batchEnrol)
-        let p = try input.faceParameters(config)
-        let filter = QualityFilter(rawValue: try input.choice(.qualityFilter))!
-        var items: [(externalID: String?, name: String?, image: [UInt8]?)] = []
+    func batchItems(_ input: ImageRequest) throws -> [BatchItem] {
+        var items: [BatchItem] = []
         if case .array(let list)? = try input.json(.batchItems) {
             for entry in list {
                 guard case .object(let fields) = entry else {
@@ -223,7 +227,9 @@ struct GalleryRoutes: RouteCollection {
                     guard case .string(let text) = value else { return nil }
                     return try? Request.base64Image(text, field: "image")
                 }
-                items.append((fields["external_id"]?.scalarText, fields["name"]?.scalarText, image))
+                items.append(
+                    BatchItem(
+                        externalID: fields["external_id"]?.scalarText, name: fields["name"]?.scalarText, image: image))
             }
         } else {
             let ids = (try input.text(.externalIDs) ?? "").split(separator: ",").map {
@@ -234,46 +240,76 @@ struct GalleryRoutes: RouteCollection {
                     "external_ids must name one subject per image (\(input.imageList.count) images, \(ids.count) ids)",
                     field: "external_ids")
             }
-            items = zip(ids, input.imageList).map { ($0, nil, $1) }
+            items = zip(ids, input.imageList).map { BatchItem(externalID: $0, name: nil, image: $1) }
         }
         guard !items.isEmpty else { throw APIError.validation("the batch holds no items", field: "items") }
         guard items.count <= config.batchMaxImages else {
             throw APIError.validation(
                 "a batch holds at most \(config.batchMaxImages) items, got \(items.count)", field: "items")
         }
+        return items
+    }
+
+    /// What a batch enrolment or a job is asked: its items, the detection and quality settings for
+    /// all of them, and the collection (which must exist).
+    func batchRequest(_ req: Request) async throws -> (
+        ImageRequest, FaceParameters, QualityFilter, [BatchItem], UUID
+    ) {
+        let input = try await req.imageRequest(
+            maxBytes: config.imageLimits.maxBytes * config.batchMaxImages, parameters: RouteParameters.batchEnrol)
+        let p = try input.faceParameters(config)
+        let filter = QualityFilter(rawValue: try input.choice(.qualityFilter))!
+        let items = try batchItems(input)
         let collectionID = try Self.uuid(req, "collection")
         try await store.requireCollection(collectionID)
+        return (input, p, filter, items, collectionID)
+    }
+
+    /// Enrols one item (creating its subject when missing); a failure is the item's result.
+    func enrolItem(
+        _ index: Int, _ item: BatchItem, parameters p: FaceParameters, quality filter: QualityFilter,
+        collectionID: UUID, context: RequestContext
+    ) async -> BatchEnrolResponse.Item {
+        do {
+            guard let raw = item.externalID else {
+                throw APIError.validation("item \(index) has no external_id", field: "external_id")
+            }
+            let externalID = try TextPolicy.checked(raw, field: "external_id")
+            guard let image = item.image, !image.isEmpty else {
+                throw APIError.invalidImage("item \(index) has no valid base64 image")
+            }
+            guard image.count <= config.imageLimits.maxBytes else {
+                throw APIError.imageTooLarge("item \(index) exceeds \(config.imageLimits.maxBytes) bytes")
+            }
+            let subject = try await useCases.subjectForBatch(
+                externalID: externalID, name: item.name, collectionID: collectionID)
+            let data = try EnrolResponse(
+                try await useCases.enrol(
+                    image, parameters: p, mode: .largest, quality: filter, subject: subject,
+                    collectionID: collectionID, context: context))
+            return .init(index: index, externalID: externalID, data: data, error: nil)
+        } catch {
+            let e = APIError.from(error)
+            return .init(
+                index: index, externalID: item.externalID, data: nil,
+                error: .init(code: e.code, message: e.message, details: e.details))
+        }
+    }
+
+    /// Enrols several people at once; subjects are created when missing; each item succeeds or
+    /// fails on its own.
+    @Sendable
+    func batchEnrol(_ req: Request) async throws -> Response {
+        let (input, p, filter, items, collectionID) = try await batchRequest(req)
         return try await idempotency.respond(
             to: req, scope: "batch enrol \(collectionID)", requestSHA256: input.requestSHA256
         ) {
             var results: [BatchEnrolResponse.Item] = []
             // One item at a time: the models already use every core for one image.
             for (index, item) in items.enumerated() {
-                do {
-                    guard let raw = item.externalID else {
-                        throw APIError.validation("item \(index) has no external_id", field: "external_id")
-                    }
-                    let externalID = try TextPolicy.checked(raw, field: "external_id")
-                    guard let image = item.image, !image.isEmpty else {
-                        throw APIError.invalidImage("item \(index) has no valid base64 image")
-                    }
-                    guard image.count <= config.imageLimits.maxBytes else {
-                        throw APIError.imageTooLarge("item \(index) exceeds \(config.imageLimits.maxBytes) bytes")
-                    }
-                    let subject = try await useCases.subjectForBatch(
-                        externalID: externalID, name: item.name, collectionID: collectionID)
-                    let data = try EnrolResponse(
-                        try await useCases.enrol(
-                            image, parameters: p, mode: .largest, quality: filter, subject: subject,
-                            collectionID: collectionID, context: req.context))
-                    results.append(.init(index: index, externalID: externalID, data: data, error: nil))
-                } catch {
-                    let e = APIError.from(error)
-                    results.append(
-                        .init(
-                            index: index, externalID: item.externalID, data: nil,
-                            error: .init(code: e.code, message: e.message, details: e.details)))
-                }
+                results.append(
+                    await enrolItem(
+                        index, item, parameters: p, quality: filter, collectionID: collectionID, context: req.context))
             }
             let failed = results.filter { $0.error != nil }.count
             let response = Response(status: .ok)
@@ -281,6 +317,50 @@ struct GalleryRoutes: RouteCollection {
                 req.envelope(BatchEnrolResponse(items: results, succeeded: results.count - failed, failed: failed)))
             return response
         }
+    }
+
+    // MARK: - Jobs
+
+    /// The batch enrolment as a job: 202 with the job at once; the items run in the background
+    /// (`EnrolJobs`), `GET …/jobs/{id}` follows them.
+    @Sendable
+    func createEnrolJob(_ req: Request) async throws -> Response {
+        let (input, p, filter, items, collectionID) = try await batchRequest(req)
+        return try await idempotency.respond(
+            to: req, scope: "enrol job \(collectionID)", requestSHA256: input.requestSHA256
+        ) {
+            let job = try await jobs.create(collectionID: collectionID, by: req.principal, total: items.count)
+            let id = try job.requireID()
+            await req.audit(
+                action: "job.enroll.create", resourceType: "job", resourceID: id.uuidString.lowercased(),
+                details: ["collection": collectionID.uuidString.lowercased(), "items": "\(items.count)"])
+            // The work outlives the request: its own context, never the request's.
+            let context = RequestContext(requestID: "job-\(id.uuidString.lowercased())")
+            let logger = req.logger
+            Task { [self] in
+                await jobs.run(job, count: items.count, logger: logger) { index in
+                    await enrolItem(
+                        index, items[index], parameters: p, quality: filter, collectionID: collectionID,
+                        context: context)
+                }
+            }
+            let response = Response(status: .accepted)
+            response.headers.replaceOrAdd(
+                name: .location,
+                value: "/v1/collections/\(collectionID.uuidString.lowercased())/jobs/\(id.uuidString.lowercased())")
+            try response.content.encode(req.envelope(try EnrolJobDTO(job)))
+            return response
+        }
+    }
+
+    @Sendable
+    func getJob(_ req: Request) async throws -> Envelope<EnrolJobDTO> {
+        let collectionID = try Self.uuid(req, "collection")
+        let jobID = try Self.uuid(req, "job")
+        try await store.requireCollection(collectionID)
+        let job = try await jobs.find(jobID, in: collectionID)
+        await req.audit(action: "job.read", resourceType: "job", resourceID: jobID.uuidString.lowercased())
+        return req.envelope(try EnrolJobDTO(job))
     }
 
     // MARK: - Identify

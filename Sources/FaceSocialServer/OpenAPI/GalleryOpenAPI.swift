@@ -11,6 +11,16 @@ extension OpenAPIDocument {
         ]
     }
 
+    /// One result per item, of a batch enrolment or an enrolment job.
+    static var gallerySchemaBatchItems: [String: Any] {
+        array(
+            object(
+                [
+                    "index": integer, "external_id": string, "data": ref("Enrol"),
+                    "error": object(["code": string, "message": string, "details": map(string)]),
+                ], required: ["index"]))
+    }
+
     static var gallerySchemas: [String: Any] {
         let time: [String: Any] = ["type": "string", "format": "date-time"]
         let matchMode: [String: Any] = ["type": "string", "enum": MatchMode.allCases.map(\.rawValue)]
@@ -39,15 +49,13 @@ extension OpenAPIDocument {
                 "subject_id": string, "faces": array(ref("StoredFace")), "faces_detected": integer,
                 "unindexed_faces": array(object(["bbox": ref("Box"), "reasons": array(ref("QualityProblem"))])),
             ]),
-            "BatchEnrol": object([
-                "items": array(
-                    object(
-                        [
-                            "index": integer, "external_id": string, "data": ref("Enrol"),
-                            "error": object(["code": string, "message": string, "details": map(string)]),
-                        ], required: ["index"])),
-                "succeeded": integer, "failed": integer,
-            ]),
+            "BatchEnrol": object(["items": gallerySchemaBatchItems, "succeeded": integer, "failed": integer]),
+            "EnrolJob": object(
+                [
+                    "id": string, "collection_id": string, "state": ["type": "string", "enum": ["running", "done"]],
+                    "total": integer, "succeeded": integer, "failed": integer, "pending": integer,
+                    "items": gallerySchemaBatchItems, "created_at": time, "finished_at": time,
+                ], required: ["id", "collection_id", "state", "total", "succeeded", "failed", "pending", "items"]),
             "Deleted": object(["id": string, "deleted": boolean, "faces_erased": integer]),
             "Candidate": object([
                 "subject_id": string, "external_id": string, "name": string, "similarity": number,
@@ -107,6 +115,27 @@ extension OpenAPIDocument {
             "description":
                 "a retry with the same key and request answers the first answer (Idempotent-Replayed: true) "
                 + "instead of enrolling twice; kept 24 hours",
+        ]
+    }
+    /// The items of a batch enrolment or an enrolment job.
+    static var batchEnrolBody: [String: Any] {
+        [
+            "required": true,
+            "content": [
+                "application/json": [
+                    "schema": object([
+                        "items": array(
+                            object(
+                                [
+                                    "external_id": string, "name": string,
+                                    "image": ["type": "string", "contentEncoding": "base64"],
+                                ], required: ["external_id", "image"]))
+                    ])
+                ],
+                "multipart/form-data": [
+                    "schema": object(["external_ids": ["type": "string", "description": "one id per image part"]])
+                ],
+            ],
         ]
     }
     static let idempotencyErrors = [
@@ -217,26 +246,23 @@ extension OpenAPIDocument {
                     "Enrol several people: subjects are created when missing; one result or error per item",
                     "BatchEnrol",
                     parameters: [collectionParameter, idempotencyKeyParameter] + parameters(RouteParameters.batchEnrol),
-                    body: [
-                        "required": true,
-                        "content": [
-                            "application/json": [
-                                "schema": object([
-                                    "items": array(
-                                        object(
-                                            [
-                                                "external_id": string, "name": string,
-                                                "image": ["type": "string", "contentEncoding": "base64"],
-                                            ], required: ["external_id", "image"]))
-                                ])
-                            ],
-                            "multipart/form-data": [
-                                "schema": object(
-                                    ["external_ids": ["type": "string", "description": "one id per image part"]])
-                            ],
-                        ],
-                    ],
+                    body: batchEnrolBody,
                     errors: idempotencyErrors.merging(["400": "VALIDATION_FAILED", "413": "IMAGE_TOO_LARGE"]) { $1 })
+            ],
+            "/v1/collections/{collection}/jobs/enroll": [
+                "post": galleryOperation(
+                    "Bulk enrolment as a job: answers 202 with the job at once (Location: the job), the items run "
+                        + "in the background, two at a time; the same items as batch/enroll",
+                    "EnrolJob", status: "202",
+                    parameters: [collectionParameter, idempotencyKeyParameter] + parameters(RouteParameters.batchEnrol),
+                    body: batchEnrolBody,
+                    errors: idempotencyErrors.merging(["400": "VALIDATION_FAILED", "413": "IMAGE_TOO_LARGE"]) { $1 })
+            ],
+            "/v1/collections/{collection}/jobs/{job}": [
+                "get": galleryOperation(
+                    "A bulk enrolment job: state, counts and each finished item's result; waiting items of a job "
+                        + "whose instance stopped are failed (JOB_INSTANCE_LOST), never enrolled later",
+                    "EnrolJob", parameters: [collectionParameter, pathParameter("job", "job id")])
             ],
             "/v1/collections/{collection}/identify": [
                 "post": galleryOperation(
