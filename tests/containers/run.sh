@@ -116,8 +116,10 @@ phase_image() {
   image=localhost/facesocial:$tag
   local mb=${first#*size_mb=}; mb=${mb%% *}
   record "CPU image (deploy/docker/Dockerfile)" "$first (${second} s with the layer cache)"
-  # The aim is 350 MB (docs/deployment.md says where it stands); this catches a regression.
-  [ "$mb" -le "${FACESOCIAL_IMAGE_MAX_MB:-400}" ] || { record "CPU image size" "FAIL: $mb MB > ${FACESOCIAL_IMAGE_MAX_MB:-400} MB"; return 1; }
+  # The aim is 350 MB (docs/deployment.md says where it stands); this catches a regression. 430, not
+  # 400 since HEIC input: Debian's libheif1 links its codecs (x265, aom, dav1d, de265: about 25 MB
+  # installed) into the last measured 380 MB.
+  [ "$mb" -le "${FACESOCIAL_IMAGE_MAX_MB:-430}" ] || { record "CPU image size" "FAIL: $mb MB > ${FACESOCIAL_IMAGE_MAX_MB:-430} MB"; return 1; }
 }
 
 phase_gpu_image() {
