@@ -14,6 +14,13 @@ public struct StageTimings: Sendable, Equatable, Codable {
 
     /// The three stages together.
     public var totalMs: Double { preprocessMs + inferenceMs + postprocessMs }
+
+    /// Adds another run's stages (several detector passes over one image).
+    public static func += (total: inout StageTimings, run: StageTimings) {
+        total.preprocessMs += run.preprocessMs
+        total.inferenceMs += run.inferenceMs
+        total.postprocessMs += run.postprocessMs
+    }
 }
 
 /// Measures `body` in milliseconds on the monotonic clock.

@@ -53,16 +53,23 @@ public enum ImageDecoder {
 
     /// Decodes to 8-bit RGB. JPEGs are turned upright according to their EXIF orientation.
     public static func decode(_ bytes: [UInt8], limits: ImageLimits = .standard) throws(ImageError) -> RGBImage {
+        try decodeProbed(bytes, limits: limits).image
+    }
+
+    /// `decode`, with what the header said (whether it names its orientation, for one).
+    public static func decodeProbed(
+        _ bytes: [UInt8], limits: ImageLimits = .standard
+    ) throws(ImageError) -> (image: RGBImage, info: ImageInfo) {
         guard bytes.count <= limits.maxBytes else {
             throw .tooLarge("image is \(bytes.count) bytes; the limit is \(limits.maxBytes) bytes")
         }
         let info = try probe(bytes)
         try limits.check(width: info.width, height: info.height)
         switch info.format {
-        case .jpeg: return try JPEGDecoder.decode(bytes, limits: limits)
-        case .png: return try PNGDecoder.decode(bytes, limits: limits)
-        case .webp: return try WebPDecoder.decode(bytes, limits: limits)
-        case .heif: return try HEIFDecoder.decode(bytes, limits: limits)
+        case .jpeg: return (try JPEGDecoder.decode(bytes, limits: limits), info)
+        case .png: return (try PNGDecoder.decode(bytes, limits: limits), info)
+        case .webp: return (try WebPDecoder.decode(bytes, limits: limits), info)
+        case .heif: return (try HEIFDecoder.decode(bytes, limits: limits), info)
         }
     }
 
@@ -72,6 +79,8 @@ public enum ImageDecoder {
         /// The upright size of the upload; coordinates found in `image` scale to it.
         public var width: Int
         public var height: Int
+        /// Whether the file said which way is up (`ImageInfo.orientationTagged`).
+        public var orientationTagged = false
 
         /// Multiply a coordinate in `image` by these to get it in the upload.
         public var scaleX: Float { Float(width) / Float(image.width) }
@@ -94,9 +103,12 @@ public enum ImageDecoder {
         try limits.check(width: info.width, height: info.height)
         guard info.format == .jpeg else {
             let image = try decode(bytes, limits: limits)
-            return Reduced(image: image, width: image.width, height: image.height)
+            return Reduced(
+                image: image, width: image.width, height: image.height, orientationTagged: info.orientationTagged)
         }
-        return try JPEGDecoder.decode(bytes, limits: limits, minimumLongSide: minimumLongSide)
+        var reduced = try JPEGDecoder.decode(bytes, limits: limits, minimumLongSide: minimumLongSide)
+        reduced.orientationTagged = info.orientationTagged
+        return reduced
     }
 
     static func sniff(_ b: [UInt8]) -> ImageFormat? {

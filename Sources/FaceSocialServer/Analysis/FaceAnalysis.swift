@@ -46,14 +46,12 @@ extension FaceService {
         _ image: RGBImage, detector: DetectorKind, options: DetectionOptions, orientationTagged: Bool
     ) async throws -> Detection {
         var timings = StageTimings()
-        var model = modelLabel(detector == .yunet ? Self.detectorModel : FaceModel.retinaface.id)
+        var model = ""  // set by the first pass, which always runs
         let faces = try await OrientationSearch.detect(
             image, options: options, orientationTagged: orientationTagged
         ) { turned in
             let found = try await detectUpright(turned, detector: detector, options: options)
-            timings.preprocessMs += found.timings.preprocessMs
-            timings.inferenceMs += found.timings.inferenceMs
-            timings.postprocessMs += found.timings.postprocessMs
+            timings += found.timings
             model = found.model
             return found.faces
         }
@@ -64,11 +62,10 @@ extension FaceService {
     public func decodeAndDetect(
         _ bytes: [UInt8], detector: DetectorKind, options: DetectionOptions
     ) async throws -> (image: RGBImage, detection: Detection) {
-        let (image, _) = try await decode(bytes)
+        let decoded = try await decode(bytes)
         let detection = try await detect(
-            image, detector: detector, options: options,
-            orientationTagged: try ImageDecoder.probe(bytes).orientationTagged)
-        return (image, detection)
+            decoded.image, detector: detector, options: options, orientationTagged: decoded.orientationTagged)
+        return (decoded.image, detection)
     }
 
     private func detectUpright(
@@ -91,17 +88,14 @@ extension FaceService {
         _ bytes: [UInt8], detector: DetectorKind, options: DetectionOptions
     ) async throws -> (detection: Detection, width: Int, height: Int) {
         let limits = self.limits
-        let (reduced, tagged) = try await threadPool.runIfActive {
-            (
-                try ImageDecoder.decode(bytes, limits: limits, minimumLongSide: detector.inputSize),
-                try ImageDecoder.probe(bytes).orientationTagged
-            )
+        let reduced = try await threadPool.runIfActive {
+            try ImageDecoder.decode(bytes, limits: limits, minimumLongSide: detector.inputSize)
         }
         let (sx, sy) = (reduced.scaleX, reduced.scaleY)
         var scaledOptions = options
         scaledOptions.minFaceSize = options.minFaceSize / min(sx, sy)
         var detection = try await detect(
-            reduced.image, detector: detector, options: scaledOptions, orientationTagged: tagged)
+            reduced.image, detector: detector, options: scaledOptions, orientationTagged: reduced.orientationTagged)
         if sx != 1 || sy != 1 { detection.faces = detection.faces.map { $0.scaled(x: sx, y: sy) } }
         return (detection, reduced.width, reduced.height)
     }

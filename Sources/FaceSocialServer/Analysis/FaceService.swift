@@ -19,13 +19,13 @@ public struct FaceService: Sendable {
         self.threadPool = threadPool
     }
 
-    /// Decodes image bytes on the blocking-work pool (decoding a 40 MP JPEG takes a while).
-    public func decode(_ bytes: [UInt8]) async throws -> (RGBImage, Double) {
+    /// Decodes image bytes on the blocking-work pool (decoding a 40 MP JPEG takes a while), with
+    /// whether the file said which way is up (for `OrientationSearch`).
+    public func decode(_ bytes: [UInt8]) async throws -> (image: RGBImage, orientationTagged: Bool) {
         let limits = self.limits
         return try await threadPool.runIfActive {
-            var ms = 0.0
-            let image = try measure(&ms) { try ImageDecoder.decode(bytes, limits: limits) }
-            return (image, ms)
+            let (image, info) = try ImageDecoder.decodeProbed(bytes, limits: limits)
+            return (image, info.orientationTagged)
         }
     }
 

@@ -236,7 +236,8 @@ enum Secrets {
         return Data((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) }).base64URLEncoded
     }
 
-    static func sha256Hex(_ text: String) -> String {
-        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
-    }
+    static func sha256Hex(_ text: String) -> String { hex(SHA256.hash(data: Data(text.utf8))) }
+
+    /// Lowercase hex of bytes (a digest).
+    static func hex(_ bytes: some Sequence<UInt8>) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 }

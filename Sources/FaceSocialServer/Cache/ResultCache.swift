@@ -63,7 +63,7 @@ public final class ResultCache: Sendable {
     /// `fs:result:<route>:<sha256(image sha256, models, parameters)>`. The image digest goes
     /// through a second hash so the key does not even reveal which image was analysed.
     public static func key(route: String, image: [UInt8], models: String, parameters: [String: String]) -> String {
-        let imageDigest = SHA256.hash(data: image).map { String(format: "%02x", $0) }.joined()
+        let imageDigest = Secrets.hex(SHA256.hash(data: image))
         let normalised = parameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "&")
         let material = [route, imageDigest, models, normalised].joined(separator: "\n")
         return "fs:result:\(route):\(Secrets.sha256Hex(material))"

@@ -39,7 +39,7 @@ struct GalleryUseCases: Sendable {
         subject: Subject, collectionID: UUID, context: RequestContext
     ) async throws -> Enrolled {
         let subjectID = try subject.requireID()
-        let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        let digest = Secrets.hex(SHA256.hash(data: bytes))
         try await store.refuseDuplicate(subjectID: subjectID, imageSHA256: digest, on: try store.router.primary)
         let (_, reports) = try await pipeline.run(bytes, p, kinds: [.embedding, .quality], context: context)
         let candidates: [FaceReport]

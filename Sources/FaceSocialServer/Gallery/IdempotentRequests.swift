@@ -1,4 +1,3 @@
-import Crypto
 import Fluent
 import Foundation
 import Vapor
@@ -72,8 +71,7 @@ struct IdempotentRequests: Sendable {
                 "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces", field: Self.header)
         }
         let principal = req.principal
-        let keyHash = Self.hex(
-            SHA256.hash(data: Array("\(principal.kind.rawValue):\(principal.id)\n\(scope)\n\(key)".utf8)))
+        let keyHash = Secrets.sha256Hex("\(principal.kind.rawValue):\(principal.id)\n\(scope)\n\(key)")
         let db = try router.primary
         let now = Date()
         if let existing = try await IdempotencyRecord.query(on: db).filter(\.$keyHash == keyHash).first() {
@@ -135,6 +133,4 @@ struct IdempotentRequests: Sendable {
     static func purge(on db: any Database, now: Date = Date()) async throws {
         try await IdempotencyRecord.query(on: db).filter(\.$createdAt < now.addingTimeInterval(-keepFor)).delete()
     }
-
-    static func hex(_ digest: SHA256.Digest) -> String { digest.map { String(format: "%02x", $0) }.joined() }
 }

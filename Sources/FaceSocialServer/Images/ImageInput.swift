@@ -100,7 +100,7 @@ extension Request {
         var hash = SHA256()
         hash.update(data: Array((url.query ?? "").utf8) + [0])
         hash.update(data: Array(body.readableBytesView))
-        result.requestSHA256 = IdempotentRequests.hex(hash.finalize())
+        result.requestSHA256 = Secrets.hex(hash.finalize())
         let type = headers.contentType
         if type?.type == "multipart", type?.subType == "form-data" {
             try parseMultipart(body, into: &result)
