@@ -77,11 +77,25 @@ struct EnrolJobs: Sendable {
         return job
     }
 
+    /// Pauses before each retry of an item the database could not take (503
+    /// `DATABASE_UNAVAILABLE`: SQLite busy with another write, a primary switching over).
+    static let retryDelays: [Duration] = [.milliseconds(250), .seconds(1), .seconds(2), .seconds(5)]
+
     /// Runs every item with `enrol`, recording each result as it comes, then marks the job done.
+    /// An item the database could not take is tried again, as a client would retry the 503 (its
+    /// faces were not stored, and a retried store that had committed is refused as a duplicate).
     func run(
         _ job: EnrolJob, count: Int, logger: Logger,
-        enrol: @escaping @Sendable (Int) async -> BatchEnrolResponse.Item
+        enrol unretried: @escaping @Sendable (Int) async -> BatchEnrolResponse.Item
     ) async {
+        let enrol: @Sendable (Int) async -> BatchEnrolResponse.Item = { index in
+            var item = await unretried(index)
+            for delay in Self.retryDelays where item.error?.code == "DATABASE_UNAVAILABLE" {
+                try? await Task.sleep(for: delay)
+                item = await unretried(index)
+            }
+            return item
+        }
         var results = [BatchEnrolResponse.Item?](repeating: nil, count: count)
         await withTaskGroup(of: BatchEnrolResponse.Item.self) { group in
             var next = 0
