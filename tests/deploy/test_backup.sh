@@ -21,7 +21,27 @@ chmod 755 "$T"
 # PostgreSQL refuses to run as root: run as the postgres user then.
 as_pg=()
 if [ "$(id -u)" = 0 ]; then chown postgres "$T"; as_pg=(runuser -u postgres --); fi
-port=${BACKUP_TEST_PORT:-55432}
+# Three free ports in a row (PostgreSQL, the server, Redis) unless BACKUP_TEST_PORT names the first:
+# a fixed port could be taken by whatever else runs on the machine.
+free_ports() {
+  python3 -c '
+import random, socket
+for _ in range(100):
+    base, socks = random.randrange(20000, 60000), []
+    try:
+        for i in range(3):
+            socks.append(socket.socket())
+            socks[-1].bind(("127.0.0.1", base + i))
+        print(base)
+        break
+    except OSError:
+        pass
+    finally:
+        for s in socks:
+            s.close()
+'
+}
+port=${BACKUP_TEST_PORT:-$(free_ports)}
 export PGHOST="$T/sock" PGPORT=$port PGUSER=postgres PGDATABASE=facesocial
 export BACKUP_DIR="$T/backups" WAL_ARCHIVE_DIR="$T/wal" FACESOCIAL_MODEL_MANIFEST="$root/models/manifest.json"
 server_pid=""
@@ -29,7 +49,11 @@ pg() { "${as_pg[@]}" env PATH="$PATH" PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER="
        BACKUP_DIR="$BACKUP_DIR" WAL_ARCHIVE_DIR="$WAL_ARCHIVE_DIR" FACESOCIAL_MODEL_MANIFEST="$FACESOCIAL_MODEL_MANIFEST" "$@"; }
 sql() { pg psql -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 cleanup() {
+  local rc=$?
   set +e
+  if [ "$rc" != 0 ]; then  # what PostgreSQL said, before the directory goes
+    for f in "$T/pg.log" "$T/pg/restore.log"; do [ -f "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }; done
+  fi
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
   [ -n "${redis_pid:-}" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
   [ -f "$T/pg/postmaster.pid" ] && pg pg_ctl -D "$T/pg" -m immediate stop >/dev/null 2>&1
