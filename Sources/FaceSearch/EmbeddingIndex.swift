@@ -45,14 +45,7 @@ public struct EmbeddingIndex: Sendable {
     public mutating func add(faceID: UUID, subjectID: UUID, vector: [Float]) {
         precondition(vector.count == dimension)
         if rowOfFace[faceID] != nil { remove(faceID: faceID) }
-        let ordinal: Int32
-        if let known = subjectOrdinal[subjectID] {
-            ordinal = known
-        } else {
-            ordinal = Int32(subjectIDs.count)
-            subjectIDs.append(subjectID)
-            subjectOrdinal[subjectID] = ordinal
-        }
+        let ordinal = self.ordinal(of: subjectID)
         rowOfFace[faceID] = faceIDs.count
         faceIDs.append(faceID)
         rowSubjects.append(ordinal)
@@ -86,6 +79,34 @@ public struct EmbeddingIndex: Sendable {
         let faces = faceIDs.indices.filter { rowSubjects[$0] == ordinal }.map { faceIDs[$0] }
         for face in faces { remove(faceID: face) }
         return faces.count
+    }
+
+    /// Moves every face of `subjectID` to `target` (clusters merging); returns how many moved.
+    @discardableResult
+    public mutating func relabel(subjectID: UUID, to target: UUID) -> Int {
+        guard subjectID != target, let from = subjectOrdinal.removeValue(forKey: subjectID) else { return 0 }
+        let to = ordinal(of: target)
+        var moved = 0
+        for row in rowSubjects.indices where rowSubjects[row] == from {
+            rowSubjects[row] = to
+            moved += 1
+        }
+        return moved
+    }
+
+    /// A subject's number in `rowSubjects`, given on first sight.
+    private mutating func ordinal(of subjectID: UUID) -> Int32 {
+        if let known = subjectOrdinal[subjectID] { return known }
+        let ordinal = Int32(subjectIDs.count)
+        subjectIDs.append(subjectID)
+        subjectOrdinal[subjectID] = ordinal
+        return ordinal
+    }
+
+    /// How many faces a subject has here.
+    public func faceCount(subjectID: UUID) -> Int {
+        guard let ordinal = subjectOrdinal[subjectID] else { return 0 }
+        return rowSubjects.reduce(0) { $0 + ($1 == ordinal ? 1 : 0) }
     }
 
     /// Rows scored per kernel call: the block's scores stay in L1 while they are filtered.

@@ -129,7 +129,9 @@ public enum FaceSocialApp {
         try app.register(collection: AuditRoutes())
         // Galleries store and read biometric data: never anonymous; each route checks the
         // principal's permission and collection (GalleryRoutes).
-        try app.register(collection: GalleryRoutes(faces: faces, config: config, gallery: gallery))
+        let galleryRoutes = GalleryRoutes(faces: faces, config: config, gallery: gallery)
+        try app.register(collection: galleryRoutes)
+        try app.register(collection: ClusterRoutes(gallery: galleryRoutes))
         if config.security.openAPIEnabled { try app.register(collection: OpenAPIRoutes()) }
         try Console.install(on: app)
         try app.register(

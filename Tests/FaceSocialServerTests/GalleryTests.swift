@@ -41,6 +41,10 @@ struct GalleryTests {
         try await withFaceSocial { app in try await GalleryScenario.enrolJobs(app) }
     }
 
+    @Test func clustersOfUnnamedFaces() async throws {
+        try await withFaceSocial { app in try await GalleryScenario.clustersOfUnnamedFaces(app) }
+    }
+
     @Test func collectionsSubjectsPagingRenameAndErrors() async throws {
         try await withFaceSocial { app in
             let c = GalleryClient(app: app)
@@ -168,17 +172,31 @@ struct GalleryTests {
             collection = try await c.createCollection("rotation")
             let subject = try await c.createSubject(collection, "obama")
             _ = try await c.enrol(collection, subject, "obama.jpg")
+            // An unnamed face too: its row is sealed the same way.
+            _ = try await c.upload(
+                "/v1/collections/\(collection)/faces", template: "/v1/collections/{collection}/faces", file: "biden.jpg"
+            )
         }
         let rotated = env.merging([
             "FACESOCIAL_DATA_KEY": newKey, "FACESOCIAL_DATA_KEY_ID": "new", "FACESOCIAL_DATA_KEYS_OLD": "old:\(oldKey)",
         ]) { $1 }
         let report = try await DataMaintenance.rotateDataKeys(try testConfig(rotated))
-        #expect(report.resealed == 1 && report.keyID == "new")
+        #expect(report.resealed == 2 && report.keyID == "new")
         // Without the old key the server still opens every row: they are all under the new one.
         let newOnly = env.merging(["FACESOCIAL_DATA_KEY": newKey, "FACESOCIAL_DATA_KEY_ID": "new"]) { $1 }
         try await withFaceSocial(newOnly) { app in
-            let faces = try await GalleryClient(app: app).identify(collection, "obama2.jpg")
+            let c = GalleryClient(app: app)
+            let faces = try await c.identify(collection, "obama2.jpg")
             #expect(faces.first?.0 == "obama" && faces.first?.2 == false, "\(faces)")
+            // Clustering opens the unnamed rows: biden's second photo joins the first one's cluster.
+            let second = try await c.upload(
+                "/v1/collections/\(collection)/faces", template: "/v1/collections/{collection}/faces",
+                file: "biden_biden2.jpg", fields: ["quality_filter": "none"])
+            #expect((second[path: "data.faces"] as? [[String: Any]])?.first?["merged"] as? [String] == [])
+            let clusters = try await c.json(
+                .GET, "/v1/collections/\(collection)/clusters", template: "/v1/collections/{collection}/clusters")
+            #expect(
+                (clusters[path: "data.items"] as? [[String: Any]])?.map { $0["size"] as? Int } == [2], "\(clusters)")
         }
         // And under a wrong key nothing opens.
         let wrong = env.merging(["FACESOCIAL_DATA_KEY": SymmetricKey(size: .bits256).base64]) { $1 }

@@ -110,6 +110,11 @@ struct PostgresGalleryTests {
         try await withFaceSocial(TestPostgres.appEnv) { app in try await GalleryScenario.enrolJobs(app) }
     }
 
+    @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
+    func clustersOfUnnamedFaces() async throws {
+        try await withFaceSocial(TestPostgres.appEnv) { app in try await GalleryScenario.clustersOfUnnamedFaces(app) }
+    }
+
     /// /metrics counts this instance's connections as PostgreSQL sees them, per database.
     @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
     func poolConnectionsAreReadFromTheServer() async throws {

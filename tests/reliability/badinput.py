@@ -65,7 +65,7 @@ def run(sc: Scenario, server, token: str) -> None:
     # --- 1. the image corpus -------------------------------------------------------------------
     items = corpus.build(face)
     routes = ["/v1/detect", "/v1/embed", "/v1/analyze", "/v1/liveness", f"/v1/collections/{coll}/identify",
-              f"/v1/collections/{coll}/subjects/{subj}/faces"]
+              f"/v1/collections/{coll}/subjects/{subj}/faces", f"/v1/collections/{coll}/faces"]
     for name, data, ctype, (status, code) in items:
         heavy = len(data) > 100_000 and status == 200 and "zeros" in name
         for route in routes[:1] if heavy else routes:
@@ -250,6 +250,40 @@ def run(sc: Scenario, server, token: str) -> None:
     for q in ("limit=-1", "limit=1000000000", "offset=-1", "offset=1000000000000000000",
               "offset=99999999999999999999", "limit=abc"):
         call(f"subjects {q}", "GET", f"/v1/collections/{coll}/subjects?{q}")
+    # Clusters of unnamed faces: odd pages, ids and bodies; identify's keep_unmatched.
+    for q in ("limit=0", "limit=abc", "offset=-1", "offset=99999999999999999999", "min_size=0", "faces=101",
+              "faces=-1", "min_size=%00"):
+        call(f"clusters {q}", "GET", f"/v1/collections/{coll}/clusters?{q}",
+             accept=lambda r: r.status == 400 and is_clean_4xx(r))
+    clusters = call("setup cluster list", "GET", f"/v1/collections/{coll}/clusters", exact=(200, None))
+    cluster = (((clusters.json() or {}).get("data", {}).get("items") or [{}])[0]).get("id", str(uuid.uuid4()))
+    for what, payload, want in [
+        ("neither target", {}, 400), ("both targets", {"subject_id": subj, "external_id": "x"}, 400),
+        ("subject_id not a UUID", {"subject_id": "abc"}, 400), ("subject_id a number", {"subject_id": 5}, 400),
+        ("an unknown subject", {"subject_id": str(uuid.uuid4())}, 404),
+        ("external_id taken", {"external_id": "bad-1"}, 409),
+        ("external_id with a NUL", {"external_id": "a\u0000b"}, 400),
+        ("name without external_id", {"subject_id": subj, "name": "x"}, 400),
+    ]:
+        call(f"assign cluster: {what}", "POST", f"/v1/collections/{coll}/clusters/{cluster}/assign",
+             *json_body(payload), accept=lambda r, want=want: r.status == want and is_clean_4xx(r))
+    for what, body in [("not JSON", b"{"), ("a list", b"[]"), ("10^5 nested", b"[" * 100000)]:
+        call(f"assign cluster: {what}", "POST", f"/v1/collections/{coll}/clusters/{cluster}/assign", body,
+             {"Content-Type": "application/json"}, accept=lambda r: r.status == 400 and is_clean_4xx(r))
+    for method, path in [("GET", f"/v1/collections/{coll}/clusters/{uuid.uuid4()}"),
+                         ("DELETE", f"/v1/collections/{coll}/clusters/{uuid.uuid4()}"),
+                         ("GET", f"/v1/collections/{coll}/clusters/%00"),
+                         ("POST", f"/v1/collections/{coll}/clusters/not-a-cluster/assign"),
+                         ("GET", f"/v1/collections/{uuid.uuid4()}/clusters")]:
+        call(f"unknown cluster {method} {path[-20:]}", method, path,
+             *(json_body({"external_id": "nobody"}) if method == "POST" else (None, None)),
+             accept=lambda r: r.status == 404 and is_clean_4xx(r))
+    for v in ("yes", "1", "", "TRUE"):
+        call(f"identify keep_unmatched={v!r}", "POST", f"/v1/collections/{coll}/identify?keep_unmatched={v}", face,
+             jpg, accept=lambda r: r.status == 400 and is_clean_4xx(r))
+    call("identify keep_unmatched with an embedding", "POST", f"/v1/collections/{coll}/identify?keep_unmatched=true",
+         *json_body({"embedding": [0.1] * 128, "model": "sface"}),
+         accept=lambda r: r.status == 400 and is_clean_4xx(r))
     for q in ("limit=-5", "since=yesterday", "until=9999999999999999", "offset=-1"):
         call(f"audit {q}", "GET", f"/v1/audit?{q}", headers=auth)
     for path in ("/v1/collections/not-a-uuid", "/v1/collections/..%2F..%2Fetc%2Fpasswd",

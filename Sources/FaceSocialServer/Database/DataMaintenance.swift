@@ -48,24 +48,37 @@ public enum DataMaintenance {
         return try await withDatabase(config) { app in
             let db = try app.databaseRouter.primary
             var report = RotationReport(keyID: cipher.currentKeyID)
-            report.alreadyCurrent = try await EnrolledFace.query(on: db).filter(\.$keyID == cipher.currentKeyID).count()
-            while true {
-                let rows = try await EnrolledFace.query(on: db).filter(\.$keyID != cipher.currentKeyID)
-                    .limit(batchSize).all()
-                if rows.isEmpty { break }
-                try await db.transaction { tx in
-                    for row in rows {
-                        let context = EnrolledFace.sealContext(try row.requireID())
-                        let plain = try cipher.open(row.embedding, keyID: row.keyID, context: context)
-                        let (sealed, keyID) = try cipher.seal(plain, context: context)
-                        row.embedding = sealed
-                        row.keyID = keyID
-                        try await row.update(on: tx)
-                    }
-                }
-                report.resealed += rows.count
+            for table in [EnrolledFace.self, UnnamedFace.self] as [any SealedEmbeddingRow.Type] {
+                let (resealed, current) = try await reseal(table, with: cipher, on: db, batchSize: batchSize)
+                report.resealed += resealed
+                report.alreadyCurrent += current
             }
             return report
         }
+    }
+
+    /// Re-seals one table's rows not under the current key, a batch per transaction.
+    private static func reseal<Row: SealedEmbeddingRow>(
+        _: Row.Type, with cipher: DataCipher, on db: any Database, batchSize: Int
+    ) async throws -> (resealed: Int, current: Int) {
+        let current = try await Row.query(on: db).filter("key_id", .equal, cipher.currentKeyID).count()
+        var resealed = 0
+        while true {
+            let rows = try await Row.query(on: db).filter("key_id", .notEqual, cipher.currentKeyID)
+                .limit(batchSize).all()
+            if rows.isEmpty { break }
+            try await db.transaction { tx in
+                for row in rows {
+                    let context = EnrolledFace.sealContext(try row.requireID())
+                    let plain = try cipher.open(row.embedding, keyID: row.keyID, context: context)
+                    let (sealed, keyID) = try cipher.seal(plain, context: context)
+                    row.embedding = sealed
+                    row.keyID = keyID
+                    try await row.update(on: tx)
+                }
+            }
+            resealed += rows.count
+        }
+        return (resealed, current)
     }
 }

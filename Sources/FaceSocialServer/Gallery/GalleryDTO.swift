@@ -106,6 +106,10 @@ struct EnrolResponse: Content {
     struct Unindexed: Content {
         let bbox: BoxDTO
         let reasons: [QualityProblemDTO]
+
+        static func list(_ faces: [(face: FaceReport, problems: [QualityProblem])]) -> [Unindexed] {
+            faces.map { Unindexed(bbox: BoxDTO($0.face.face.box), reasons: $0.problems.map(QualityProblemDTO.init)) }
+        }
     }
     @LowercaseUUID var subjectID: UUID
     let faces: [StoredFaceDTO]
@@ -118,9 +122,7 @@ extension EnrolResponse {
         self.init(
             subjectID: enrolled.subjectID, faces: try enrolled.faces.map { try StoredFaceDTO($0) },
             facesDetected: enrolled.facesDetected,
-            unindexedFaces: enrolled.unindexed.map {
-                Unindexed(bbox: BoxDTO($0.face.face.box), reasons: $0.problems.map(QualityProblemDTO.init))
-            })
+            unindexedFaces: Unindexed.list(enrolled.unindexed))
     }
 }
 
@@ -159,6 +161,8 @@ struct IdentifyResponse: Content {
         let quality: Float?
         let unknown: Bool
         let matches: [Candidate]
+        /// With `keep_unmatched=true`: where an unknown face was kept (absent otherwise).
+        var kept: UnnamedFaceDTO? = nil
     }
     let faces: [Face]
     let faceCount: Int
@@ -216,4 +220,81 @@ struct SubjectBody: Content {
     let externalID: String?
     let name: String?
     let metadata: [String: JSONValue]?
+}
+
+// MARK: - Clusters of unnamed faces
+
+struct UnnamedFaceDTO: Content {
+    @LowercaseUUID var id: UUID
+    @LowercaseUUID var clusterID: UUID
+    let embeddingModel: String
+    let quality: Float
+    let bbox: BoxDTO
+    /// `enrol` or `identify`.
+    let source: String
+    let createdAt: String?
+
+    init(_ f: UnnamedFace, cluster: UUID? = nil) throws {
+        id = try f.requireID()
+        clusterID = cluster ?? f.clusterID
+        embeddingModel = "\(f.embeddingModel)@\(f.embeddingModelVersion)"
+        quality = (f.quality * 1000).rounded() / 1000
+        bbox = BoxDTO(Box(x: f.boxX, y: f.boxY, width: f.boxWidth, height: f.boxHeight))
+        source = f.source
+        createdAt = iso8601(f.createdAt)
+    }
+}
+
+struct ClusterDTO: Content {
+    @LowercaseUUID var id: UUID
+    let size: Int
+    /// Best quality first (a sample of `faces` per cluster in listings, all of them alone).
+    let faces: [UnnamedFaceDTO]
+
+    init(_ c: GalleryStore.ClusterSummary) throws {
+        id = c.id
+        size = c.size
+        faces = try c.faces.map { try UnnamedFaceDTO($0) }
+    }
+}
+
+struct ClusterPageDTO: Content {
+    let items: [ClusterDTO]
+    let total: Int
+    let limit: Int
+    let offset: Int
+}
+
+struct UnnamedEnrolResponse: Content {
+    /// Each stored face with the cluster it joined, and the clusters it merged into that one.
+    struct Placed: Content {
+        let face: UnnamedFaceDTO
+        let merged: [String]
+    }
+    let faces: [Placed]
+    let facesDetected: Int
+    let unindexedFaces: [EnrolResponse.Unindexed]
+
+    init(_ e: GalleryUseCases.EnrolledUnnamed) throws {
+        faces = try e.faces.map {
+            Placed(
+                face: try UnnamedFaceDTO($0.row, cluster: $0.placement.clusterID),
+                merged: $0.placement.merged.map { $0.uuidString.lowercased() })
+        }
+        facesDetected = e.facesDetected
+        unindexedFaces = EnrolResponse.Unindexed.list(e.unindexed)
+    }
+}
+
+struct AssignClusterBody: Content {
+    let subjectID: String?
+    let externalID: String?
+    let name: String?
+    let metadata: [String: JSONValue]?
+}
+
+struct AssignedClusterDTO: Content {
+    @LowercaseUUID var clusterID: UUID
+    let subject: SubjectDTO
+    let facesMoved: Int
 }

@@ -1,3 +1,4 @@
+import Crypto
 import FaceKit
 import FaceSearch
 import Foundation
@@ -374,7 +375,15 @@ struct GalleryRoutes: RouteCollection {
         let topK = try input.integer(.topK)
         let mode = MatchMode(rawValue: try input.choice(.matchMode))!
         let collectionID = try Self.uuid(req, "collection")
+        let keep = try input.choice(.keepUnmatched) == "true"
+        if keep {  // it stores faces: the enrolment permission, on top of the route's read
+            _ = try await req.authorize(.faceEnroll, collection: collectionID.uuidString.lowercased())
+        }
         if let embedding = try input.embedding(.identifyEmbedding) {
+            guard !keep else {
+                throw APIError.validation(
+                    "keep_unmatched keeps faces of an image, not an embedding", field: "keep_unmatched")
+            }
             try requireModel(try input.text(.embeddingModel))
             let found = try await useCases.identify(
                 embedding: embedding, collectionID: collectionID, topK: topK, mode: mode)
@@ -390,15 +399,30 @@ struct GalleryRoutes: RouteCollection {
         if try input.text(.embeddingModel) != nil {
             throw APIError.validation("model goes with embedding", field: "model")
         }
+        let image = try input.image("image")
         let found = try await useCases.identify(
-            try input.image("image"), collectionID: collectionID, parameters: p, topK: topK, mode: mode,
-            context: req.context)
-        let faces = found.faces.map { face in
+            image, collectionID: collectionID, parameters: p, topK: topK, mode: mode, context: req.context)
+        var faces = found.faces.map { face in
             let candidates = Self.candidates(face.matches, threshold: threshold)
             return IdentifyResponse.Face(
                 bbox: BoxDTO(face.report.face.box), score: (face.report.face.score * 10000).rounded() / 10000,
                 quality: (face.report.quality.score * 1000).rounded() / 1000,
                 unknown: !(candidates.first?.isMatch ?? false), matches: candidates)
+        }
+        if keep {
+            let unknown = faces.indices.filter { faces[$0].unknown }
+            let kept = try await useCases.keepUnmatched(
+                unknown.map { found.faces[$0].report }, imageSHA256: Secrets.hex(SHA256.hash(data: image)),
+                collectionID: collectionID, threshold: config.verifyThreshold)
+            for (position, stored) in kept {
+                faces[unknown[position]].kept = try UnnamedFaceDTO(stored.row, cluster: stored.placement.clusterID)
+            }
+            if !kept.isEmpty {
+                await req.audit(
+                    action: "cluster.keep", resourceType: "collection",
+                    resourceID: collectionID.uuidString.lowercased(),
+                    details: ["faces": "\(kept.count)"])
+            }
         }
         return req.envelope(
             IdentifyResponse(

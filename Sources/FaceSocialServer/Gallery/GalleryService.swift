@@ -43,6 +43,8 @@ public final class GalleryService: Sendable {
 
     public let router: DatabaseRouter
     public let cipher: DataCipher
+    /// The unnamed faces' indexes, for clustering (Gallery/FaceClusters.swift).
+    let clusterIndexes: ClusterIndexes
     let logger: Logger
     let pollInterval: Duration
     /// When a collection's index turns from exact to the 8-bit inverted file, and how it searches.
@@ -61,6 +63,7 @@ public final class GalleryService: Sendable {
     ) {
         self.router = router
         self.cipher = cipher
+        self.clusterIndexes = ClusterIndexes(cipher: cipher)
         self.logger = logger
         self.pollInterval = .milliseconds(pollMs)
         self.searchPolicy = searchPolicy
@@ -90,6 +93,31 @@ public final class GalleryService: Sendable {
         return version
     }
 
+    /// Bumps a collection's clusters counter inside a write to its unnamed faces (which locks the
+    /// row until commit, so such writes take turns), and its version too when the write changes
+    /// what a search finds (a cluster named). Returns the new (version, clusters version).
+    func bumpClusters(_ collectionID: UUID, searchable: Bool = false, on db: any Database) async throws
+        -> (version: Int64, clusters: Int64)
+    {
+        let sql = db as! any SQLDatabase
+        let step = searchable ? 1 : 0
+        let row = try await sql.raw(
+            """
+            UPDATE gallery_versions SET version = version + \(bind: step), clusters_version = clusters_version + 1
+            WHERE id = \(bind: collectionID) RETURNING version, clusters_version
+            """
+        ).first()
+        guard let row, let version = try? row.decode(column: "version", as: Int64.self),
+            let clusters = try? row.decode(column: "clusters_version", as: Int64.self)
+        else {
+            throw APIError.notFound("no collection \(collectionID.uuidString.lowercased())")
+        }
+        if searchable, router.kind == .postgres {
+            try await GalleryChange.version(collectionID: collectionID, version: version).notify(on: sql)
+        }
+        return (version, clusters)
+    }
+
     /// Inside the transaction that erases a collection: other instances drop its indexes when it
     /// commits (on SQLite they see its version row gone at their next poll).
     func collectionDeleted(_ collectionID: UUID, on db: any Database) async throws {
@@ -104,6 +132,7 @@ public final class GalleryService: Sendable {
     }
 
     func forget(_ collectionID: UUID) {
+        clusterIndexes.forget(collectionID)
         knownVersions.withLock { $0[collectionID] = nil }
         indexes.withLock { map in map = map.filter { $0.key.collectionID != collectionID } }
     }
@@ -160,15 +189,7 @@ public final class GalleryService: Sendable {
             .filter(\.$embeddingModel == key.model.id)
             .filter(\.$embeddingModelVersion == key.model.version)
             .all()
-        var index = EmbeddingIndex(dimension: SFace.dimension)
-        index.reserve(rows.count)
-        for row in rows {
-            let id = try row.requireID()
-            let vector = try cipher.openEmbedding(
-                row.embedding, keyID: row.keyID, context: EnrolledFace.sealContext(id))
-            guard vector.count == SFace.dimension else { continue }
-            index.add(faceID: id, subjectID: row.$subject.id, vector: vector)
-        }
+        let index = try embeddingIndex(rows, cipher: cipher) { $0.$subject.id }
         loads.withLock { $0 += 1 }
         // At or above the policy's threshold this builds the inverted file before anyone searches.
         return Loaded(index: FaceIndex(index, policy: searchPolicy), version: version)

@@ -99,8 +99,11 @@ struct GalleryStore: Sendable {
         let collection = try await collection(id, on: db)
         let subjectIDs = try await Subject.query(on: db).filter(\.$collection.$id == id).all(\.$id)
         let erased = try await db.transaction { tx in
-            let count = try await EnrolledFace.query(on: tx).filter(\.$collectionID == id).count()
+            let count =
+                try await EnrolledFace.query(on: tx).filter(\.$collectionID == id).count()
+                + UnnamedFace.query(on: tx).filter(\.$collectionID == id).count()
             try await EnrolledFace.query(on: tx).filter(\.$collectionID == id).delete()
+            try await UnnamedFace.query(on: tx).filter(\.$collectionID == id).delete()
             try await Subject.query(on: tx).filter(\.$collection.$id == id).delete()
             try await GalleryVersion.query(on: tx).filter(\.$id == id).delete()
             try await collection.delete(on: tx)

@@ -31,16 +31,18 @@ struct GalleryUseCases: Sendable {
         let unindexed: [(face: FaceReport, problems: [QualityProblem])]
     }
 
-    /// Detects, embeds, seals and stores the faces of one image for a subject, then applies them
-    /// to the loaded indexes. Refuses an image this subject already has: checked before the models
-    /// run (a cheap refusal) and again inside the transaction.
-    func enrol(
+    /// The faces of one image to store: detected, embedded, chosen by `mode` and passed through
+    /// the quality gate (422 `NO_FACE_DETECTED` or `FACE_QUALITY_TOO_LOW` when none is left).
+    struct Chosen {
+        let faces: [(report: FaceReport, embedding: [Float])]
+        let facesDetected: Int
+        let unindexed: [(face: FaceReport, problems: [QualityProblem])]
+    }
+
+    func chooseFaces(
         _ bytes: [UInt8], parameters p: FaceParameters, mode: EnrolMode, quality filter: QualityFilter,
-        subject: Subject, collectionID: UUID, context: RequestContext
-    ) async throws -> Enrolled {
-        let subjectID = try subject.requireID()
-        let digest = Secrets.hex(SHA256.hash(data: bytes))
-        try await store.refuseDuplicate(subjectID: subjectID, imageSHA256: digest, on: try store.router.primary)
+        context: RequestContext
+    ) async throws -> Chosen {
         let (_, reports) = try await pipeline.run(bytes, p, kinds: [.embedding, .quality], context: context)
         let candidates: [FaceReport]
         switch mode {
@@ -53,30 +55,32 @@ struct GalleryUseCases: Sendable {
         }
         // The quality gate: a face failing the filter's limits is reported, not enrolled.
         let checked = candidates.map { ($0, filter.limits.map($0.quality.problems) ?? []) }
-        let chosen = checked.filter(\.1.isEmpty).map(\.0)
         let unindexed = checked.filter { !$0.1.isEmpty }
+        let chosen = checked.filter(\.1.isEmpty).compactMap { report, _ in report.embedding.map { (report, $0) } }
         guard !chosen.isEmpty else { throw APIError.lowQuality(unindexed.map(\.1), filter: filter) }
+        return Chosen(
+            faces: chosen, facesDetected: reports.count, unindexed: unindexed.map { (face: $0.0, problems: $0.1) })
+    }
+
+    /// Detects, embeds, seals and stores the faces of one image for a subject, then applies them
+    /// to the loaded indexes. Refuses an image this subject already has: checked before the models
+    /// run (a cheap refusal) and again inside the transaction.
+    func enrol(
+        _ bytes: [UInt8], parameters p: FaceParameters, mode: EnrolMode, quality filter: QualityFilter,
+        subject: Subject, collectionID: UUID, context: RequestContext
+    ) async throws -> Enrolled {
+        let subjectID = try subject.requireID()
+        let digest = Secrets.hex(SHA256.hash(data: bytes))
+        try await store.refuseDuplicate(subjectID: subjectID, imageSHA256: digest, on: try store.router.primary)
+        let chosen = try await chooseFaces(bytes, parameters: p, mode: mode, quality: filter, context: context)
         let model = self.model
-        var rows: [(EnrolledFace, [Float])] = []
-        for report in chosen {
-            guard let embedding = report.embedding else { continue }
-            let id = UUID()
-            let (sealed, keyID) = try gallery.cipher.sealEmbedding(embedding, context: EnrolledFace.sealContext(id))
-            let face = EnrolledFace()
-            face.id = id
+        let rows = try chosen.faces.map { report, embedding in
+            let face = try EnrolledFace(
+                face: report.face.box, quality: report.quality.score, embedding: embedding,
+                model: (model.id, model.version), collectionID: collectionID, imageSHA256: digest,
+                cipher: gallery.cipher)
             face.$subject.id = subjectID
-            face.collectionID = collectionID
-            face.embedding = sealed
-            face.keyID = keyID
-            face.embeddingModel = model.id
-            face.embeddingModelVersion = model.version
-            face.quality = report.quality.score
-            face.boxX = report.face.box.x
-            face.boxY = report.face.box.y
-            face.boxWidth = report.face.box.width
-            face.boxHeight = report.face.box.height
-            face.imageSHA256 = digest
-            rows.append((face, embedding))
+            return (face, embedding)
         }
         let stored = rows
         let version = try await store.storeFaces(
@@ -86,8 +90,8 @@ struct GalleryUseCases: Sendable {
             for (face, embedding) in stored { index.add(faceID: face.id!, subjectID: subjectID, vector: embedding) }
         }
         return Enrolled(
-            subjectID: subjectID, faces: stored.map(\.0), facesDetected: reports.count,
-            unindexed: unindexed.map { (face: $0.0, problems: $0.1) })
+            subjectID: subjectID, faces: stored.map(\.0), facesDetected: chosen.facesDetected,
+            unindexed: chosen.unindexed)
     }
 
     /// The subject of a batch item: found by external id, or created with the item's name (checked

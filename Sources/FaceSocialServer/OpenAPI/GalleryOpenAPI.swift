@@ -68,7 +68,7 @@ extension OpenAPIDocument {
                         object(
                             [
                                 "bbox": ref("Box"), "score": number, "quality": number, "unknown": boolean,
-                                "matches": array(ref("Candidate")),
+                                "matches": array(ref("Candidate")), "kept": ref("UnnamedFace"),
                             ], required: ["unknown", "matches"])),
                     "face_count": integer, "threshold_used": number, "top_k": integer, "match_mode": matchMode,
                     "model": string, "gallery_size": integer, "image": ref("ImageSize"),
@@ -79,6 +79,26 @@ extension OpenAPIDocument {
                 "threshold_used": number, "top_k": integer, "match_mode": matchMode, "model": string,
                 "gallery_size": integer,
             ]),
+            "UnnamedFace": object(
+                [
+                    "id": string, "cluster_id": string, "embedding_model": string, "quality": number,
+                    "bbox": ref("Box"), "source": ["type": "string", "enum": ["enrol", "identify"]], "created_at": time,
+                ], required: ["id", "cluster_id", "embedding_model", "quality", "bbox", "source"]),
+            "Cluster": object(
+                ["id": string, "size": integer, "faces": array(ref("UnnamedFace"))], required: ["id", "size", "faces"]),
+            "ClusterPage": object(
+                ["items": array(ref("Cluster")), "total": integer, "limit": integer, "offset": integer],
+                required: ["items", "total", "limit", "offset"]),
+            "UnnamedEnrol": object(
+                [
+                    "faces": array(
+                        object(["face": ref("UnnamedFace"), "merged": array(string)], required: ["face", "merged"])),
+                    "faces_detected": integer,
+                    "unindexed_faces": array(object(["bbox": ref("Box"), "reasons": array(ref("QualityProblem"))])),
+                ], required: ["faces", "faces_detected", "unindexed_faces"]),
+            "AssignedCluster": object(
+                ["cluster_id": string, "subject": ref("Subject"), "faces_moved": integer],
+                required: ["cluster_id", "subject", "faces_moved"]),
             "SubjectExport": object([
                 "subject": ref("Subject"), "collection": ref("Collection"),
                 "faces": array(
@@ -107,6 +127,7 @@ extension OpenAPIDocument {
 
     static var collectionParameter: [String: Any] { pathParameter("collection", "collection id") }
     static var subjectParameter: [String: Any] { pathParameter("subject", "subject id") }
+    static var clusterParameter: [String: Any] { pathParameter("cluster", "cluster id") }
     /// `Idempotency-Key` (Gallery/IdempotentRequests.swift) on the routes that store faces.
     static var idempotencyKeyParameter: [String: Any] {
         [
@@ -270,6 +291,56 @@ extension OpenAPIDocument {
                         + "`embedding` and `model` instead of an image, the top-k subjects of that embedding",
                     "Identify", parameters: [collectionParameter] + parameters(RouteParameters.identify),
                     body: imageBody(["image"], declared: RouteParameters.identify), errors: faceErrors)
+            ],
+            "/v1/collections/{collection}/faces": [
+                "post": galleryOperation(
+                    "Enrol faces without a subject: each joins the cluster of the faces it resembles (a new one "
+                        + "when none does, merging clusters it links); stores embeddings only",
+                    "UnnamedEnrol", status: "201",
+                    parameters: [collectionParameter, idempotencyKeyParameter]
+                        + parameters(RouteParameters.enrolUnnamed),
+                    body: imageBody(["image"]),
+                    errors: faceErrors.merging([
+                        "409":
+                            "DUPLICATE_IMAGE: this image's faces are already in the clusters; or IDEMPOTENCY_IN_PROGRESS",
+                        "422":
+                            "INVALID_IMAGE_FORMAT, NO_FACE_DETECTED, FACE_QUALITY_TOO_LOW, or IDEMPOTENCY_KEY_REUSED",
+                    ]) { $1 })
+            ],
+            "/v1/collections/{collection}/clusters": [
+                "get": galleryOperation(
+                    "The clusters of unnamed faces, largest first, each with its best faces", "ClusterPage",
+                    parameters: [
+                        collectionParameter,
+                        parameter("limit", ["type": "integer", "minimum": 1, "maximum": 500], "page size (50)"),
+                        parameter("offset", ["type": "integer", "minimum": 0], "clusters to skip"),
+                        parameter("min_size", ["type": "integer", "minimum": 1], "smallest cluster listed (1)"),
+                        parameter(
+                            "faces", ["type": "integer", "minimum": 0, "maximum": 100],
+                            "faces shown per cluster, best quality first (\(ClusterRoutes.facesPerCluster))"),
+                    ], errors: ["400": "VALIDATION_FAILED"])
+            ],
+            "/v1/collections/{collection}/clusters/{cluster}": [
+                "get": galleryOperation(
+                    "A cluster with all its faces, best quality first", "Cluster",
+                    parameters: [collectionParameter, clusterParameter]),
+                "delete": galleryOperation(
+                    "Erase a cluster's faces (audited)", "Deleted", parameters: [collectionParameter, clusterParameter]),
+            ],
+            "/v1/collections/{collection}/clusters/{cluster}/assign": [
+                "post": galleryOperation(
+                    "Name a cluster: its faces move to an existing subject (subject_id) or to a new one "
+                        + "(external_id, name, metadata) and are searched at once (audited)",
+                    "AssignedCluster", parameters: [collectionParameter, clusterParameter],
+                    body: jsonBody(
+                        object([
+                            "subject_id": ["type": "string", "format": "uuid"], "external_id": string, "name": string,
+                            "metadata": ["type": "object"],
+                        ])),
+                    errors: [
+                        "400": "VALIDATION_FAILED: neither or both of subject_id and external_id",
+                        "409": "ALREADY_EXISTS: the external_id is taken (send its subject_id)",
+                    ])
             ],
             "/v1/collections/{collection}/faces/{face}/search": [
                 "post": galleryOperation(

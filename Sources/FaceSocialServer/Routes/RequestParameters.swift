@@ -95,6 +95,11 @@ extension RequestParameter {
         name: "model", kind: .value(description: "sface, or sface@VERSION as answers name it"),
         summary: "the model the embedding came from: required with embedding, and must be the collection's",
         place: .body)
+    static let keepUnmatched = RequestParameter(
+        name: "keep_unmatched", kind: .choice(["false", "true"], default: "false"),
+        summary:
+            "keep the faces that match nobody (quality level medium) as unnamed faces in the collection's clusters; "
+            + "needs the face:enroll permission")
     static let externalIDs = RequestParameter(
         name: "external_ids", kind: .value(description: "comma-separated, one per image part"),
         summary: "the subject of each image part (multipart)", place: .body)
@@ -122,7 +127,11 @@ enum RouteParameters {
     static let enrol = RequestParameter.faces + [.enrolMode, .qualityFilter]
     static let batchEnrol = RequestParameter.faces + [.qualityFilter, .externalIDs, .batchItems]
     static let identify =
-        RequestParameter.faces + [.topK, .verifyThreshold, .matchMode, .identifyEmbedding, .embeddingModel]
+        RequestParameter.faces + [
+            .topK, .verifyThreshold, .matchMode, .identifyEmbedding, .embeddingModel, .keepUnmatched,
+        ]
+    /// Enrolment without a subject: the faces join the collection's clusters.
+    static let enrolUnnamed = enrol
     /// Search by a stored face: no image, so no detection parameters.
     static let faceSearch: [RequestParameter] = [.topK, .verifyThreshold, .matchMode]
 }
