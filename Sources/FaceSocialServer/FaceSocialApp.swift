@@ -19,7 +19,9 @@ public enum FaceSocialApp {
     /// memory-manager devices served by ONNX Runtime, placed first, and a model that does not fit
     /// or whose provider cannot attach falls back to a CPU pool.
     public static func makeRegistry(_ config: AppConfig) throws -> ModelRegistry {
-        let store = try ModelStore(manifestURL: config.manifestURL, directory: config.modelDirectory)
+        let store = try ModelStore(
+            manifestURL: config.manifestURL, directory: config.modelDirectory,
+            acceptedLicences: config.acceptedModelLicences)
         // Every pipeline's model as the manifest declares it, before anything loads.
         let problems = FaceModel.mismatches(in: store.manifest)
         guard problems.isEmpty else {

@@ -68,12 +68,14 @@ struct BenchCommand: AsyncParsableCommand {
 }
 
 extension BenchCommand {
-    /// Measures what the default thresholds are chosen from: SFace similarity of every same- and
-    /// different-identity pair of the test photos, and MiniFAS margins of every detected face.
+    /// Measures what the default thresholds are chosen from: the recognizer's similarity of every
+    /// same- and different-identity pair of the test photos, and MiniFAS margins of every detected face.
     struct Thresholds: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Similarity and liveness distributions on the test identities (docs/thresholds.md).")
         @Option(help: "Folder of the shared test photos.") var testdata = "../shared/testdata"
+        @Option(help: "Recognition model: sface, or w600k_mbf (needs FACESOCIAL_ACCEPT_MODEL_LICENCES).")
+        var model = RecognitionModel.standard.id
 
         static let identities: [(String, [String])] = [
             ("obama", ["obama.jpg", "obama2.jpg", "obama3.jpg", "obama_small.jpg", "obama-1080p.jpg"]),
@@ -86,7 +88,11 @@ extension BenchCommand {
             let config = try AppConfig.fromEnvironment()
             let registry = try FaceSocialApp.makeRegistry(config)
             let yunet = try await registry.session(for: "yunet")
-            let sface = try await registry.session(for: "sface")
+            guard let recognizer = RecognitionModel.named(model) else {
+                throw ValidationError("no recognition model \(model)")
+            }
+            let sface = try await registry.session(for: recognizer.id)
+            let network = recognizer.network
             let minifas = try await registry.session(for: "minifas")
             func load(_ file: String) throws -> RGBImage {
                 let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: testdata).appendingPathComponent(file)))
@@ -102,7 +108,7 @@ extension BenchCommand {
                         print("\(file): no face")
                         continue
                     }
-                    embeddings.append((identity, file, try await SFace().embed(image, face: face, runner: sface)))
+                    embeddings.append((identity, file, try await network.embed(image, face: face, runner: sface)))
                 }
             }
             var same: [Double] = []
@@ -155,7 +161,7 @@ extension BenchCommand {
                     for variant in variants(try load(file)) {
                         let (faces, _) = try await YuNet().detect(variant, runner: yunet, options: DetectionOptions())
                         guard let face = faces.max(by: { $0.box.area < $1.box.area }) else { continue }
-                        enrolled.append((identity, file, try await SFace().embed(variant, face: face, runner: sface)))
+                        enrolled.append((identity, file, try await network.embed(variant, face: face, runner: sface)))
                     }
                 }
             }
@@ -394,7 +400,7 @@ extension BenchCommand {
                 }
             }
             try await time("embed one face (align + SFace)") {
-                _ = try await SFace().embed(chip: chip, runner: try await registry.session(for: "sface"))
+                _ = try await FaceRecognizer.sface.embed(chip: chip, runner: try await registry.session(for: "sface"))
             }
             var choices: [String] = []
             for entry in registry.store.manifest.models {

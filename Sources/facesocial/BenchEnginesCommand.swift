@@ -95,8 +95,8 @@ extension BenchCommand {
                             abs(a.box.height - b.box.height), points.max() ?? 0)
                     }
                     if let face = expected.max(by: { $0.box.area < $1.box.area }) {
-                        let e1 = try await SFace().embed(image, face: face, runner: referenceSFace)
-                        let e2 = try await SFace().embed(image, face: face, runner: sface)
+                        let e1 = try await FaceRecognizer.sface.embed(image, face: face, runner: referenceSFace)
+                        let e2 = try await FaceRecognizer.sface.embed(image, face: face, runner: sface)
                         lowestCosine = min(lowestCosine, EmbeddingMath.cosine(e1, e2))
                     }
                 }

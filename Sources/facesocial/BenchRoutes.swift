@@ -47,7 +47,7 @@ extension BenchCommand {
                     image, faces: detection.faces, kinds: kinds, livenessThreshold: threshold
                 ).reports
             }
-            var index = EmbeddingIndex(dimension: SFace.dimension)
+            var index = EmbeddingIndex(dimension: FaceRecognizer.sface.dimension)
             for name in ["obama.jpg", "biden.jpg", "kit_harington_john1.jpeg", "rose_leslie_img1.jpg"] {
                 guard let face = try await embedded(try photo(name), [.embedding]).first?.embedding else {
                     throw ValidationError("no face in \(name)")

@@ -28,7 +28,8 @@ struct ModelsCommand: AsyncParsableCommand {
                 .appendingPathComponent("scripts/models/fetch_upstream.py")
             return try ModelStore(
                 manifestURL: manifestURL, directory: URL(fileURLWithPath: directory),
-                upstreamFetcher: FileManager.default.fileExists(atPath: fetcher.path) ? fetcher : nil)
+                upstreamFetcher: FileManager.default.fileExists(atPath: fetcher.path) ? fetcher : nil,
+                acceptedLicences: ModelStore.acceptedLicences(env["FACESOCIAL_ACCEPT_MODEL_LICENCES"]))
         }
 
         func selected(_ store: ModelStore, _ ids: [String]) throws -> [ModelManifest.Entry] {
@@ -56,6 +57,14 @@ struct ModelsCommand: AsyncParsableCommand {
             let mirrorURL = mirrorPath.map { URL(fileURLWithPath: $0) }
             var failures: [String] = []
             for entry in try location.selected(store, ids) {
+                // All models: a restricted licence nobody accepted is skipped, not a failure; named
+                // on the command line without the opt-in it fails with the reason.
+                if ids.isEmpty, !store.isEnabled(entry) {
+                    print(
+                        "\(entry.id): skipped (\(entry.licence); opt in with \(ModelStore.acceptLicencesVariable)=\(entry.licenceOptIn ?? ""))"
+                    )
+                    continue
+                }
                 do {
                     let how = try store.pull(entry, mirror: mirrorURL) { print("  \(entry.id): \($0)") }
                     print("\(entry.id): ok (\(how))")
@@ -78,6 +87,10 @@ struct ModelsCommand: AsyncParsableCommand {
             var bad = 0
             for entry in try location.selected(store, ids) {
                 let status = store.status(of: entry)
+                if status == .missing, !store.isEnabled(entry) {
+                    print("\(entry.id): not installed (restricted licence, not accepted)")
+                    continue
+                }
                 print("\(entry.id): \(status.summary)")
                 if !status.isOK { bad += 1 }
             }
@@ -97,7 +110,11 @@ struct ModelsCommand: AsyncParsableCommand {
             let rows = store.manifest.models.map { entry in
                 [
                     entry.id, entry.service.rawValue, entry.version, entry.priority.rawValue, String(entry.size),
-                    "\(entry.estimatedMemoryMB) MB", entry.licence, store.status(of: entry).summary,
+                    "\(entry.estimatedMemoryMB) MB",
+                    entry.licence
+                        + (entry.licenceOptIn.map { " (opt-in: \($0)\(store.isEnabled(entry) ? ", accepted" : ""))" }
+                            ?? ""),
+                    store.status(of: entry).summary,
                 ]
             }
             printTable(

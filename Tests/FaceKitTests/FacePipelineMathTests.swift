@@ -31,20 +31,40 @@ struct FacePipelineMathTests {
 
     @Test func sfaceFeedsRawRGBAndNormalisesFc1() async throws {
         let chip = RGBImage(width: 112, height: 112, fill: 200)
-        let tensor = SFace().preprocess(chip: chip)
+        let tensor = FaceRecognizer.sface.preprocess(chip: chip)
         #expect(tensor.shape == [1, 3, 112, 112])
         #expect(tensor.data.allSatisfy { $0 == 200 })
         let raw = (0..<128).map { Float($0 % 7) - 3 }
         let runner = CheckingRunner(
             expectedInput: "data", expectedShape: [1, 3, 112, 112],
             outputs: ["fc1": Tensor(shape: [1, 128], data: raw)])
-        let embedding = try await SFace().embed(chip: chip, runner: runner)
+        let embedding = try await FaceRecognizer.sface.embed(chip: chip, runner: runner)
         #expect(embedding.count == 128)
         #expect(abs(embedding.reduce(0) { $0 + $1 * $1 } - 1) < 1e-5)
         #expect(abs(EmbeddingMath.cosine(embedding, raw) - 1) < 1e-5)
         let wrong = CheckingRunner(
             expectedInput: "data", expectedShape: [1, 3, 112, 112], outputs: ["other": Tensor(zeros: [1, 128])])
-        await #expect(throws: DetectorError.self) { try await SFace().embed(chip: chip, runner: wrong) }
+        await #expect(throws: DetectorError.self) { try await FaceRecognizer.sface.embed(chip: chip, runner: wrong) }
+    }
+
+    /// w600k_mbf maps 0…255 onto −1…1 and answers 512 numbers under `516`; a 128-d answer is refused.
+    @Test func w600kFeedsMinusOneToOneAndNormalises() async throws {
+        let w600k = FaceRecognizer.w600kMBF
+        #expect(w600k.normalization.rangeText == "-1..1")
+        let dark = w600k.preprocess(chip: RGBImage(width: 112, height: 112, fill: 0))
+        let bright = w600k.preprocess(chip: RGBImage(width: 112, height: 112, fill: 255))
+        #expect(dark.data.allSatisfy { abs($0 + 1) < 1e-6 } && bright.data.allSatisfy { abs($0 - 1) < 1e-6 })
+        let raw = (0..<512).map { Float($0 % 11) - 5 }
+        let runner = CheckingRunner(
+            expectedInput: "input.1", expectedShape: [1, 3, 112, 112],
+            outputs: ["516": Tensor(shape: [1, 512], data: raw)])
+        let embedding = try await w600k.embed(chip: RGBImage(width: 112, height: 112, fill: 90), runner: runner)
+        #expect(embedding.count == 512 && abs(EmbeddingMath.cosine(embedding, raw) - 1) < 1e-5)
+        let short = CheckingRunner(
+            expectedInput: "input.1", expectedShape: [1, 3, 112, 112], outputs: ["516": Tensor(zeros: [1, 128])])
+        await #expect(throws: DetectorError.self) {
+            try await w600k.embed(chip: RGBImage(width: 112, height: 112, fill: 90), runner: short)
+        }
     }
 
     @Test func attributeNormalisation() {

@@ -26,7 +26,7 @@ import Testing
         // Batching is a manifest fact: the detectors take one letterbox, the per-face models batches.
         #expect(
             manifest.models.filter(\.batches).map(\.id).sorted() == [
-                "age", "emotion", "face-mesh", "gender", "minifas", "sface",
+                "age", "emotion", "face-mesh", "gender", "minifas", "sface", "w600k_mbf",
             ])
     }
 

@@ -115,6 +115,15 @@ struct PostgresGalleryTests {
         try await withFaceSocial(TestPostgres.appEnv) { app in try await GalleryScenario.clustersOfUnnamedFaces(app) }
     }
 
+    /// A collection on the opt-in recognizer (RecognitionModelTests has the SQLite run).
+    @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
+    func collectionOnW600K() async throws {
+        let optIn = try optInModels.get()
+        try await withFaceSocial(TestPostgres.appEnv.merging(optIn.env) { $1 }, registry: optIn.registry) { app in
+            try await GalleryScenario.collectionOnW600K(app)
+        }
+    }
+
     /// /metrics counts this instance's connections as PostgreSQL sees them, per database.
     @Test(.enabled(if: TestPostgres.available, "needs FACESOCIAL_TEST_POSTGRES_URL (scripts/test.sh)"))
     func poolConnectionsAreReadFromTheServer() async throws {

@@ -27,7 +27,7 @@ private actor EnginePair {
         try sessions("detection/yunet_2023mar.onnx", input: YuNet.inputName, shape: [1, 3, 640, 640])
     }
     func sface() throws -> (openVINO: any InferenceSession, onnxRuntime: any InferenceSession) {
-        try sessions("recognition/sface_2021dec.onnx", input: SFace.inputName, shape: [1, 3, 112, 112])
+        try sessions("recognition/sface_2021dec.onnx", input: FaceRecognizer.sface.inputName, shape: [1, 3, 112, 112])
     }
 }
 
@@ -88,8 +88,8 @@ struct ONNXRuntimeEngineTests {
             let image = try photo(name)
             let faces = try await YuNet().detect(image, runner: detector, options: DetectionOptions()).faces
             let face = try #require(faces.max { $0.box.area < $1.box.area }, "no face in \(name)")
-            let expected = try await SFace().embed(image, face: face, runner: openVINO)
-            let embedding = try await SFace().embed(image, face: face, runner: onnxRuntime)
+            let expected = try await FaceRecognizer.sface.embed(image, face: face, runner: openVINO)
+            let embedding = try await FaceRecognizer.sface.embed(image, face: face, runner: onnxRuntime)
             let cosine = EmbeddingMath.cosine(expected, embedding)
             #expect(cosine >= 0.999, "\(name): cosine \(cosine) between the engines")
         }

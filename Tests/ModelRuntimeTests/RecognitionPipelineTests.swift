@@ -44,7 +44,7 @@ actor RecognitionFixtures {
         try session("detection/yunet_2023mar.onnx", input: YuNet.inputName, shape: [1, 3, 640, 640])
     }
     func sface() throws -> any InferenceSession {
-        try session("recognition/sface_2021dec.onnx", input: SFace.inputName, shape: [1, 3, 112, 112])
+        try session("recognition/sface_2021dec.onnx", input: FaceRecognizer.sface.inputName, shape: [1, 3, 112, 112])
     }
     func age() throws -> any InferenceSession {
         try session("attributes/age_v1.onnx", input: AgeEstimator.inputName, shape: [1, 3, 64, 64])
@@ -75,7 +75,7 @@ actor RecognitionFixtures {
         let recognizer = try sface()
         let task = Task<[Float], any Error> {
             let photo = try await self.photo(name)
-            return try await SFace().embed(photo.image, face: photo.face, runner: recognizer)
+            return try await FaceRecognizer.sface.embed(photo.image, face: photo.face, runner: recognizer)
         }
         embeddings[name] = task
         return try await task.value

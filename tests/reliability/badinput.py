@@ -21,7 +21,7 @@ from common import Scenario, b64_json, json_body, multipart, request, testimage
 
 DOCUMENTED_4XX = {"VALIDATION_FAILED", "INVALID_IMAGE_FORMAT", "NO_FACE_DETECTED", "IMAGE_TOO_LARGE",
                   "UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND", "RATE_LIMIT_EXCEEDED", "DUPLICATE_IMAGE",
-                  "ALREADY_EXISTS", "FACE_QUALITY_TOO_LOW", "EMBEDDING_MODEL_MISMATCH"}
+                  "ALREADY_EXISTS", "FACE_QUALITY_TOO_LOW", "EMBEDDING_MODEL_MISMATCH", "MODEL_LICENCE_NOT_ACCEPTED"}
 
 
 def is_clean_4xx(r) -> bool:

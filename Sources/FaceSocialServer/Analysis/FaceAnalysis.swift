@@ -104,13 +104,15 @@ extension FaceService {
     /// parallel. Crops are made once per face and shared: the 112×112 aligned chip feeds both the
     /// embedder and the quality measure.
     public func analyze(
-        _ image: RGBImage, faces: [DetectedFace], kinds: Set<AnalysisKind>, livenessThreshold: Float
+        _ image: RGBImage, faces: [DetectedFace], kinds: Set<AnalysisKind>, livenessThreshold: Float,
+        recognizer: RecognitionModel = .standard
     ) async throws -> (reports: [FaceReport], models: [String], milliseconds: [String: Double]) {
         // Resolve every model first: a missing model fails the request before any work is done,
         // and each model loads once however many faces wait for it.
         var models: [String] = []
         let times = ModelTimes()
-        let sface = kinds.contains(.embedding) ? try await session(FaceModel.sface.id, &models, times) : nil
+        let embedder = kinds.contains(.embedding) ? try await session(recognizer.id, &models, times) : nil
+        let network = recognizer.network
         let age = kinds.contains(.attributes) ? try await session(FaceModel.age.id, &models, times) : nil
         let gender = kinds.contains(.attributes) ? try await session(FaceModel.gender.id, &models, times) : nil
         let minifas = kinds.contains(.liveness) ? try await session(FaceModel.minifas.id, &models, times) : nil
@@ -121,7 +123,7 @@ extension FaceService {
             for (index, face) in faces.enumerated() {
                 group.addTask {
                     let chip = FaceAlignment.chip(image, landmarks: face.landmarks)
-                    async let embedding = sface.asyncMap { try await SFace().embed(chip: chip, runner: $0) }
+                    async let embedding = embedder.asyncMap { try await network.embed(chip: chip, runner: $0) }
                     async let ageEstimate = age.asyncMap {
                         try await AgeEstimator().estimate(image, face: face, runner: $0)
                     }

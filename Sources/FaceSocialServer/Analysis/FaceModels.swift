@@ -44,9 +44,8 @@ struct FaceModel: Sendable, Equatable {
     static let retinaface = FaceModel(
         id: "retinaface", role: .detection, inputName: RetinaFace.inputName, inputSize: RetinaFace.inputSize,
         color: RetinaFace.channelOrder, normalization: RetinaFace.normalization)
-    static let sface = FaceModel(
-        id: "sface", role: .recognition, inputName: SFace.inputName, inputSize: SFace.inputSize,
-        color: SFace.channelOrder, normalization: SFace.normalization)
+    static let sface = FaceModel(recognizer: .sface, id: "sface")
+    static let w600kMBF = FaceModel(recognizer: .w600kMBF, id: "w600k_mbf")
     static let age = FaceModel(
         id: "age", role: .attributes, inputName: AgeEstimator.inputName, inputSize: AgeEstimator.inputSize,
         color: AgeEstimator.channelOrder, normalization: AgeEstimator.normalization)
@@ -66,7 +65,13 @@ struct FaceModel: Sendable, Equatable {
         inputSize: EmotionClassifier.inputSize, color: "GRAY", channels: EmotionClassifier.channels,
         normalization: EmotionClassifier.normalization)
 
-    static let all = [yunet, retinaface, sface, age, gender, minifas, faceMesh, emotion]
+    static let all = [yunet, retinaface, sface, w600kMBF, age, gender, minifas, faceMesh, emotion]
+
+    init(recognizer: FaceRecognizer, id: String) {
+        self.init(
+            id: id, role: .recognition, inputName: recognizer.inputName, inputSize: FaceRecognizer.inputSize,
+            color: recognizer.channelOrder, normalization: recognizer.normalization)
+    }
 
     /// What in a manifest does not fit the pipelines, one line per problem; empty when all fits.
     /// A pipeline model the manifest lacks is not a problem here: the routes that need it answer

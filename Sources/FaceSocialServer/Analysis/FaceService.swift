@@ -45,4 +45,23 @@ public struct FaceService: Sendable {
     public func modelLabel(_ id: String) -> String {
         registry.store.manifest.entry(id).map { "\($0.id)@\($0.version)" } ?? id
     }
+
+    /// A recognizer a request names (`field`): 400 when unknown, 409 `MODEL_LICENCE_NOT_ACCEPTED`
+    /// when its licence needs an opt-in this server has not been given. A model the manifest lacks
+    /// is left to the load (503 `MODEL_UNAVAILABLE`).
+    func recognizer(named id: String, field: String) throws -> RecognitionModel {
+        guard let model = RecognitionModel.named(id) else {
+            throw APIError.validation(
+                "\(field) must be one of \(RecognitionModel.all.map(\.id).joined(separator: ", "))", field: field)
+        }
+        if let entry = registry.store.manifest.entry(id), !registry.store.isEnabled(entry) {
+            throw APIError.licenceNotAccepted(
+                model: id, optIn: entry.licenceOptIn ?? "",
+                message:
+                    "\(id) is under a restricted licence (\(entry.licence)); the operator must set "
+                    + "\(ModelStore.acceptLicencesVariable)=\(entry.licenceOptIn ?? "") to use it",
+                field: field)
+        }
+        return model
+    }
 }

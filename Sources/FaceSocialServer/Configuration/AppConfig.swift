@@ -55,6 +55,8 @@ public struct AppConfig: Sendable {
     public var modelDirectory: URL
     public var manifestURL: URL
     public var modelMirror: URL?
+    /// Restricted model licences the operator accepted (`FACESOCIAL_ACCEPT_MODEL_LICENCES`).
+    public var acceptedModelLicences: Set<String> = []
     public var preloadModels: [String]
     /// Precision and OpenVINO hint per model: measured on this CPU (and cached), or fixed by settings.
     public var tuning: TuningSettings
@@ -156,6 +158,7 @@ public struct AppConfig: Sendable {
             logLevel: level,
             jsonLogs: format.map { $0 == "json" } ?? (profile == .production))
         config.engines = try EngineConfig.fromEnvironment(env)
+        config.acceptedModelLicences = ModelStore.acceptedLicences(value("FACESOCIAL_ACCEPT_MODEL_LICENCES"))
         config.memory = memory
         config.security = try SecurityConfig.fromEnvironment(env, profile: profile)
         var withData = config

@@ -1,3 +1,5 @@
+import ModelRuntime
+
 /// One environment variable the server reads. The list below is the single source for
 /// `facesocial serve --help`, the startup validation and the README's configuration table.
 public struct ConfigVariable: Sendable {
@@ -75,6 +77,11 @@ public struct ConfigVariable: Sendable {
             .init(
                 name: "FACESOCIAL_MODEL_MIRROR", defaultValue: "(none)",
                 summary: "folder to install models from instead of upstream (used by `models pull`)"),
+            .init(
+                name: ModelStore.acceptLicencesVariable, defaultValue: "(none)",
+                summary:
+                    "restricted model licences you accept, comma-separated: insightface-noncommercial installs and "
+                    + "loads w600k_mbf, whose licence allows non-commercial research only (docs/models.md)"),
             .init(
                 name: "FACESOCIAL_PRELOAD_MODELS", defaultValue: "(critical models)",
                 summary: "comma-separated model ids loaded at start besides the critical ones"),

@@ -63,3 +63,16 @@ struct CreateGallerySchema: AsyncMigration {
         }
     }
 }
+
+/// Each collection's recognizer (issue 21): existing collections were all SFace's.
+struct AddCollectionRecognizer: AsyncMigration {
+    func prepare(on database: any Database) async throws {
+        try await database.schema(GalleryCollection.schema)
+            .field("recognition_model", .string, .required, .sql(.default("sface")))
+            .update()
+    }
+
+    func revert(on database: any Database) async throws {
+        try await database.schema(GalleryCollection.schema).deleteField("recognition_model").update()
+    }
+}

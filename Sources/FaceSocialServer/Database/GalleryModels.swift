@@ -10,13 +10,16 @@ public final class GalleryCollection: Model, @unchecked Sendable {
     @Field(key: "name") public var name: String
     // Not `description`: models are CustomStringConvertible.
     @OptionalField(key: "description") public var about: String?
+    /// The recognizer its faces are embedded with, named at creation and kept (a manifest id).
+    @Field(key: "recognition_model") public var recognitionModel: String
     @Timestamp(key: "created_at", on: .create) public var createdAt: Date?
 
     public init() {}
-    public init(id: UUID? = nil, name: String, description: String?) {
+    public init(id: UUID? = nil, name: String, description: String?, recognitionModel: String = "sface") {
         self.id = id
         self.name = name
         self.about = description
+        self.recognitionModel = recognitionModel
     }
 }
 
@@ -149,14 +152,14 @@ extension SealedEmbeddingRow {
 
 /// The rows of one embedding model as an exact index, each under the subject `subject` gives it
 /// (a person for enrolled faces, a cluster for unnamed ones). Rows of another length are skipped.
-func embeddingIndex<Row: SealedEmbeddingRow>(_ rows: [Row], cipher: DataCipher, subject: (Row) -> UUID) throws
-    -> EmbeddingIndex
-{
-    var index = EmbeddingIndex(dimension: SFace.dimension)
+func embeddingIndex<Row: SealedEmbeddingRow>(
+    _ rows: [Row], dimension: Int, cipher: DataCipher, subject: (Row) -> UUID
+) throws -> EmbeddingIndex {
+    var index = EmbeddingIndex(dimension: dimension)
     index.reserve(rows.count)
     for row in rows {
         let vector = try row.openEmbedding(with: cipher)
-        guard vector.count == SFace.dimension else { continue }
+        guard vector.count == dimension else { continue }
         index.add(faceID: try row.requireID(), subjectID: subject(row), vector: vector)
     }
     return index

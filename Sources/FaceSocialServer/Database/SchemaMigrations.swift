@@ -8,6 +8,6 @@ import Fluent
 public enum SchemaMigrations {
     public static let all: [any Migration] = [
         CreateGallerySchema(), CreateAuthTables(), CreateAuditEvents(), AddUserTokenVersion(), AddAPIKeyExpiry(),
-        CreateIdempotencyKeys(), CreateEnrolJobs(), CreateUnnamedFaces(),
+        CreateIdempotencyKeys(), CreateEnrolJobs(), CreateUnnamedFaces(), AddCollectionRecognizer(),
     ]
 }

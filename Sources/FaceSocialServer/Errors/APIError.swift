@@ -58,6 +58,14 @@ public struct APIError: Error, Sendable {
     public static func modelUnavailable(_ message: String, model: String? = nil) -> APIError {
         APIError(.serviceUnavailable, "MODEL_UNAVAILABLE", message, details: model.map { ["model": $0] } ?? [:])
     }
+    /// A model under a restricted licence that this server has not been opted into.
+    public static func licenceNotAccepted(model: String, optIn: String, message: String, field: String? = nil)
+        -> APIError
+    {
+        var details = ["model": model, "opt_in": optIn]
+        if let field { details["field"] = field }
+        return APIError(.conflict, "MODEL_LICENCE_NOT_ACCEPTED", message, details: details)
+    }
     public static func notFound(_ message: String) -> APIError { APIError(.notFound, "NOT_FOUND", message) }
 
     /// Maps any error raised while handling a request to its API form.
@@ -83,6 +91,11 @@ public struct APIError: Error, Sendable {
             case .pinned(let id):
                 return APIError(.conflict, "CONFLICT", error.description, details: ["model": id])
             }
+        case let error as ModelStoreError:
+            if case .licenceNotAccepted(let id, _, let optIn) = error {
+                return .licenceNotAccepted(model: id, optIn: optIn, message: error.description)
+            }
+            return .modelUnavailable(error.description)
         case let error as AdmissionError:
             // Retry-After tells well-behaved clients when a slot is likely free.
             return APIError(

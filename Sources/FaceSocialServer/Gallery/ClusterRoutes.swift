@@ -38,9 +38,10 @@ struct ClusterRoutes: RouteCollection {
         return try await gallery.idempotency.respond(
             to: req, scope: "enrol unnamed \(collectionID)", requestSHA256: input.requestSHA256
         ) {
+            let threshold = try await useCases.model(of: collectionID).recognizer.threshold(config)
             let enrolled = try await useCases.enrolUnnamed(
                 try input.image("image"), parameters: p, mode: mode, quality: filter, collectionID: collectionID,
-                threshold: config.verifyThreshold, context: req.context)
+                threshold: threshold, context: req.context)
             await req.audit(
                 action: "cluster.enrol", resourceType: "collection", resourceID: collectionID.uuidString.lowercased(),
                 details: [

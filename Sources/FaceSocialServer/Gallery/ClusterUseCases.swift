@@ -231,7 +231,9 @@ extension GalleryUseCases {
         try await store.requireCollection(collectionID)
         try await store.refuseUnnamedDuplicate(
             collectionID: collectionID, imageSHA256: digest, on: try store.router.primary)
-        let chosen = try await chooseFaces(bytes, parameters: p, mode: mode, quality: filter, context: context)
+        let chosen = try await chooseFaces(
+            bytes, parameters: p, recognizer: try await model(of: collectionID).recognizer, mode: mode, quality: filter,
+            context: context)
         let stored = try await storeUnnamed(
             chosen.faces, source: "enrol", imageSHA256: digest, collectionID: collectionID, threshold: threshold)
         return EnrolledUnnamed(faces: stored, facesDetected: chosen.facesDetected, unindexed: chosen.unindexed)
@@ -265,7 +267,7 @@ extension GalleryUseCases {
         _ faces: [(report: FaceReport, embedding: [Float])], source: String, imageSHA256 digest: String,
         collectionID: UUID, threshold: Float
     ) async throws -> [(row: UnnamedFace, placement: FaceClustering.Placement)] {
-        let model = self.model
+        let model = try await model(of: collectionID).key
         let rows = try faces.map { report, embedding -> (row: UnnamedFace, vector: [Float]) in
             let face = try UnnamedFace(
                 face: report.face.box, quality: report.quality.score, embedding: embedding,

@@ -114,7 +114,7 @@ final class ClusterIndexes: Sendable {
             .filter(\.$embeddingModel == key.model.id)
             .filter(\.$embeddingModelVersion == key.model.version)
             .all()
-        let index = try embeddingIndex(rows, cipher: cipher) { $0.clusterID }
+        let index = try embeddingIndex(rows, dimension: key.model.dimension, cipher: cipher) { $0.clusterID }
         loads.withLock { $0 += 1 }
         return index
     }

@@ -34,6 +34,7 @@ struct CollectionDTO: Content {
     @LowercaseUUID var id: UUID
     let name: String
     let description: String?
+    let recognitionModel: String
     let createdAt: String?
     let subjectCount: Int?
     let faceCount: Int?
@@ -42,6 +43,7 @@ struct CollectionDTO: Content {
         id = try c.requireID()
         name = c.name
         description = c.about
+        recognitionModel = c.recognitionModel
         createdAt = iso8601(c.createdAt)
         subjectCount = subjects
         faceCount = faces
@@ -214,6 +216,7 @@ struct SubjectExport: Content {
 struct CreateCollectionBody: Content {
     let name: String
     let description: String?
+    let recognitionModel: String?
 }
 
 struct SubjectBody: Content {

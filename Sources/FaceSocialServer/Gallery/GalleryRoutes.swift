@@ -58,8 +58,11 @@ struct GalleryRoutes: RouteCollection {
     func createCollection(_ req: Request) async throws -> Response {
         let body = try req.content.decode(CreateCollectionBody.self)
         let name = try TextPolicy.checked(body.name, field: "name")
+        let recognizer = try faces.recognizer(
+            named: body.recognitionModel ?? RecognitionModel.standard.id, field: "recognition_model")
         let collection = try await store.createCollection(
-            name: name, description: body.description, by: req.principal, audit: req.auditActor)
+            name: name, description: body.description, recognizer: recognizer, by: req.principal,
+            audit: req.auditActor)
         let response = Response(status: .created)
         try response.content.encode(req.envelope(try CollectionDTO(collection, subjects: 0, faces: 0)))
         return response
@@ -371,7 +374,7 @@ struct GalleryRoutes: RouteCollection {
         let input = try await req.imageRequest(
             maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.identify)
         let p = try input.faceParameters(config)
-        let threshold = try input.number(.verifyThreshold, default: config.verifyThreshold)
+        let sentThreshold = try input.numberIfSent(.verifyThreshold)
         let topK = try input.integer(.topK)
         let mode = MatchMode(rawValue: try input.choice(.matchMode))!
         let collectionID = try Self.uuid(req, "collection")
@@ -379,12 +382,15 @@ struct GalleryRoutes: RouteCollection {
         if keep {  // it stores faces: the enrolment permission, on top of the route's read
             _ = try await req.authorize(.faceEnroll, collection: collectionID.uuidString.lowercased())
         }
-        if let embedding = try input.embedding(.identifyEmbedding) {
+        // The collection's recognizer decides the embedding's length and the default threshold.
+        let (recognizer, modelKey) = try await useCases.model(of: collectionID)
+        let threshold = sentThreshold ?? recognizer.threshold(config)
+        if let embedding = try input.embedding(.identifyEmbedding, dimension: recognizer.network.dimension) {
             guard !keep else {
                 throw APIError.validation(
                     "keep_unmatched keeps faces of an image, not an embedding", field: "keep_unmatched")
             }
-            try requireModel(try input.text(.embeddingModel))
+            try Self.requireModel(try input.text(.embeddingModel), modelKey)
             let found = try await useCases.identify(
                 embedding: embedding, collectionID: collectionID, topK: topK, mode: mode)
             let matches = Self.candidates(found.matches, threshold: threshold)
@@ -393,8 +399,7 @@ struct GalleryRoutes: RouteCollection {
             return req.envelope(
                 IdentifyResponse(
                     faces: [face], faceCount: 1, thresholdUsed: threshold, topK: topK, matchMode: mode.rawValue,
-                    model: useCases.model.label,
-                    gallerySize: found.gallerySize, image: nil))
+                    model: modelKey.label, gallerySize: found.gallerySize, image: nil))
         }
         if try input.text(.embeddingModel) != nil {
             throw APIError.validation("model goes with embedding", field: "model")
@@ -413,7 +418,7 @@ struct GalleryRoutes: RouteCollection {
             let unknown = faces.indices.filter { faces[$0].unknown }
             let kept = try await useCases.keepUnmatched(
                 unknown.map { found.faces[$0].report }, imageSHA256: Secrets.hex(SHA256.hash(data: image)),
-                collectionID: collectionID, threshold: config.verifyThreshold)
+                collectionID: collectionID, threshold: recognizer.threshold(config))
             for (position, stored) in kept {
                 faces[unknown[position]].kept = try UnnamedFaceDTO(stored.row, cluster: stored.placement.clusterID)
             }
@@ -432,9 +437,8 @@ struct GalleryRoutes: RouteCollection {
                 image: ImageSizeDTO(width: found.image.width, height: found.image.height)))
     }
 
-    /// An embedding's model must be the one this collection searches with: `sface` or its label.
-    private func requireModel(_ sent: String?) throws {
-        let model = useCases.model
+    /// An embedding's model must be the one this collection searches with: its id or its label.
+    private static func requireModel(_ sent: String?, _ model: EmbeddingModelKey) throws {
         guard let sent else {
             throw APIError.validation("model is required with embedding (\(model.label))", field: "model")
         }
@@ -462,13 +466,15 @@ struct GalleryRoutes: RouteCollection {
     func searchByFace(_ req: Request) async throws -> Envelope<FaceSearchResponse> {
         let input = try await req.imageRequest(
             maxBytes: 65_536, parameters: RouteParameters.faceSearch)
-        let threshold = try input.number(.verifyThreshold, default: config.verifyThreshold)
+        let sentThreshold = try input.numberIfSent(.verifyThreshold)
         let topK = try input.integer(.topK)
         let mode = MatchMode(rawValue: try input.choice(.matchMode))!
         let collectionID = try Self.uuid(req, "collection")
         let faceID = try Self.uuid(req, "face")
         let found = try await useCases.search(
             face: faceID, collectionID: collectionID, topK: topK, mode: mode, audit: req.auditActor)
+        let defaultThreshold = try await useCases.model(of: collectionID).recognizer.threshold(config)
+        let threshold = sentThreshold ?? defaultThreshold
         let matches = Self.candidates(found.matches, threshold: threshold)
         return req.envelope(
             FaceSearchResponse(

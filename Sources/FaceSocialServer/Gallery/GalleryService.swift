@@ -21,6 +21,8 @@ public struct EmbeddingModelKey: Hashable, Sendable {
     public let id: String
     public let version: String
     public var label: String { "\(id)@\(version)" }
+    /// The length of its embeddings.
+    public var dimension: Int { (RecognitionModel.named(id) ?? .standard).network.dimension }
 }
 
 /// In-memory search indexes, one per collection and embedding model, loaded lazily from the
@@ -56,6 +58,8 @@ public final class GalleryService: Sendable {
     private let tasks = Mutex<[Task<Void, Never>]>([])
     private let loads = Mutex<Int>(0)
     private let listenConnection = Mutex<PostgresConnection?>(nil)
+    /// Each collection's recognizer id: fixed at creation, so read once.
+    private let recognizers = Mutex<[UUID: String]>([:])
 
     init(
         router: DatabaseRouter, cipher: DataCipher, logger: Logger, pollMs: Int,
@@ -74,6 +78,25 @@ public final class GalleryService: Sendable {
 
     /// How many times an index was (re)built from the database (tests watch it).
     public var loadCount: Int { loads.withLock { $0 } }
+
+    /// The recognizer a collection was created with (404 for no collection).
+    func recognizer(of collectionID: UUID) async throws -> RecognitionModel {
+        let id: String
+        if let known = recognizers.withLock({ $0[collectionID] }) {
+            id = known
+        } else {
+            guard let row = try await router.read({ db in try await GalleryCollection.find(collectionID, on: db) })
+            else {
+                throw APIError.notFound("no collection \(collectionID.uuidString.lowercased())")
+            }
+            id = row.recognitionModel
+            recognizers.withLock { $0[collectionID] = id }
+        }
+        guard let model = RecognitionModel.named(id) else {
+            throw APIError.modelUnavailable("this collection's recognition model \(id) is not known here", model: id)
+        }
+        return model
+    }
 
     // MARK: - Versions
 
@@ -133,6 +156,7 @@ public final class GalleryService: Sendable {
 
     func forget(_ collectionID: UUID) {
         clusterIndexes.forget(collectionID)
+        recognizers.withLock { $0[collectionID] = nil }
         knownVersions.withLock { $0[collectionID] = nil }
         indexes.withLock { map in map = map.filter { $0.key.collectionID != collectionID } }
     }
@@ -189,7 +213,7 @@ public final class GalleryService: Sendable {
             .filter(\.$embeddingModel == key.model.id)
             .filter(\.$embeddingModelVersion == key.model.version)
             .all()
-        let index = try embeddingIndex(rows, cipher: cipher) { $0.$subject.id }
+        let index = try embeddingIndex(rows, dimension: key.model.dimension, cipher: cipher) { $0.$subject.id }
         loads.withLock { $0 += 1 }
         // At or above the policy's threshold this builds the inverted file before anyone searches.
         return Loaded(index: FaceIndex(index, policy: searchPolicy), version: version)

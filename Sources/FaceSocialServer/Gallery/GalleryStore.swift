@@ -49,9 +49,9 @@ struct GalleryStore: Sendable {
 
     /// A new collection with its version row; a user limited to assigned collections gets it in
     /// the same transaction, or it could not use what it just made. `name` arrives checked.
-    func createCollection(name: String, description: String?, by principal: Principal, audit: AuditActor)
-        async throws -> GalleryCollection
-    {
+    func createCollection(
+        name: String, description: String?, recognizer: RecognitionModel, by principal: Principal, audit: AuditActor
+    ) async throws -> GalleryCollection {
         let db = try router.primary
         if try await GalleryCollection.query(on: db).filter(\.$name == name).first() != nil {
             throw Self.conflict("a collection named \"\(name.prefix(60))\" exists")
@@ -63,7 +63,8 @@ struct GalleryStore: Sendable {
         if let description {
             try TextPolicy.refuseControlCharacters(description, field: "description", allowingLineBreaks: true)
         }
-        let collection = GalleryCollection(id: UUID(), name: name, description: description)
+        let collection = GalleryCollection(
+            id: UUID(), name: name, description: description, recognitionModel: recognizer.id)
         try await db.transaction { tx in
             try await collection.create(on: tx)
             try await GalleryVersion(collectionID: collection.id!).create(on: tx)
@@ -75,7 +76,7 @@ struct GalleryStore: Sendable {
             }
             await AuditLog.record(
                 on: tx, by: audit, action: "collection.create", resourceType: "collection",
-                resourceID: collection.id!.uuidString.lowercased())
+                resourceID: collection.id!.uuidString.lowercased(), details: ["recognition_model": recognizer.id])
         }
         return collection
     }

@@ -12,11 +12,17 @@ struct GalleryUseCases: Sendable {
     let pipeline: FacePipeline
     var gallery: GalleryService { store.gallery }
 
-    /// The embedding model enrolments and searches use now.
-    var model: EmbeddingModelKey {
+    /// The key a recognizer's rows are stored and searched under: its id and manifest version.
+    func key(_ recognizer: RecognitionModel) -> EmbeddingModelKey {
         EmbeddingModelKey(
-            id: FaceModel.sface.id,
-            version: pipeline.faces.registry.store.manifest.entry(FaceModel.sface.id)?.version ?? "unknown")
+            id: recognizer.id,
+            version: pipeline.faces.registry.store.manifest.entry(recognizer.id)?.version ?? "unknown")
+    }
+
+    /// A collection's recognizer (named at its creation) and its key; 404 for no collection.
+    func model(of collectionID: UUID) async throws -> (recognizer: RecognitionModel, key: EmbeddingModelKey) {
+        let recognizer = try await gallery.recognizer(of: collectionID)
+        return (recognizer, key(recognizer))
     }
 
     // MARK: - Enrolment
@@ -40,9 +46,11 @@ struct GalleryUseCases: Sendable {
     }
 
     func chooseFaces(
-        _ bytes: [UInt8], parameters p: FaceParameters, mode: EnrolMode, quality filter: QualityFilter,
-        context: RequestContext
+        _ bytes: [UInt8], parameters: FaceParameters, recognizer: RecognitionModel, mode: EnrolMode,
+        quality filter: QualityFilter, context: RequestContext
     ) async throws -> Chosen {
+        var p = parameters
+        p.recognizer = recognizer
         let (_, reports) = try await pipeline.run(bytes, p, kinds: [.embedding, .quality], context: context)
         let candidates: [FaceReport]
         switch mode {
@@ -72,8 +80,9 @@ struct GalleryUseCases: Sendable {
         let subjectID = try subject.requireID()
         let digest = Secrets.hex(SHA256.hash(data: bytes))
         try await store.refuseDuplicate(subjectID: subjectID, imageSHA256: digest, on: try store.router.primary)
-        let chosen = try await chooseFaces(bytes, parameters: p, mode: mode, quality: filter, context: context)
-        let model = self.model
+        let (recognizer, model) = try await model(of: collectionID)
+        let chosen = try await chooseFaces(
+            bytes, parameters: p, recognizer: recognizer, mode: mode, quality: filter, context: context)
         let rows = try chosen.faces.map { report, embedding in
             let face = try EnrolledFace(
                 face: report.face.box, quality: report.quality.score, embedding: embedding,
@@ -126,9 +135,11 @@ struct GalleryUseCases: Sendable {
         _ bytes: [UInt8], collectionID: UUID, parameters p: FaceParameters, topK: Int, mode: MatchMode,
         context: RequestContext
     ) async throws -> Identified {
-        let model = self.model
+        let (recognizer, model) = try await model(of: collectionID)
         // Loading (or checking) the index first makes an unknown collection a cheap 404.
         let index = try await gallery.index(collectionID, model: model)
+        var p = p
+        p.recognizer = recognizer
         let (image, reports) = try await pipeline.run(bytes, p, kinds: [.embedding, .quality], context: context)
         let results = reports.map { report in
             (report, report.embedding.map { index.search(EmbeddingMath.normalized($0), k: topK, mode: mode) } ?? [])
@@ -155,7 +166,7 @@ struct GalleryUseCases: Sendable {
     func search(face faceID: UUID, collectionID: UUID, topK: Int, mode: MatchMode, audit: AuditActor) async throws
         -> FaceSearched
     {
-        let model = self.model
+        let model = try await model(of: collectionID).key
         let face = try await store.faceForSearch(faceID, in: collectionID, audit: audit)
         guard face.embeddingModel == model.id, face.embeddingModelVersion == model.version else {
             throw APIError(
@@ -183,7 +194,7 @@ struct GalleryUseCases: Sendable {
     ) async throws
         -> (matches: [(match: EmbeddingIndex.Match, subject: Subject)], gallerySize: Int)
     {
-        let index = try await gallery.index(collectionID, model: model)
+        let index = try await gallery.index(collectionID, model: try await model(of: collectionID).key)
         let found = index.search(EmbeddingMath.normalized(embedding), k: topK + (excluded == nil ? 0 : 1), mode: mode)
             .filter { $0.subjectID != excluded }.prefix(topK)
         let subjects = try await store.subjects(found.map(\.subjectID))

@@ -375,7 +375,9 @@ extension ImageRequest {
 
     /// An embedding sent in the body instead of an image (verify's `embedding`, identify's): a
     /// JSON array of numbers or base64 float32; nil when absent, 400 naming it when malformed.
-    func embedding(_ parameter: RequestParameter) throws -> [Float]? {
+    func embedding(_ parameter: RequestParameter, dimension: Int = RecognitionModel.standard.network.dimension) throws
+        -> [Float]?
+    {
         let values: [Float]?
         let sent = try json(parameter)
         if case .array(let items)? = sent {
@@ -403,11 +405,11 @@ extension ImageRequest {
         } else {
             return nil
         }
-        guard let values, values.count == SFace.dimension, values.allSatisfy(\.isFinite),
+        guard let values, values.count == dimension, values.allSatisfy(\.isFinite),
             values.contains(where: { $0 != 0 })
         else {
             throw APIError.validation(
-                "\(parameter.name) must hold \(SFace.dimension) finite numbers", field: parameter.name)
+                "\(parameter.name) must hold \(dimension) finite numbers", field: parameter.name)
         }
         return values
     }

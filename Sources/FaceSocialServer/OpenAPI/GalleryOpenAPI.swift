@@ -7,7 +7,7 @@ extension OpenAPIDocument {
     static var galleryErrorCodes: [String] {
         [
             "DUPLICATE_IMAGE", "ALREADY_EXISTS", "EMBEDDING_MODEL_MISMATCH", "IDEMPOTENCY_KEY_REUSED",
-            "IDEMPOTENCY_IN_PROGRESS",
+            "IDEMPOTENCY_IN_PROGRESS", "MODEL_LICENCE_NOT_ACCEPTED",
         ]
     }
 
@@ -29,7 +29,8 @@ extension OpenAPIDocument {
                 [
                     "id": string, "name": string, "description": string, "created_at": time,
                     "subject_count": integer, "face_count": integer,
-                ], required: ["id", "name"]),
+                    "recognition_model": ["type": "string", "enum": RecognitionModel.all.map(\.id)],
+                ], required: ["id", "name", "recognition_model"]),
             "CollectionList": object(["items": array(ref("Collection"))]),
             "StoredFace": object(
                 [
@@ -203,8 +204,22 @@ extension OpenAPIDocument {
             "/v1/collections": [
                 "post": galleryOperation(
                     "Create a collection (a tenant's gallery)", "Collection", status: "201",
-                    body: jsonBody(object(["name": string, "description": string], required: ["name"])),
-                    errors: ["400": "VALIDATION_FAILED", "409": "ALREADY_EXISTS: the name is taken"]),
+                    body: jsonBody(
+                        object(
+                            [
+                                "name": string, "description": string,
+                                "recognition_model": [
+                                    "type": "string", "enum": RecognitionModel.all.map(\.id),
+                                    "description":
+                                        "the recognizer, kept for the collection's life (default sface); w600k_mbf "
+                                        + "needs the operator's opt-in to its non-commercial licence",
+                                ],
+                            ], required: ["name"])),
+                    errors: [
+                        "400": "VALIDATION_FAILED",
+                        "409": "ALREADY_EXISTS: the name is taken; or MODEL_LICENCE_NOT_ACCEPTED: recognition_model "
+                            + "is under a licence this server was not opted into",
+                    ]),
                 "get": galleryOperation("List collections", "CollectionList"),
             ],
             "/v1/collections/{collection}": [

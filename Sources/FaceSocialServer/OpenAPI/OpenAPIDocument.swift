@@ -160,7 +160,8 @@ enum OpenAPIDocument {
                 "fallbacks": integer, "evictions": integer, "load_ms": nullable(number), "p50_ms": nullable(number),
                 "p95_ms": nullable(number), "concurrency": nullable(integer), "max_batch": nullable(integer),
                 "running": integer, "queued": integer, "failure": nullable(string),
-                "tuning": nullable(ref("ModelTuning")),
+                "tuning": nullable(ref("ModelTuning")), "licence": string, "licence_opt_in": nullable(string),
+                "enabled": boolean,
             ]),
             "ModelTuning": object(
                 [
@@ -377,6 +378,10 @@ enum OpenAPIDocument {
                 ref("Error"), "UNAUTHORIZED: credentials missing (outside anonymous development mode) or invalid"),
             "403": json(ref("Error"), "FORBIDDEN: lacks face:analyze"),
             "429": json(ref("Error"), "RATE_LIMIT_EXCEEDED, with Retry-After"),
+            "409": json(
+                ref("Error"),
+                "MODEL_LICENCE_NOT_ACCEPTED: the model named (model) is under a restricted licence this server was "
+                    + "not opted into"),
         ]
     }
 
@@ -469,6 +474,10 @@ enum OpenAPIDocument {
                     "200": json(envelope("ModelInfo"), "the model's state afterwards"),
                     "400": json(ref("Error"), "VALIDATION_FAILED: an unknown device or pool"),
                     "404": json(ref("Error"), "NOT_FOUND: no such model"),
+                    "409": json(
+                        ref("Error"),
+                        "MODEL_LICENCE_NOT_ACCEPTED: a restricted licence this server was not opted into; or a "
+                            + "pinned model (unload)"),
                     "503": json(ref("Error"), "INSUFFICIENT_MEMORY or MODEL_UNAVAILABLE"),
                 ].merging(more) { _, new in new },
             ]
@@ -481,7 +490,8 @@ enum OpenAPIDocument {
                 "Detect faces with boxes, scores and five landmarks", "Detect", body: imageBody(["image"]),
                 parameters: parameters(RouteParameters.detect)),
             "/v1/embed": post(
-                "A 128-d L2-normalised SFace embedding per face", "Embed", body: imageBody(["image"]),
+                "An L2-normalised embedding per face: 128-d SFace by default, 512-d w600k_mbf with model=w600k_mbf "
+                    + "where the operator opted into its licence", "Embed", body: imageBody(["image"]),
                 parameters: parameters(RouteParameters.embed)),
             "/v1/verify": post(
                 "1:1 verification of two images, or an image and an embedding", "Verify",

@@ -40,7 +40,8 @@ struct AnalysisRoutes: RouteCollection {
     @Sendable
     func embed(_ req: Request) async throws -> Envelope<EmbedResponse> {
         let input = try await req.imageRequest(maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.embed)
-        let p = try input.faceParameters(config)
+        var p = try input.faceParameters(config)
+        p.recognizer = try faces.recognizer(named: try input.choice(.recognitionModel), field: "model")
         let encoding = EmbeddingEncoding(rawValue: try input.choice(.encoding))!
         let (image, reports) = try await pipeline.run(
             try input.image("image"), p, kinds: [.embedding, .quality], context: req.context)
@@ -48,7 +49,7 @@ struct AnalysisRoutes: RouteCollection {
             EmbedResponse(
                 faces: reports.map { FaceReportDTO($0, kinds: [.embedding, .quality], encoding: encoding) },
                 faceCount: reports.count, image: ImageSizeDTO(width: image.width, height: image.height),
-                embeddingModel: faces.modelLabel(FaceModel.sface.id), dimension: SFace.dimension,
+                embeddingModel: faces.modelLabel(p.recognizer.id), dimension: p.recognizer.network.dimension,
                 encoding: encoding.rawValue))
     }
 
@@ -58,14 +59,17 @@ struct AnalysisRoutes: RouteCollection {
     func verify(_ req: Request) async throws -> Envelope<VerifyResponse> {
         let input = try await req.imageRequest(
             maxBytes: config.imageLimits.maxBytes, parameters: RouteParameters.verify)
-        let p = try input.faceParameters(config)
-        let threshold = try input.number(.verifyThreshold, default: config.verifyThreshold)
+        var p = try input.faceParameters(config)
+        p.recognizer = try faces.recognizer(named: try input.choice(.recognitionModel), field: "model")
+        let threshold = try input.number(.verifyThreshold, default: p.recognizer.threshold(config))
         let first = try await primaryFace(try input.image("image1"), p, field: "image1", context: req.context)
         let second: (embedding: [Float], face: VerifyResponse.FaceSummary?)
         if input.images["image2"] != nil {
             let report = try await primaryFace(try input.image("image2"), p, field: "image2", context: req.context)
             second = (report.embedding!, .init(report))
-        } else if let embedding = try input.embedding(.referenceEmbedding) {
+        } else if let embedding = try input.embedding(
+            .referenceEmbedding, dimension: p.recognizer.network.dimension)
+        {
             second = (EmbeddingMath.normalized(embedding), nil)
         } else {
             throw APIError.validation("send image2, or an embedding to compare image1 with", field: "image2")
@@ -75,7 +79,7 @@ struct AnalysisRoutes: RouteCollection {
             VerifyResponse(
                 similarity: (similarity * 10000).rounded() / 10000, thresholdUsed: threshold,
                 isSamePerson: similarity >= threshold,
-                faces: .init(image1: .init(first), image2: second.face), model: faces.modelLabel(FaceModel.sface.id)))
+                faces: .init(image1: .init(first), image2: second.face), model: faces.modelLabel(p.recognizer.id)))
     }
 
     /// The largest face of an image with its embedding, or 422 `NO_FACE_DETECTED` naming the image.

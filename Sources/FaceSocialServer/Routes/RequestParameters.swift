@@ -85,15 +85,30 @@ extension RequestParameter {
         name: "mode", kind: .choice(["largest", "all"], default: "largest"), summary: "which faces to enrol")
     static let referenceEmbedding = RequestParameter(
         name: "embedding",
-        kind: .value(description: "\(SFace.dimension) numbers (JSON array) or base64 float32, instead of image2"),
+        kind: .value(
+            description:
+                "the model's embedding (128 numbers for sface, 512 for w600k_mbf), a JSON array or base64 float32, instead of image2"
+        ),
         summary: "a reference embedding to compare image1 with", place: .body)
     static let identifyEmbedding = RequestParameter(
         name: "embedding",
-        kind: .value(description: "\(SFace.dimension) numbers (JSON array) or base64 float32, instead of image"),
+        kind: .value(
+            description:
+                "the collection model's embedding (128 numbers for sface, 512 for w600k_mbf), a JSON array or base64 float32, instead of image"
+        ),
         summary: "an embedding to identify (from /v1/embed or an export), made by `model`", place: .body)
     static let embeddingModel = RequestParameter(
         name: "model", kind: .value(description: "sface, or sface@VERSION as answers name it"),
         summary: "the model the embedding came from: required with embedding, and must be the collection's",
+        place: .body)
+    static let recognitionModel = RequestParameter(
+        name: "model", kind: .choice(RecognitionModel.all.map(\.id), default: RecognitionModel.standard.id),
+        summary:
+            "the recognition model; w600k_mbf (512-d, non-commercial licence) only where the operator opted in "
+            + "(FACESOCIAL_ACCEPT_MODEL_LICENCES); embeddings and thresholds of two models never mix")
+    static let collectionModel = RequestParameter(
+        name: "recognition_model", kind: .choice(RecognitionModel.all.map(\.id), default: RecognitionModel.standard.id),
+        summary: "the collection's recognition model, kept for its life (enrol, identify, search and clusters use it)",
         place: .body)
     static let keepUnmatched = RequestParameter(
         name: "keep_unmatched", kind: .choice(["false", "true"], default: "false"),
@@ -118,8 +133,8 @@ extension RequestParameter {
 /// Each image route's parameters: what it reads and what the OpenAPI document lists.
 enum RouteParameters {
     static let detect = RequestParameter.detection
-    static let embed = RequestParameter.faces + [.encoding]
-    static let verify = RequestParameter.faces + [.verifyThreshold, .referenceEmbedding]
+    static let embed = RequestParameter.faces + [.encoding, .recognitionModel]
+    static let verify = RequestParameter.faces + [.verifyThreshold, .referenceEmbedding, .recognitionModel]
     static let liveness = RequestParameter.faces + [.livenessCheckThreshold]
     static let analyze = RequestParameter.faces + [.livenessThreshold, .analyses]
     static let batchAnalyze = analyze

@@ -107,8 +107,12 @@ struct SystemRoutes: RouteCollection {
         let queued: Int
         let failure: String?
         let tuning: TuningDTO?
+        let licence: String
+        let licenceOptIn: String?
+        let enabled: Bool
 
         enum CodingKeys: String, CodingKey {
+            case licence, licenceOptIn, enabled
             case id, service, version, state, device, pool, bytes, priority, placement, uses, loads, fallbacks
             case evictions, concurrency, running, queued, failure, tuning
             case bytesSource, estimatedBytes, freedBytes, lastUsed, loadMs, p50Ms, p95Ms, maxBatch
@@ -141,6 +145,9 @@ struct SystemRoutes: RouteCollection {
             queued = s.queued
             failure = s.failure
             tuning = s.tuning.map(TuningDTO.init)
+            licence = s.licence
+            licenceOptIn = s.licenceOptIn
+            enabled = s.enabled
         }
 
         // Optional fields are written as null so clients see every field on every model.
@@ -172,6 +179,9 @@ struct SystemRoutes: RouteCollection {
             try c.encode(queued, forKey: .queued)
             try c.encode(failure, forKey: .failure)
             try c.encode(tuning, forKey: .tuning)
+            try c.encode(licence, forKey: .licence)
+            try c.encode(licenceOptIn, forKey: .licenceOptIn)
+            try c.encode(enabled, forKey: .enabled)
         }
     }
 

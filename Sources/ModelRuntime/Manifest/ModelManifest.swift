@@ -15,6 +15,9 @@ public struct ModelManifest: Sendable, Codable, Equatable {
         public var sha256: String
         public var size: Int
         public var licence: String
+        /// For a model whose licence restricts its use (non-commercial): the word an operator must
+        /// list in `FACESOCIAL_ACCEPT_MODEL_LICENCES` before it is installed or loaded.
+        public var licenceOptIn: String?
         public var sources: [Source]
         public var input: InputSpec
         public var precision: InferencePrecision
@@ -33,6 +36,7 @@ public struct ModelManifest: Sendable, Codable, Equatable {
             case id, service, version, file, sha256, size, licence, sources, input, precision, priority, classifier
             case batching
             case estimatedMemoryMB = "estimated_memory_mb"
+            case licenceOptIn = "licence_opt_in"
         }
     }
 

