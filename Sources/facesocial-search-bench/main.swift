@@ -2,6 +2,7 @@
 //
 //   facesocial-search-bench --self-check
 //   facesocial-search-bench --data DIR --gallery NAME [--queries N] [--probes 32,64,...] [--lists N]
+//   facesocial-search-bench --synthetic ROWS [--dimension 512] [...]   (no files: see `synthetic`)
 //
 // A gallery NAME in DIR is three files written by bench/search_gallery.py: NAME.f32 (rows x 128
 // float32, unit rows), NAME.subjects.i32 (one subject number per row) and NAME.queries.f32.
@@ -79,6 +80,9 @@ struct Options {
     var lists: Int?
     var changes = 1000
     var rows: Int?
+    /// Rows of a generated gallery instead of files, in `dimension` dimensions.
+    var synthetic: Int?
+    var dimension = 128
 }
 
 func parse() -> Options {
@@ -95,22 +99,51 @@ func parse() -> Options {
         case "--lists": o.lists = Int(args.next() ?? "")
         case "--changes": o.changes = Int(args.next() ?? "") ?? o.changes
         case "--rows": o.rows = Int(args.next() ?? "")
+        case "--synthetic": o.synthetic = Int(args.next() ?? "")
+        case "--dimension": o.dimension = Int(args.next() ?? "") ?? o.dimension
         default:
             FileHandle.standardError.write("unknown argument \(a)\n".data(using: .utf8)!)
             exit(2)
         }
     }
+    if o.synthetic != nil, o.gallery.isEmpty { o.gallery = "synthetic-\(o.dimension)d" }
     return o
 }
 
 // MARK: - Benchmark
 
+/// A generated gallery for any dimension (the 512-d recognizer has no gallery files): identities
+/// are random unit centres, each with three faces that are its centre plus Gaussian noise
+/// (cosine to the centre about 0.88), and each query is a fresh face of an enrolled identity.
+/// Nothing clusters beyond identities, so it is a hard case for the inverted file.
+func synthetic(rows: Int, dimension d: Int, queries: Int) -> (vectors: [Float], subjects: [Int32], queries: [Float]) {
+    var random = SplitMix64(state: 512)
+    let identities = max(1, rows / 3)
+    var centres: [Float] = []
+    centres.reserveCapacity(identities * d)
+    for _ in 0..<identities { centres += random.gaussianUnitVector(d) }
+    func face(_ identity: Int) -> [Float] {
+        let noise = random.gaussianUnitVector(d)
+        return normalized((0..<d).map { centres[identity * d + $0] + 0.53 * noise[$0] })
+    }
+    var vectors: [Float] = []
+    vectors.reserveCapacity(rows * d)
+    var subjects: [Int32] = []
+    for r in 0..<rows {
+        vectors += face(r % identities)
+        subjects.append(Int32(r % identities))
+    }
+    let queryVectors = (0..<queries).flatMap { _ in face(Int(random.next() % UInt64(identities))) }
+    return (vectors, subjects, queryVectors)
+}
+
 func bench(_ o: Options) throws {
-    let d = 128
+    let d = o.dimension
     let base = "\(o.data)/\(o.gallery)"
-    let vectors = try readArray(base + ".f32", as: Float.self, limit: o.rows.map { $0 * d })
-    let subjects = try readArray(base + ".subjects.i32", as: Int32.self, limit: o.rows)
-    let allQueries = try readArray(base + ".queries.f32", as: Float.self)
+    let generated = o.synthetic.map { synthetic(rows: $0, dimension: d, queries: o.queries) }
+    let vectors = try generated?.vectors ?? readArray(base + ".f32", as: Float.self, limit: o.rows.map { $0 * d })
+    let subjects = try generated?.subjects ?? readArray(base + ".subjects.i32", as: Int32.self, limit: o.rows)
+    let allQueries = try generated?.queries ?? readArray(base + ".queries.f32", as: Float.self)
     let rows = vectors.count / d
     precondition(subjects.count == rows)
     let queries = (0..<min(o.queries, allQueries.count / d)).map { Array(allQueries[($0 * d)..<(($0 + 1) * d)]) }
