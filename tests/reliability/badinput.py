@@ -250,6 +250,17 @@ def run(sc: Scenario, server, token: str) -> None:
     for q in ("limit=-1", "limit=1000000000", "offset=-1", "offset=1000000000000000000",
               "offset=99999999999999999999", "limit=abc"):
         call(f"subjects {q}", "GET", f"/v1/collections/{coll}/subjects?{q}")
+    # A collection's recognizer: unknown, not text, and the opt-in model on a server not opted in.
+    for what, value, want in [("unknown", "facenet", 400), ("a number", 5, 400), ("empty", "", 400),
+                              ("the non-commercial model without the opt-in", "w600k_mbf", 409)]:
+        call(f"collection recognition_model {what}", "POST", "/v1/collections",
+             *json_body({"name": f"model-{uuid.uuid4().hex[:8]}", "recognition_model": value}),
+             accept=lambda r, want=want: r.status == want and is_clean_4xx(r))
+    for route in ("/v1/verify?model=w600k_mbf", "/v1/embed?model=w600k_mbf", "/v1/embed?model=arcface"):
+        body = (multipart({}, {"image1": ("a.jpg", "image/jpeg", face), "image2": ("b.jpg", "image/jpeg", face)})
+                if "verify" in route else (face, jpg))
+        call(f"recognizer {route}", "POST", route, *body,
+             accept=lambda r: r.status in (400, 409) and is_clean_4xx(r))
     # Clusters of unnamed faces: odd pages, ids and bodies; identify's keep_unmatched.
     for q in ("limit=0", "limit=abc", "offset=-1", "offset=99999999999999999999", "min_size=0", "faces=101",
               "faces=-1", "min_size=%00"):
