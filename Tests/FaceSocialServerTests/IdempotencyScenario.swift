@@ -143,15 +143,20 @@ extension GalleryScenario {
         let results = try #require(job[path: "data.items"] as? [[String: Any]])
         #expect(results.map { $0["index"] as? Int } == [0, 1, 2, 3])
         #expect(results[2][path: "error.code"] as? String == "NO_FACE_DETECTED")
+        // The failed item's subject, created for it, is gone again; the others' stay.
+        let subjects = try await c.json(
+            .GET, "/v1/collections/\(collection)/subjects", template: "/v1/collections/{collection}/subjects")
+        let externalIDs = Set(
+            (subjects[path: "data.items"] as? [[String: Any]] ?? []).compactMap { $0["external_id"] as? String })
+        #expect(externalIDs == ["job-0", "job-1", "job-3"], "\(externalIDs)")
         #expect((results[0][path: "data.faces"] as? [Any])?.count == 1)
         // The retry of the create: the same job, nothing enrolled twice.
         let (again, replayed, againHeaders) = try await create()
         #expect(again == .accepted && replayed[path: "data.id"] as? String == jobID)
         #expect(againHeaders.first(name: "Idempotent-Replayed") == "true")
-        let subjects = try await c.json(
+        let afterRetry = try await c.json(
             .GET, "/v1/collections/\(collection)/subjects", template: "/v1/collections/{collection}/subjects")
-        // As in batch enrolment, an item's subject is created before its image is read.
-        #expect((subjects[path: "data.items"] as? [Any])?.count == 4)
+        #expect((afterRetry[path: "data.items"] as? [Any])?.count == 3, "the retry created nothing")
 
         // A job its instance lost: a running row whose heartbeat stopped long ago.
         let lost = EnrolJob()

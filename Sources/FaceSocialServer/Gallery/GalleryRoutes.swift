@@ -285,11 +285,9 @@ struct GalleryRoutes: RouteCollection {
             guard image.count <= config.imageLimits.maxBytes else {
                 throw APIError.imageTooLarge("item \(index) exceeds \(config.imageLimits.maxBytes) bytes")
             }
-            let subject = try await useCases.subjectForBatch(
-                externalID: externalID, name: item.name, collectionID: collectionID)
             let data = try EnrolResponse(
-                try await useCases.enrol(
-                    image, parameters: p, mode: .largest, quality: filter, subject: subject,
+                try await useCases.enrolItem(
+                    image, externalID: externalID, name: item.name, parameters: p, quality: filter,
                     collectionID: collectionID, context: context))
             return .init(index: index, externalID: externalID, data: data, error: nil)
         } catch {

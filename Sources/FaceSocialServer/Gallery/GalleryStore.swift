@@ -212,6 +212,17 @@ struct GalleryStore: Sendable {
         }
     }
 
+    /// Removes a subject that has no face (one a failed batch item created), in one statement so
+    /// that a face enrolled into it meanwhile keeps it.
+    func deleteSubjectIfEmpty(_ id: UUID) async throws {
+        let sql = try router.primary as! any SQLDatabase
+        try await sql.raw(
+            """
+            DELETE FROM subjects WHERE id = \(bind: id) AND NOT EXISTS (SELECT 1 FROM faces WHERE subject_id = \(bind: id))
+            """
+        ).run()
+    }
+
     // MARK: - Faces
 
     /// 409 `DUPLICATE_IMAGE` when the subject already has an image with this SHA-256.

@@ -103,17 +103,36 @@ struct GalleryUseCases: Sendable {
             unindexed: chosen.unindexed)
     }
 
-    /// The subject of a batch item: found by external id, or created with the item's name (checked
-    /// only then; the external id arrives checked).
-    func subjectForBatch(externalID: String, name: String?, collectionID: UUID) async throws -> Subject {
+    /// One item of a batch or job: the image enrolled (largest face) for the subject with this
+    /// external id, which is created with the item's name when missing (the name is checked only
+    /// then; the external id arrives checked). A subject created here for an image that could not
+    /// be enrolled (no face, too blurry, not an image) is removed again while it is still empty,
+    /// so a failed item leaves nothing behind.
+    func enrolItem(
+        _ image: [UInt8], externalID: String, name: String?, parameters p: FaceParameters,
+        quality filter: QualityFilter,
+        collectionID: UUID, context: RequestContext
+    ) async throws -> Enrolled {
+        let subject: Subject
+        var created = false
         if let existing = try await store.subject(
             externalID: externalID, in: collectionID, on: try store.router.primary)
         {
-            return existing
+            subject = existing
+        } else {
+            subject = try await store.createSubject(
+                collectionID: collectionID, externalID: externalID,
+                name: try name.map { try TextPolicy.checked($0, field: "name") } ?? externalID, metadata: "{}")
+            created = true
         }
-        return try await store.createSubject(
-            collectionID: collectionID, externalID: externalID,
-            name: try name.map { try TextPolicy.checked($0, field: "name") } ?? externalID, metadata: "{}")
+        do {
+            return try await enrol(
+                image, parameters: p, mode: .largest, quality: filter, subject: subject, collectionID: collectionID,
+                context: context)
+        } catch {
+            if created { try? await store.deleteSubjectIfEmpty(try subject.requireID()) }
+            throw error
+        }
     }
 
     // MARK: - Identification
