@@ -33,7 +33,7 @@ from selenium.common.exceptions import (NoSuchElementException, StaleElementRefe
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 SHOTS = os.path.join(ROOT, "docs", "console")
 USER_EMAIL, USER_PASSWORD = "console-user@example.com", "console-user-password-1"
@@ -331,6 +331,32 @@ def test_galleries_enrol_and_identify(c: Console) -> None:
     c.wait(lambda d: not c.all('[data-subject="joe-biden"]'), what="Joe Biden erased")
 
 
+def test_unnamed_faces_grouped_and_named(c: Console) -> None:
+    """Photos added without names in the collection the previous test left open (Barack Obama
+    enrolled): obama2 and obama3 form one group, rose_leslie_img1 another; the first joins Barack
+    Obama, the second becomes a new person."""
+    c.go("galleries")
+    c.wait(lambda d: c.all('[data-subject="barack-obama"]'), what="the collection with Barack Obama open")
+    c.idle()
+    c.find("#unnamed-file").send_keys("\n".join(photo(n) for n in ("obama2.jpg", "obama3.jpg", "rose_leslie_img1.jpg")))
+    c.wait(lambda d: sorted(e.get_attribute("data-cluster-size") for e in c.all("[data-cluster-size]")) == ["1", "2"],
+           what="two groups of unnamed faces (2 and 1)")
+    c.idle()
+    assert len(c.all('[data-cluster-size="2"] canvas.thumb')) == 2, "the pair's thumbnails"
+    c.screenshot("galleries-unnamed")
+    Select(c.find('[data-cluster-size="2"] select')).select_by_visible_text("Barack Obama")
+    c.find('[data-cluster-size="2"] button[type=submit]').click()
+    c.wait(lambda d: "3 faces enrolled" in c.find('[data-subject="barack-obama"]').text,
+           what="the pair added to Barack Obama")
+    c.idle()
+    c.find('[data-cluster-size="1"] input').send_keys("Rose Leslie" + Keys.ENTER)
+    c.wait(lambda d: c.all('[data-subject="rose-leslie"]'), what="Rose Leslie made from the last group")
+    c.idle()
+    assert not c.all("[data-cluster-size]"), "no group left"
+    assert "No unnamed faces." in c.find("#unnamed").text
+    assert not c.error_text(), c.error_text()
+
+
 def model_state(c: Console, model: str) -> str:
     token = login(c.port)
     r = request(c.port, "GET", "/system/models", headers={"Authorization": f"Bearer {token}"})
@@ -452,6 +478,7 @@ def test_only_documented_paths(c: Console) -> None:
 TESTS = [test_served_with_security_headers, test_analyze_before_sign_in, test_sign_in_with_the_keyboard_only,
          test_a_wrong_password_shows_the_api_error, test_analyze_draws_six_faces,
          test_an_invalid_image_shows_the_api_error, test_verify_a_same_person_pair, test_galleries_enrol_and_identify,
+         test_unnamed_faces_grouped_and_named,
          test_models_unload_and_load, test_audit_log_with_filters, test_narrow_screen,
          test_user_role_sees_no_admin_page, test_a_reload_signs_out_and_storage_holds_nothing,
          test_only_documented_paths]

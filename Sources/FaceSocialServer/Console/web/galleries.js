@@ -1,5 +1,6 @@
 // Galleries: collections, subjects with thumbnails cut from the enrolled photos in this browser
-// only, enrolment by drop, identify with each face labelled, erase and export a subject.
+// only, enrolment by drop, identify with each face labelled, erase and export a subject; faces
+// added without a name, shown in the groups the server made of them, named or erased a group at a time.
 
 import { call, can } from './api.js';
 import { h, attempt, dropZone, PhotoSlot, numberValue } from './ui.js';
@@ -8,6 +9,8 @@ import { photo, thumbnails } from './draw.js';
 const $ = (id) => document.getElementById(id);
 /** subject id → canvases of its enrolled faces: page memory only, gone on reload. */
 const thumbs = new Map();
+/** unnamed face id → its canvas, cut in this browser when the photo was added: page memory only. */
+const unnamedThumbs = new Map();
 const identifySlot = new PhotoSlot();
 let selected = null;
 
@@ -33,6 +36,7 @@ export const galleriesPage = {
   },
   reset() {
     thumbs.clear();
+    unnamedThumbs.clear();
     identifySlot.release();
     selected = null;
     $('collections').replaceChildren();
@@ -70,12 +74,91 @@ async function showCollection(collection) {
   view.replaceChildren(
     h('h2', {}, collection.name),
     h('p', { class: 'note' }, `${answer.data.total} ${answer.data.total === 1 ? 'person' : 'people'}, ${faces} `
-      + `${faces === 1 ? 'face' : 'faces'} enrolled${answer.data.total > subjects.length ? ` (the first ${subjects.length} shown)` : ''}.`),
+      + `${faces === 1 ? 'face' : 'faces'} enrolled${answer.data.total > subjects.length ? ` (the first ${subjects.length} shown)` : ''}; `
+      + `recognition model ${collection.recognition_model}.`),
     can('collections:write') ? subjectForm(collection) : null,
     h('ul', { class: 'subjects', 'aria-label': 'People' },
       subjects.length ? subjects.map((subject) => subjectCard(collection, subject)) : h('li', { class: 'note' }, 'No one enrolled yet.')),
+    await unnamedPanel(collection, subjects),
     identifyPanel(collection, previous),
   );
+}
+
+/** Faces not named yet: photos dropped here are enrolled without a subject and the server groups
+ * their faces by who they look like; each group can be named (a new person or one listed above)
+ * or erased. */
+async function unnamedPanel(collection, subjects) {
+  const base = `/v1/collections/${collection.id}`;
+  const answer = await attempt(() => call('GET', `${base}/clusters`, {
+    query: { faces: 8, limit: 100 }, label: 'reading the groups of unnamed faces',
+  }));
+  const clusters = answer ? answer.data.items : [];
+  const input = h('input', { id: 'unnamed-file', type: 'file', accept: 'image/jpeg,image/png,image/webp', multiple: true });
+  const zone = h('div', { class: 'drop small', 'data-drop': true },
+    h('label', { for: 'unnamed-file' }, 'Add photos of people not named yet',
+      h('span', {}, 'drop them here, or choose files: their faces are grouped by who they look like')), input);
+  dropZone(zone, input, async (file) => {
+    const form = new FormData();
+    form.append('image', file, file.name);
+    const added = await attempt(() => call('POST', `${base}/faces`, { form, query: { mode: 'all' }, label: `adding ${file.name}` }));
+    if (!added) return;
+    const placed = added.data.faces;
+    const canvases = await thumbnails(file, placed.map((item) => item.face.bbox)).catch(() => []);
+    placed.forEach((item, index) => { if (canvases[index]) unnamedThumbs.set(item.face.id, canvases[index]); });
+  }, { multiple: true, done: () => loadCollections() });
+  return h('div', { class: 'card unnamed', id: 'unnamed' },
+    h('h2', {}, 'Not named yet'),
+    h('p', { class: 'note' }, clusters.length
+      ? `${answer.data.total} ${answer.data.total === 1 ? 'group' : 'groups'} of faces, largest first.`
+      : 'No unnamed faces.'),
+    can('face:enroll') ? zone : null,
+    h('ul', { class: 'subjects', 'aria-label': 'Groups of unnamed faces' },
+      clusters.map((cluster) => clusterCard(base, cluster, subjects))));
+}
+
+function clusterCard(base, cluster, subjects) {
+  const id = `cluster-name-${cluster.id}`;
+  const name = h('input', { id, maxlength: 200, placeholder: 'a new person' });
+  const existing = h('select', { 'aria-label': 'or add to a person listed above' },
+    h('option', { value: '' }, 'or add to…'), subjects.map((subject) => h('option', { value: subject.id }, subject.name)));
+  const assign = async (event) => {
+    event.preventDefault();
+    const json = existing.value
+      ? { subject_id: existing.value }
+      : {
+        external_id: name.value.trim().toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, ''),
+        name: name.value.trim(),
+      };
+    if (!json.subject_id && !json.name) return;
+    const answer = await attempt(() => call('POST', `${base}/clusters/${cluster.id}/assign`, { json, label: 'naming the group' }));
+    if (!answer) return;
+    // The group's thumbnails follow its faces to the person.
+    const moved = cluster.faces.map((face) => unnamedThumbs.get(face.id)).filter(Boolean);
+    thumbs.set(answer.data.subject.id, [...(thumbs.get(answer.data.subject.id) || []), ...moved]);
+    loadCollections();
+  };
+  const erase = h('button', { type: 'button', class: 'danger' }, 'Erase');
+  let armed = null;
+  erase.addEventListener('click', async () => {
+    if (!armed) {
+      erase.textContent = `Confirm: erase these ${cluster.size} faces`;
+      armed = setTimeout(() => {
+        armed = null;
+        erase.textContent = 'Erase';
+      }, 6000);
+      return;
+    }
+    clearTimeout(armed);
+    if (await attempt(() => call('DELETE', `${base}/clusters/${cluster.id}`, { label: 'erasing the group' }))) loadCollections();
+  });
+  const canvases = cluster.faces.map((face) => unnamedThumbs.get(face.id)).filter(Boolean);
+  return h('li', { class: 'card subject cluster', 'data-cluster-size': String(cluster.size) },
+    h('h3', {}, `${cluster.size} ${cluster.size === 1 ? 'face' : 'faces'}`),
+    h('div', { class: 'thumbs' }, canvases.length ? canvases
+      : h('span', { class: 'note' }, 'Added earlier: no photo here (the server keeps none).')),
+    can('collections:write') ? h('form', { class: 'inline-form', onsubmit: assign },
+      h('label', { for: id }, 'Name'), name, existing, h('button', { type: 'submit' }, 'Name this group')) : null,
+    can('collections:write') ? h('div', { class: 'actions' }, erase) : null);
 }
 
 function subjectForm(collection) {

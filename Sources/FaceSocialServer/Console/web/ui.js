@@ -58,11 +58,14 @@ export async function attempt(action) {
  * Wires a drop zone: a file dropped on `zone` or picked with `input` calls `onFile(file)`.
  * The zone is marked while a file is dragged over it.
  */
-export function dropZone(zone, input, onFile) {
-  input.addEventListener('change', () => {
-    const file = input.files && input.files[0];
-    if (file) onFile(file);
-  });
+export function dropZone(zone, input, onFile, { multiple = false, done = null } = {}) {
+  // Several files go one after the other, so their answers come in the order they were given.
+  const take = async (files) => {
+    const list = Array.from(files || []).slice(0, multiple ? undefined : 1);
+    for (const file of list) await onFile(file);
+    if (done && list.length) await done();
+  };
+  input.addEventListener('change', () => take(input.files));
   zone.addEventListener('dragover', (event) => {
     event.preventDefault();
     zone.classList.add('over');
@@ -71,8 +74,7 @@ export function dropZone(zone, input, onFile) {
   zone.addEventListener('drop', (event) => {
     event.preventDefault();
     zone.classList.remove('over');
-    const file = event.dataTransfer.files && event.dataTransfer.files[0];
-    if (file) onFile(file);
+    take(event.dataTransfer.files);
   });
 }
 
