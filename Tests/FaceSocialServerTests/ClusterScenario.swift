@@ -202,6 +202,48 @@ extension GalleryScenario {
         #expect(gone[path: "data.faces_erased"] as? Int == 3)
         let otherID = try #require(UUID(uuidString: other))
         #expect(try await UnnamedFace.query(on: app.db).filter(\.$collectionID == otherID).count() == 0)
+
+        // Bulk import without names: batch items without external_id enrol every face of their
+        // image unnamed (JSON), as does a multipart part whose external_ids entry is empty.
+        let imported = try await c.createCollection("clusters-import-\(UUID().uuidString.prefix(8))")
+        let items: [[String: Any]] = [
+            ["image": Data(try testImage("kit_harington_john1.jpeg")).base64EncodedString()],
+            ["image": Data(try testImage("kit_harington_john2.jpeg")).base64EncodedString()],
+            ["external_id": "rose", "image": Data(try testImage("rose_leslie_img1.jpg")).base64EncodedString()],
+        ]
+        let batch = try await c.json(
+            .POST, "/v1/collections/\(imported)/batch/enroll", template: "/v1/collections/{collection}/batch/enroll",
+            ["items": items])
+        let results = try #require(batch[path: "data.items"] as? [[String: Any]])
+        #expect(batch[path: "data.succeeded"] as? Int == 3, "\(batch)")
+        let kitClusters = results.prefix(2).map {
+            ($0[path: "unnamed.faces"] as? [[String: Any]])?.first?[path: "face.cluster_id"] as? String
+        }
+        #expect(kitClusters[0] != nil && kitClusters[0] == kitClusters[1], "\(results.prefix(2))")
+        #expect(results[2][path: "data.subject_id"] != nil && results[2]["unnamed"] == nil)
+        var form = Multipart()
+        form.file("first", try testImage("obama.jpg"), filename: "obama.jpg")
+        form.file("second", try testImage("obama2.jpg"), filename: "obama2.jpg")
+        form.field("external_ids", "obama,")
+        var headers = form.headers
+        headers.add(contentsOf: try await c.auth())
+        try await app.testing().test(
+            .POST, "/v1/collections/\(imported)/batch/enroll", headers: headers, body: form.body()
+        ) { res in
+            #expect(res.status == .ok, "\(res.body.string.prefix(300))")
+            expectConforms("POST", "/v1/collections/{collection}/batch/enroll", res)
+            let answer = body(res)
+            #expect(
+                answer[path: "data.items"].flatMap { ($0 as? [[String: Any]])?.first?["external_id"] } as? String
+                    == "obama")
+            #expect(
+                ((answer[path: "data.items"] as? [[String: Any]])?.last?[path: "unnamed.faces"] as? [Any])?.count == 1)
+        }
+        let importedClusters = try await c.json(
+            .GET, "/v1/collections/\(imported)/clusters", template: "/v1/collections/{collection}/clusters")
+        #expect(
+            (importedClusters[path: "data.items"] as? [[String: Any]])?.map { $0["size"] as? Int } == [2, 1],
+            "kit's pair and obama2 (obama.jpg was named): \(importedClusters)")
     }
 }
 

@@ -133,6 +133,8 @@ struct BatchEnrolResponse: Content {
         let index: Int
         let externalID: String?
         let data: EnrolResponse?
+        /// An item without external_id: its faces, enrolled unnamed into the clusters.
+        var unnamed: UnnamedEnrolResponse? = nil
         let error: BatchResponse.ItemError?
     }
     let items: [Item]

@@ -236,9 +236,13 @@ struct GalleryRoutes: RouteCollection {
                         externalID: fields["external_id"]?.scalarText, name: fields["name"]?.scalarText, image: image))
             }
         } else {
-            let ids = (try input.text(.externalIDs) ?? "").split(separator: ",").map {
-                $0.trimmingCharacters(in: .whitespaces)
-            }
+            // Without the field every image is unnamed; an empty entry makes that one unnamed.
+            let ids =
+                try input.text(.externalIDs).map { text in
+                    text.split(separator: ",", omittingEmptySubsequences: false).map {
+                        $0.trimmingCharacters(in: .whitespaces)
+                    }
+                } ?? Array(repeating: "", count: input.imageList.count)
             guard ids.count == input.imageList.count else {
                 throw APIError.validation(
                     "external_ids must name one subject per image (\(input.imageList.count) images, \(ids.count) ids)",
@@ -269,22 +273,28 @@ struct GalleryRoutes: RouteCollection {
         return (input, p, filter, items, collectionID)
     }
 
-    /// Enrols one item (creating its subject when missing); a failure is the item's result.
+    /// Enrols one item (creating its subject when missing), or, without an external id, every
+    /// face of its image unnamed into the collection's clusters; a failure is the item's result.
     func enrolItem(
         _ index: Int, _ item: BatchItem, parameters p: FaceParameters, quality filter: QualityFilter,
         collectionID: UUID, context: RequestContext
     ) async -> BatchEnrolResponse.Item {
         do {
-            guard let raw = item.externalID else {
-                throw APIError.validation("item \(index) has no external_id", field: "external_id")
-            }
-            let externalID = try TextPolicy.checked(raw, field: "external_id")
             guard let image = item.image, !image.isEmpty else {
                 throw APIError.invalidImage("item \(index) has no valid base64 image")
             }
             guard image.count <= config.imageLimits.maxBytes else {
                 throw APIError.imageTooLarge("item \(index) exceeds \(config.imageLimits.maxBytes) bytes")
             }
+            guard let raw = item.externalID, !raw.isEmpty else {
+                let threshold = try await useCases.model(of: collectionID).recognizer.threshold(config)
+                let enrolled = try await useCases.enrolUnnamed(
+                    image, parameters: p, mode: .all, quality: filter, collectionID: collectionID,
+                    threshold: threshold, context: context)
+                return .init(
+                    index: index, externalID: nil, data: nil, unnamed: try UnnamedEnrolResponse(enrolled), error: nil)
+            }
+            let externalID = try TextPolicy.checked(raw, field: "external_id")
             let data = try EnrolResponse(
                 try await useCases.enrolItem(
                     image, externalID: externalID, name: item.name, parameters: p, quality: filter,

@@ -16,7 +16,7 @@ extension OpenAPIDocument {
         array(
             object(
                 [
-                    "index": integer, "external_id": string, "data": ref("Enrol"),
+                    "index": integer, "external_id": string, "data": ref("Enrol"), "unnamed": ref("UnnamedEnrol"),
                     "error": object(["code": string, "message": string, "details": map(string)]),
                 ], required: ["index"]))
     }
@@ -149,13 +149,24 @@ extension OpenAPIDocument {
                         "items": array(
                             object(
                                 [
-                                    "external_id": string, "name": string,
+                                    "external_id": [
+                                        "type": "string",
+                                        "description":
+                                            "the subject (created when missing); without it every face of the image "
+                                            + "is enrolled unnamed into the clusters",
+                                    ],
+                                    "name": string,
                                     "image": ["type": "string", "contentEncoding": "base64"],
-                                ], required: ["external_id", "image"]))
+                                ], required: ["image"]))
                     ])
                 ],
                 "multipart/form-data": [
-                    "schema": object(["external_ids": ["type": "string", "description": "one id per image part"]])
+                    "schema": object([
+                        "external_ids": [
+                            "type": "string",
+                            "description": "one id per image part, in order; an empty one enrols that image unnamed",
+                        ]
+                    ])
                 ],
             ],
         ]

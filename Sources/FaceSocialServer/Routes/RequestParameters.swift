@@ -117,10 +117,12 @@ extension RequestParameter {
             + "needs the face:enroll permission")
     static let externalIDs = RequestParameter(
         name: "external_ids", kind: .value(description: "comma-separated, one per image part"),
-        summary: "the subject of each image part (multipart)", place: .body)
+        summary: "the subject of each image part (multipart); an empty entry, or no field, enrols that image unnamed",
+        place: .body)
     static let batchItems = RequestParameter(
         name: "items", kind: .value(description: "objects with external_id, name and a base64 image"),
-        summary: "the people to enrol (JSON)", place: .body)
+        summary: "the people to enrol (JSON); an item without external_id enrols every face of its image unnamed",
+        place: .body)
 
     /// The detector options every route that finds faces reads.
     static let detection: [RequestParameter] = [
