@@ -331,6 +331,17 @@ def test_galleries_enrol_and_identify(c: Console) -> None:
     c.wait(lambda d: not c.all('[data-subject="joe-biden"]'), what="Joe Biden erased")
 
 
+def test_the_non_commercial_model_needs_the_operators_opt_in(c: Console) -> None:
+    """A collection on w600k_mbf from a server without the licence opt-in: the API's reason shown."""
+    c.go("galleries")
+    Select(c.find("#collection-model")).select_by_value("w600k_mbf")
+    c.find("#collection-name").send_keys(f"w600k-{uuid.uuid4().hex[:6]}" + Keys.ENTER)
+    c.wait(lambda d: "MODEL_LICENCE_NOT_ACCEPTED" in c.error_text(), what="the licence refusal shown")
+    assert "insightface-noncommercial" in c.error_text(), c.error_text()
+    Select(c.find("#collection-model")).select_by_value("sface")
+    c.find("#collection-name").clear()
+
+
 def test_unnamed_faces_grouped_and_named(c: Console) -> None:
     """Photos added without names in the collection the previous test left open (Barack Obama
     enrolled): obama2 and obama3 form one group, rose_leslie_img1 another; the first joins Barack
@@ -478,7 +489,7 @@ def test_only_documented_paths(c: Console) -> None:
 TESTS = [test_served_with_security_headers, test_analyze_before_sign_in, test_sign_in_with_the_keyboard_only,
          test_a_wrong_password_shows_the_api_error, test_analyze_draws_six_faces,
          test_an_invalid_image_shows_the_api_error, test_verify_a_same_person_pair, test_galleries_enrol_and_identify,
-         test_unnamed_faces_grouped_and_named,
+         test_unnamed_faces_grouped_and_named, test_the_non_commercial_model_needs_the_operators_opt_in,
          test_models_unload_and_load, test_audit_log_with_filters, test_narrow_screen,
          test_user_role_sees_no_admin_page, test_a_reload_signs_out_and_storage_holds_nothing,
          test_only_documented_paths]

@@ -21,7 +21,8 @@ export const galleriesPage = {
     $('collection-form').addEventListener('submit', async (event) => {
       event.preventDefault();
       const name = $('collection-name').value.trim();
-      const answer = await attempt(() => call('POST', '/v1/collections', { json: { name }, label: 'creating the collection' }));
+      const json = { name, recognition_model: $('collection-model').value };
+      const answer = await attempt(() => call('POST', '/v1/collections', { json, label: 'creating the collection' }));
       if (!answer) return;
       $('collection-name').value = '';
       selected = answer.data.id;
