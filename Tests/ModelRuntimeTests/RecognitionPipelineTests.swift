@@ -28,23 +28,29 @@ actor RecognitionFixtures {
     }
 
     /// Sessions compile synchronously inside the actor, so concurrent first uses share one load.
-    /// Every model runs in float32 so the numbers match the reference implementations.
-    func session(_ file: String, input: String, shape: [Int]) throws -> any InferenceSession {
-        if let session = sessions[file] { return session }
+    /// Every model runs in float32 so the numbers match the reference implementations, unless a
+    /// test asks for another precision to compare with them.
+    func session(
+        _ file: String, input: String, shape: [Int], precision: InferencePrecision = .f32
+    ) throws -> any InferenceSession {
+        let key = "\(file) \(precision)"
+        if let session = sessions[key] { return session }
         let engine = try engine ?? OpenVINOEngine()
         self.engine = engine
         let session = try engine.load(
             modelAt: modelDirectory.appendingPathComponent(file).path,
-            options: SessionOptions(precision: .f32, inputShapes: [input: shape]))
-        sessions[file] = session
+            options: SessionOptions(precision: precision, inputShapes: [input: shape]))
+        sessions[key] = session
         return session
     }
 
     func yunet() throws -> any InferenceSession {
         try session("detection/yunet_2023mar.onnx", input: YuNet.inputName, shape: [1, 3, 640, 640])
     }
-    func sface() throws -> any InferenceSession {
-        try session("recognition/sface_2021dec.onnx", input: FaceRecognizer.sface.inputName, shape: [1, 3, 112, 112])
+    func sface(_ precision: InferencePrecision = .f32) throws -> any InferenceSession {
+        try session(
+            "recognition/sface_2021dec.onnx", input: FaceRecognizer.sface.inputName, shape: [1, 3, 112, 112],
+            precision: precision)
     }
     func age() throws -> any InferenceSession {
         try session("attributes/age_v1.onnx", input: AgeEstimator.inputName, shape: [1, 3, 64, 64])
@@ -146,6 +152,39 @@ struct RecognitionPipelineTests {
         }
         // Every same-person pair, the small and 1080p copies included, beats every different one.
         #expect(minSame > maxDifferent)
+    }
+
+    /// The manifest lets SFace run in bf16 where the CPU computes bf16 natively and the tuner
+    /// measures it faster (docs/models.md): its embeddings must stay those of float32, so that the
+    /// threshold set on float32 and the galleries enrolled in float32 keep their meaning.
+    @Test func sfaceInBF16KeepsTheEmbeddingsAndTheDecisions() async throws {
+        let fixtures = RecognitionFixtures.shared
+        let bf16 = try await fixtures.sface(.bf16)
+        let photos = identities.flatMap(\.photos)
+        var f32Embedding: [String: [Float]] = [:]
+        var bf16Embedding: [String: [Float]] = [:]
+        var report = "SFace bf16 against float32 (same YuNet face):\n"
+        for name in photos {
+            let photo = try await fixtures.photo(name)
+            f32Embedding[name] = try await fixtures.embedding(name)
+            bf16Embedding[name] = try await FaceRecognizer.sface.embed(photo.image, face: photo.face, runner: bf16)
+            let agreement = EmbeddingMath.cosine(f32Embedding[name]!, bf16Embedding[name]!)
+            report += String(format: "  %@ cosine(f32, bf16) %.4f\n", name as NSString, agreement)
+            #expect(agreement > 0.999, "\(name): \(agreement)")
+        }
+        var worstShift: Float = 0
+        for i in photos.indices {
+            for j in (i + 1)..<photos.count {
+                let (a, b) = (photos[i], photos[j])
+                let f32 = EmbeddingMath.cosine(f32Embedding[a]!, f32Embedding[b]!)
+                let shifted = EmbeddingMath.cosine(bf16Embedding[a]!, bf16Embedding[b]!)
+                worstShift = max(worstShift, abs(shifted - f32))
+                #expect((f32 >= samePersonThreshold) == (shifted >= samePersonThreshold), "\(a) vs \(b)")
+            }
+        }
+        report += String(format: "  largest change of a pair's similarity: %.4f", worstShift)
+        print(report)
+        #expect(worstShift < 0.01)
     }
 
     @Test func ageAndGenderMatchThePeople() async throws {

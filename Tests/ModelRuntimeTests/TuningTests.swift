@@ -133,6 +133,11 @@ struct TuningTests {
         #expect(
             await second.tune(changed, base: SessionOptions(), path: "unused", engine: engine, engineName: "openvino")
                 .1.source == .measured)
+        // A manifest entry that now allows only float32 (or newly allows bf16) is measured anew.
+        let narrowed = try tuningEntry(precision: .f32)
+        #expect(
+            await second.tune(narrowed, base: SessionOptions(), path: "unused", engine: engine, engineName: "openvino")
+                .1.source == .measured)
         // `facesocial tune` measures even with an answer cached.
         #expect(
             await second.tune(

@@ -92,7 +92,9 @@ public struct ConfigVariable: Sendable {
             ),
             .init(
                 name: "FACESOCIAL_TUNING_FILE", defaultValue: "(tuning.json in FACESOCIAL_DATA_DIR)",
-                summary: "where measured tuning choices are kept, keyed by CPU model, cores, engine and model hash"),
+                summary:
+                    "where measured tuning choices are kept, keyed by CPU model, cores, engine, model hash and the precision the manifest allows"
+            ),
             .init(
                 name: "FACESOCIAL_OV_PERFORMANCE_HINT", defaultValue: "(tuned)",
                 summary:

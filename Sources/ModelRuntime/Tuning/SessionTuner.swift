@@ -145,7 +145,7 @@ public struct TuningSettings: Sendable, Equatable {
 
 /// Chooses precision and hint per model by a short measurement on the CPU that runs, at the first
 /// load of a model on a CPU it has not seen (or by `facesocial tune`), and keeps the answer in a
-/// JSON file keyed by CPU model, core count, engine and model hash. A flag or the machine the code
+/// JSON file keyed by CPU model, core count, engine, model hash and allowed precision. A flag or the machine the code
 /// was written on decides nothing: bf16 was slower than float32 for YuNet on one CPU with native
 /// bf16 and faster on another.
 public final class SessionTuner: Sendable {
@@ -165,9 +165,10 @@ public final class SessionTuner: Sendable {
         self.window = window
     }
 
-    /// The cache key of a model on this CPU and engine.
+    /// The cache key of a model on this CPU and engine. The precision the manifest allows is part
+    /// of it: a manifest that starts allowing bf16 has a candidate the cached answer never measured.
     public func key(for entry: ModelManifest.Entry, engine: String) -> String {
-        "\(cpu.model)|\(cpu.cores) cores|\(engine)|\(entry.id)|\(entry.sha256)"
+        "\(cpu.model)|\(cpu.cores) cores|\(engine)|\(entry.id)|\(entry.sha256)|allows \(entry.precision.rawValue)"
     }
 
     /// The options to compile `entry` with on the CPU, measured or cached, and the record of how
