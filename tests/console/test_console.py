@@ -327,7 +327,10 @@ def test_galleries_enrol_and_identify(c: Console) -> None:
     # Erase: two steps.
     erase = c.find('[data-subject="joe-biden"] button.danger')
     erase.click()
-    c.find('[data-subject="joe-biden"] button.danger').click()
+    armed = c.find('[data-subject="joe-biden"] button.danger')
+    assert armed.text.startswith("Confirm: erase Joe Biden"), armed.text
+    assert c.all('[data-subject="joe-biden"]'), "the first click erased"
+    armed.click()
     c.wait(lambda d: not c.all('[data-subject="joe-biden"]'), what="Joe Biden erased")
 
 

@@ -3,10 +3,12 @@
 // added without a name, shown in the groups the server made of them, named or erased a group at a time.
 
 import { call, can } from './api.js';
-import { h, attempt, dropZone, PhotoSlot, numberValue } from './ui.js';
+import { h, attempt, dropZone, eraseButton, PhotoSlot, numberValue } from './ui.js';
 import { photo, thumbnails } from './draw.js';
 
 const $ = (id) => document.getElementById(id);
+// An external id made from a display name when none is given: "Rose Leslie" → "rose-leslie".
+const slug = (text) => text.trim().toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
 /** subject id → canvases of its enrolled faces: page memory only, gone on reload. */
 const thumbs = new Map();
 /** unnamed face id → its canvas, cut in this browser when the photo was added: page memory only. */
@@ -127,7 +129,7 @@ function clusterCard(base, cluster, subjects) {
     const json = existing.value
       ? { subject_id: existing.value }
       : {
-        external_id: name.value.trim().toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, ''),
+        external_id: slug(name.value),
         name: name.value.trim(),
       };
     if (!json.subject_id && !json.name) return;
@@ -138,18 +140,7 @@ function clusterCard(base, cluster, subjects) {
     thumbs.set(answer.data.subject.id, [...(thumbs.get(answer.data.subject.id) || []), ...moved]);
     loadCollections();
   };
-  const erase = h('button', { type: 'button', class: 'danger' }, 'Erase');
-  let armed = null;
-  erase.addEventListener('click', async () => {
-    if (!armed) {
-      erase.textContent = `Confirm: erase these ${cluster.size} faces`;
-      armed = setTimeout(() => {
-        armed = null;
-        erase.textContent = 'Erase';
-      }, 6000);
-      return;
-    }
-    clearTimeout(armed);
+  const erase = eraseButton(`Confirm: erase these ${cluster.size} faces`, async () => {
     if (await attempt(() => call('DELETE', `${base}/clusters/${cluster.id}`, { label: 'erasing the group' }))) loadCollections();
   });
   const canvases = cluster.faces.map((face) => unnamedThumbs.get(face.id)).filter(Boolean);
@@ -169,7 +160,7 @@ function subjectForm(collection) {
     class: 'card inline-form',
     onsubmit: async (event) => {
       event.preventDefault();
-      const externalID = external.value.trim() || name.value.trim().toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+      const externalID = external.value.trim() || slug(name.value);
       const answer = await attempt(() => call('POST', `/v1/collections/${collection.id}/subjects`, {
         json: { external_id: externalID, name: name.value.trim() }, label: 'adding the person',
       }));
@@ -189,19 +180,7 @@ function subjectCard(collection, subject) {
   const zone = h('div', { class: 'drop small', 'data-drop': true },
     h('label', { for: id }, `Enrol a photo of ${subject.name}`, h('span', {}, 'drop it here, or choose a file')), input);
   dropZone(zone, input, (file) => enrol(base, subject, file));
-  const erase = h('button', { type: 'button', class: 'danger' }, 'Erase');
-  let armed = null;
-  erase.addEventListener('click', async () => {
-    if (!armed) {
-      // Two steps, so one stray key press erases nothing.
-      erase.textContent = `Confirm: erase ${subject.name} and every embedding`;
-      armed = setTimeout(() => {
-        armed = null;
-        erase.textContent = 'Erase';
-      }, 6000);
-      return;
-    }
-    clearTimeout(armed);
+  const erase = eraseButton(`Confirm: erase ${subject.name} and every embedding`, async () => {
     const answer = await attempt(() => call('DELETE', base, { label: `erasing ${subject.name}` }));
     if (answer) {
       thumbs.delete(subject.id);

@@ -58,6 +58,28 @@ export async function attempt(action) {
  * Wires a drop zone: a file dropped on `zone` or picked with `input` calls `onFile(file)`.
  * The zone is marked while a file is dragged over it.
  */
+// A button that erases only on a second click within six seconds, so one stray key press erases
+// nothing; the first click says what the second one will do.
+export function eraseButton(confirmText, onConfirm) {
+  const button = h('button', { type: 'button', class: 'danger' }, 'Erase');
+  let armed = null;
+  button.addEventListener('click', async () => {
+    if (!armed) {
+      button.textContent = confirmText;
+      armed = setTimeout(() => {
+        armed = null;
+        button.textContent = 'Erase';
+      }, 6000);
+      return;
+    }
+    clearTimeout(armed);
+    armed = null;
+    button.textContent = 'Erase';
+    await onConfirm();
+  });
+  return button;
+}
+
 export function dropZone(zone, input, onFile, { multiple = false, done = null } = {}) {
   // Several files go one after the other, so their answers come in the order they were given.
   const take = async (files) => {
