@@ -369,6 +369,21 @@ def test_unnamed_faces_grouped_and_named(c: Console) -> None:
     assert not c.all("[data-cluster-size]"), "no group left"
     assert "No unnamed faces." in c.find("#unnamed").text
     assert not c.error_text(), c.error_text()
+    # Identify with "keep unknown faces": Joe Biden (erased earlier) matches nobody and is kept as a
+    # group of one, with the face cut from the photo; the group's Erase takes two clicks.
+    c.find("#identify-keep").click()
+    c.upload("#identify-file", "biden.jpg")
+    c.wait(lambda d: c.all('#identify-result [data-kept]'), what="the unknown face kept")
+    c.wait(lambda d: c.all('[data-cluster-size="1"] canvas.thumb'), what="the kept face as a group with its thumbnail")
+    c.idle()
+    assert c.find("#identify-keep").is_selected(), "the box stays checked across the page's refresh"
+    assert c.find('#identify-result [data-identified]').get_attribute("data-identified") == "unknown"
+    c.find('[data-cluster-size="1"] button.danger').click()
+    armed = c.find('[data-cluster-size="1"] button.danger')
+    assert armed.text == "Confirm: erase this face", armed.text
+    armed.click()
+    c.wait(lambda d: not c.all("[data-cluster-size]"), what="the kept group erased")
+    assert not c.error_text(), c.error_text()
 
 
 def model_state(c: Console, model: str) -> str:

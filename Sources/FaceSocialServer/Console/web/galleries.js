@@ -14,6 +14,8 @@ const thumbs = new Map();
 /** unnamed face id → its canvas, cut in this browser when the photo was added: page memory only. */
 const unnamedThumbs = new Map();
 const identifySlot = new PhotoSlot();
+// The identify panel's "keep unknown faces" box, kept across the page's re-renders.
+let keepUnmatched = false;
 let selected = null;
 
 export const galleriesPage = {
@@ -140,7 +142,7 @@ function clusterCard(base, cluster, subjects) {
     thumbs.set(answer.data.subject.id, [...(thumbs.get(answer.data.subject.id) || []), ...moved]);
     loadCollections();
   };
-  const erase = eraseButton(`Confirm: erase these ${cluster.size} faces`, async () => {
+  const erase = eraseButton(cluster.size === 1 ? 'Confirm: erase this face' : `Confirm: erase these ${cluster.size} faces`, async () => {
     if (await attempt(() => call('DELETE', `${base}/clusters/${cluster.id}`, { label: 'erasing the group' }))) loadCollections();
   });
   const canvases = cluster.faces.map((face) => unnamedThumbs.get(face.id)).filter(Boolean);
@@ -226,12 +228,18 @@ function identifyPanel(collection, previous) {
     h('label', { for: 'identify-file' }, 'Who is in this photo?', h('span', {}, 'drop it here, or choose a file')), input);
   const threshold = h('input', { id: 'identify-threshold', type: 'number', min: -1, max: 1, step: 0.01 });
   const topK = h('input', { id: 'identify-top-k', type: 'number', min: 1, max: 100, step: 1, value: 3 });
+  // Faces that match nobody can be kept as unnamed faces, grouped with the others to name later.
+  const keep = h('input', { id: 'identify-keep', type: 'checkbox' });
+  keep.checked = keepUnmatched;
+  keep.addEventListener('change', () => { keepUnmatched = keep.checked; });
   const result = previous || h('div', { id: 'identify-result', class: 'result' });
   dropZone(zone, input, async (file) => {
     const form = new FormData();
     form.append('image', file, file.name);
     const answer = await attempt(() => call('POST', `/v1/collections/${collection.id}/identify`, {
-      form, query: { threshold: numberValue(threshold), top_k: numberValue(topK) }, label: 'identifying the faces',
+      form,
+      query: { threshold: numberValue(threshold), top_k: numberValue(topK), ...(keep.checked ? { keep_unmatched: 'true' } : {}) },
+      label: 'identifying the faces',
     }));
     if (!answer) {
       result.replaceChildren();
@@ -240,6 +248,11 @@ function identifyPanel(collection, previous) {
     }
     const { faces, image } = answer.data;
     const name = (face) => (face.unknown || !face.matches.length ? 'unknown' : face.matches[0].name);
+    const kept = faces.filter((face) => face.kept);
+    if (kept.length) {
+      const canvases = await thumbnails(file, kept.map((face) => face.bbox)).catch(() => []);
+      kept.forEach((face, index) => { if (canvases[index]) unnamedThumbs.set(face.kept.id, canvases[index]); });
+    }
     result.replaceChildren(
       h('p', { class: 'summary' }, `${faces.length} ${faces.length === 1 ? 'face' : 'faces'}; threshold ${answer.data.threshold_used}, `
         + `${answer.data.gallery_size} faces in the gallery.`),
@@ -250,14 +263,18 @@ function identifyPanel(collection, previous) {
         }),
         h('ol', { class: 'faces' }, faces.map((face, index) => h('li', { class: 'card face', 'data-identified': name(face) },
           h('h3', {}, `Face ${index + 1}: ${name(face)}`),
+          face.kept ? h('p', { class: 'note', 'data-kept': face.kept.cluster_id }, 'Kept under "Not named yet".') : null,
           h('ul', {}, face.matches.map((match) => h('li', {},
             `${match.name} (${match.external_id}): ${match.similarity.toFixed(3)}${match.is_match ? ', a match' : ''}`))))))));
+    // The kept faces join the groups of the "Not named yet" panel.
+    if (kept.length) loadCollections();
   });
   return h('div', { class: 'card identify' },
     h('h2', {}, 'Identify'),
     zone,
     h('div', { class: 'fields' },
       h('label', {}, 'Threshold (empty: server default)', threshold),
-      h('label', {}, 'Candidates per face', topK)),
+      h('label', {}, 'Candidates per face', topK),
+      can('face:enroll') ? h('label', { class: 'check' }, keep, 'Keep unknown faces to name later') : null),
     result);
 }
