@@ -1,3 +1,4 @@
+import FaceKit
 import FaceSearch
 import Fluent
 import Foundation
@@ -169,6 +170,67 @@ extension GalleryScenario {
             template: "/v1/collections/{collection}/clusters/{cluster}", expect: .notFound)
         #expect(try await clusters().count == 2 + keptFaces.count)
 
+        // Erasing one face of a cluster: rose_leslie's keeps its id with the other face; an
+        // unknown face, or one of another cluster, is 404; the last face takes the cluster along.
+        let faceTemplate = "/v1/collections/{collection}/clusters/{cluster}/faces/{face}"
+        let rose = clusterOf["rose_leslie"]!
+        let roseLeft = try await c.json(
+            .DELETE, "\(base)/clusters/\(rose)/faces/\(faceOf["rose_leslie_img2.jpg"]!)", template: faceTemplate)
+        #expect(roseLeft[path: "data.id"] as? String == faceOf["rose_leslie_img2.jpg"])
+        let roseRemains = roseLeft[path: "data.clusters"] as? [[String: Any]] ?? []
+        #expect(roseRemains.count == 1 && roseRemains.first?["id"] as? String == rose, "\(roseLeft)")
+        #expect(roseRemains.first?["size"] as? Int == 1)
+        for face in [faceOf["rose_leslie_img2.jpg"]!, faceOf["kit_harington_john1.jpeg"]!, UUID().uuidString] {
+            _ = try await c.json(
+                .DELETE, "\(base)/clusters/\(rose)/faces/\(face)", template: faceTemplate, expect: .notFound)
+        }
+        let roseGone = try await c.json(
+            .DELETE, "\(base)/clusters/\(rose)/faces/\(faceOf["rose_leslie_img1.jpg"]!)", template: faceTemplate)
+        #expect((roseGone[path: "data.clusters"] as? [Any])?.isEmpty == true, "\(roseGone)")
+        _ = try await c.json(
+            .GET, "\(base)/clusters/\(rose)", template: "/v1/collections/{collection}/clusters/{cluster}",
+            expect: .notFound)
+        #expect(try await clusters().count == 1 + keptFaces.count)
+
+        // A face that was the only link of its cluster: two faces unlike each other (cosine 0)
+        // joined through a third like both (0.71). Erasing the third splits the cluster in two, the
+        // first keeping its id; the next face like the first joins it, from the rows.
+        let bridged = try await c.createCollection("clusters-split-\(UUID().uuidString.prefix(8))")
+        let bridgedID = try #require(UUID(uuidString: bridged))
+        let store = GalleryStore(gallery: app.gallery)
+        let model = EmbeddingModelKey(id: "sface", version: "2021dec")
+        func unnamed(_ vector: [Float]) throws -> (row: UnnamedFace, vector: [Float]) {
+            let row = try UnnamedFace(
+                face: Box(x: 0, y: 0, width: 100, height: 100), quality: 0.9, embedding: vector,
+                model: (model.id, model.version), collectionID: bridgedID,
+                imageSHA256: String(repeating: "0", count: 64), cipher: app.gallery.cipher)
+            row.source = "enrol"
+            return (row, vector)
+        }
+        let a1 = try unnamed(ClusteringPolicyTests.unit([0: 1]))
+        let a2 = try unnamed(ClusteringPolicyTests.unit([1: 1]))
+        let link = try unnamed(ClusteringPolicyTests.unit([0: 1, 1: 1]))
+        let placed = try await store.storeUnnamed(
+            [a1, link, a2], collectionID: bridgedID, imageSHA256: String(repeating: "0", count: 64), model: model,
+            threshold: Thresholds.verify)
+        #expect(Set(placed.map(\.clusterID)).count == 1, "one cluster through the link")
+        let split = try await c.json(
+            .DELETE, "/v1/collections/\(bridged)/clusters/\(placed[0].clusterID)/faces/\(link.row.id!)",
+            template: faceTemplate)
+        let parts = split[path: "data.clusters"] as? [[String: Any]] ?? []
+        #expect(parts.map { $0["size"] as? Int } == [1, 1], "\(split)")
+        #expect(parts.first?["id"] as? String == placed[0].clusterID.uuidString.lowercased())
+        let rows = try await UnnamedFace.query(on: app.db).filter(\.$collectionID == bridgedID).all()
+        let clusterOfRow = Dictionary(uniqueKeysWithValues: rows.map { ($0.id!, $0.clusterID) })
+        #expect(clusterOfRow[a1.row.id!] == placed[0].clusterID)
+        #expect(clusterOfRow[a2.row.id!] != placed[0].clusterID)
+        #expect(clusterOfRow[a2.row.id!]?.uuidString.lowercased() == parts.last?["id"] as? String)
+        let joined = try await store.storeUnnamed(
+            [try unnamed(ClusteringPolicyTests.unit([0: 1, 5: 0.2]))], collectionID: bridgedID,
+            imageSHA256: String(repeating: "1", count: 64), model: model, threshold: Thresholds.verify)
+        #expect(joined.first?.clusterID == placed[0].clusterID)
+        #expect(joined.first?.merged.isEmpty == true, "a2 stays apart")
+
         // Concurrent enrolments into one collection take turns (each locks the collection's
         // counter row first), so three photos of one person sent at once form one cluster, not
         // three. A 503 (SQLite busy with the other write) is retried, as a client would.
@@ -290,6 +352,19 @@ struct ClusteringPolicyTests {
         }
         #expect(partitions == [[["a1", "a2", "bridge"], ["b1", "b2"], ["c"]]], "\(partitions)")
         #expect(merges > 0, "some orders bring a1 and a2 in as two clusters first")
+    }
+
+    /// What is left when a face leaves a cluster: the connected groups of the others, largest first.
+    @Test func componentsAreTheConnectedGroups() throws {
+        let a1 = Self.unit([0: 1])
+        let a2 = Self.unit([1: 1])
+        let bridge = Self.unit([0: 1, 1: 1])
+        let b = [Self.unit([10: 1]), Self.unit([10: 1, 11: 0.3])]
+        #expect(FaceClustering.components([a1, bridge, a2], threshold: 0.6) == [[0, 1, 2]])
+        #expect(FaceClustering.components([a1, a2], threshold: 0.6) == [[0], [1]])
+        #expect(FaceClustering.components([a1, b[0], a2, b[1]], threshold: 0.6) == [[1, 3], [0], [2]])
+        #expect(FaceClustering.components([a1, b[0], bridge, a2, b[1]], threshold: 0.6) == [[0, 2, 3], [1, 4]])
+        #expect(FaceClustering.components([], threshold: 0.6).isEmpty)
     }
 
     /// A face that links two clusters merges them into the larger, which keeps its id.

@@ -285,6 +285,9 @@ def run(sc: Scenario, server, token: str) -> None:
                          ("DELETE", f"/v1/collections/{coll}/clusters/{uuid.uuid4()}"),
                          ("GET", f"/v1/collections/{coll}/clusters/%00"),
                          ("POST", f"/v1/collections/{coll}/clusters/not-a-cluster/assign"),
+                         ("DELETE", f"/v1/collections/{coll}/clusters/{cluster}/faces/{uuid.uuid4()}"),
+                         ("DELETE", f"/v1/collections/{coll}/clusters/{uuid.uuid4()}/faces/{uuid.uuid4()}"),
+                         ("DELETE", f"/v1/collections/{coll}/clusters/{cluster}/faces/not-a-face"),
                          ("GET", f"/v1/collections/{uuid.uuid4()}/clusters")]:
         call(f"unknown cluster {method} {path[-20:]}", method, path,
              *(json_body({"external_id": "nobody"}) if method == "POST" else (None, None)),

@@ -22,6 +22,7 @@ struct ClusterRoutes: RouteCollection {
         read.get(cluster, use: getCluster)
         write.post(cluster + ["assign"], use: assign)
         write.delete(cluster, use: erase)
+        write.delete(cluster + ["faces", ":face"], use: eraseFace)
     }
 
     /// Faces per cluster in a listing, unless the caller asks for another number.
@@ -132,5 +133,17 @@ struct ClusterRoutes: RouteCollection {
         let erased = try await store.eraseCluster(
             clusterID, in: try GalleryRoutes.uuid(req, "collection"), audit: req.auditActor)
         return req.envelope(DeletedDTO(id: clusterID, deleted: true, facesErased: erased))
+    }
+
+    /// Erases one face of a cluster; the others are grouped again (the cluster may split).
+    @Sendable
+    func eraseFace(_ req: Request) async throws -> Envelope<ClusterFaceErasedDTO> {
+        let collectionID = try GalleryRoutes.uuid(req, "collection")
+        let clusterID = try GalleryRoutes.uuid(req, "cluster")
+        let faceID = try GalleryRoutes.uuid(req, "face")
+        let threshold = try await useCases.model(of: collectionID).recognizer.threshold(config)
+        let remains = try await store.eraseUnnamedFace(
+            faceID, cluster: clusterID, in: collectionID, threshold: threshold, audit: req.auditActor)
+        return req.envelope(ClusterFaceErasedDTO(remains))
     }
 }

@@ -203,6 +203,55 @@ extension GalleryStore {
         return count
     }
 
+    /// What is left of a cluster after one of its faces was erased.
+    struct ClusterRemains {
+        let erased: UUID
+        /// The groups the other faces still form, largest first; the first keeps the cluster's id.
+        let clusters: [(id: UUID, size: Int)]
+    }
+
+    /// Erases one face of a cluster (a wrong face in a group), audited. Single linkage may have
+    /// joined the others only through that face, so they are grouped again at `threshold`: the
+    /// largest group keeps the cluster's id, every other group gets a new one.
+    func eraseUnnamedFace(
+        _ faceID: UUID, cluster clusterID: UUID, in collectionID: UUID, threshold: Float, audit: AuditActor
+    ) async throws -> ClusterRemains {
+        let remains = try await router.primary.transaction { tx -> ClusterRemains in
+            _ = try await gallery.bumpClusters(collectionID, on: tx)
+            let rows = try await UnnamedFace.query(on: tx).filter(\.$collectionID == collectionID)
+                .filter(\.$clusterID == clusterID).all()
+            guard !rows.isEmpty else { throw Self.noCluster(clusterID) }
+            guard let face = rows.first(where: { $0.id == faceID }) else {
+                throw APIError.notFound(
+                    "no face \(faceID.uuidString.lowercased()) in cluster \(clusterID.uuidString.lowercased())")
+            }
+            try await face.delete(on: tx)
+            let rest = rows.filter { $0.id != faceID }
+            let groups = FaceClustering.components(
+                try rest.map { try $0.openEmbedding(with: gallery.cipher) }, threshold: threshold)
+            var clusters: [(id: UUID, size: Int)] = []
+            for (n, group) in groups.enumerated() {
+                let id = n == 0 ? clusterID : UUID()
+                if n > 0 {
+                    try await UnnamedFace.query(on: tx).filter(\.$id ~~ group.map { rest[$0].id! })
+                        .set(\.$clusterID, to: id).update()
+                }
+                clusters.append((id, group.count))
+            }
+            await AuditLog.record(
+                on: tx, by: audit, action: "cluster.face.erase", resourceType: "face",
+                resourceID: faceID.uuidString.lowercased(),
+                details: [
+                    "detail": "from cluster \(clusterID.uuidString.lowercased()); \(rest.count) faces left in "
+                        + "\(clusters.count) clusters"
+                ])
+            return ClusterRemains(erased: faceID, clusters: clusters)
+        }
+        // The loaded indexes hold the old grouping: the next writer reads the rows.
+        gallery.clusterIndexes.forget(collectionID)
+        return remains
+    }
+
     /// After a commit that removed a cluster: the loaded index of the previous version loses it;
     /// any other is dropped (the next writer reads the rows).
     private func dropFromClusterIndexes(_ clusterID: UUID, in collectionID: UUID, clustersVersion: Int64) {

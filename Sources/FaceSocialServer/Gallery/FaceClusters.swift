@@ -83,6 +83,30 @@ enum FaceClustering {
     }
 }
 
+extension FaceClustering {
+    /// The connected groups of same-person pairs (cosine ≥ `threshold`) among `vectors`: what single
+    /// linkage makes of them. Largest first (ties by first member), each group's members in order.
+    /// Used when a face leaves a cluster, since the others may have been linked only through it.
+    static func components(_ vectors: [[Float]], threshold: Float) -> [[Int]] {
+        var parent = Array(vectors.indices)
+        func root(_ i: Int) -> Int {
+            var i = i
+            while parent[i] != i {
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            }
+            return i
+        }
+        for i in vectors.indices {
+            for j in (i + 1)..<vectors.count where root(i) != root(j) {
+                if EmbeddingMath.cosine(vectors[i], vectors[j]) >= threshold { parent[root(j)] = root(i) }
+            }
+        }
+        return Dictionary(grouping: vectors.indices, by: root).values.map { $0.sorted() }
+            .sorted { $0.count > $1.count || ($0.count == $1.count && $0[0] < $1[0]) }
+    }
+}
+
 /// The unnamed faces of each collection and model in memory, subjects being clusters, for the
 /// clustering of new faces. Only writers use it, inside the transaction that has locked the
 /// collection's counter row (`GalleryService.bumpClusters`): a writer takes the index out, uses

@@ -263,6 +263,24 @@ struct ClusterDTO: Content {
     }
 }
 
+/// One face erased from a cluster, and the clusters its other faces now form (none when it was
+/// the last; more than one when it was the only link between them).
+struct ClusterFaceErasedDTO: Content {
+    struct Remaining: Content {
+        @LowercaseUUID var id: UUID
+        let size: Int
+    }
+    @LowercaseUUID var id: UUID
+    let deleted: Bool
+    let clusters: [Remaining]
+
+    init(_ remains: GalleryStore.ClusterRemains) {
+        id = remains.erased
+        deleted = true
+        clusters = remains.clusters.map { Remaining(id: $0.id, size: $0.size) }
+    }
+}
+
 struct ClusterPageDTO: Content {
     let items: [ClusterDTO]
     let total: Int

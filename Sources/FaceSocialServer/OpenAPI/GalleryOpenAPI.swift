@@ -87,6 +87,11 @@ extension OpenAPIDocument {
                 ], required: ["id", "cluster_id", "embedding_model", "quality", "bbox", "source"]),
             "Cluster": object(
                 ["id": string, "size": integer, "faces": array(ref("UnnamedFace"))], required: ["id", "size", "faces"]),
+            "ClusterFaceErased": object(
+                [
+                    "id": string, "deleted": boolean,
+                    "clusters": array(object(["id": string, "size": integer], required: ["id", "size"])),
+                ], required: ["id", "deleted", "clusters"]),
             "ClusterPage": object(
                 ["items": array(ref("Cluster")), "total": integer, "limit": integer, "offset": integer],
                 required: ["items", "total", "limit", "offset"]),
@@ -352,6 +357,13 @@ extension OpenAPIDocument {
                     parameters: [collectionParameter, clusterParameter]),
                 "delete": galleryOperation(
                     "Erase a cluster's faces (audited)", "Deleted", parameters: [collectionParameter, clusterParameter]),
+            ],
+            "/v1/collections/{collection}/clusters/{cluster}/faces/{face}": [
+                "delete": galleryOperation(
+                    "Erase one face of a cluster (a wrong face in a group, audited); the others are grouped again, "
+                        + "so the cluster splits where that face was their only link (the largest part keeps the id)",
+                    "ClusterFaceErased",
+                    parameters: [collectionParameter, clusterParameter, pathParameter("face", "unnamed face id")])
             ],
             "/v1/collections/{collection}/clusters/{cluster}/assign": [
                 "post": galleryOperation(
