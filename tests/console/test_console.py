@@ -369,17 +369,29 @@ def test_unnamed_faces_grouped_and_named(c: Console) -> None:
     assert not c.all("[data-cluster-size]"), "no group left"
     assert "No unnamed faces." in c.find("#unnamed").text
     assert not c.error_text(), c.error_text()
-    # Identify with "keep unknown faces": Joe Biden (erased earlier) matches nobody and is kept as a
-    # group of one, with the face cut from the photo; the group's Erase takes two clicks.
+    # Identify with "keep unknown faces": Kit Harington matches nobody and is kept as a group of
+    # one, with the face cut from the photo; his second photo, added unnamed, joins the group; one
+    # face is taken out of it again ("Not this person", two clicks); the group's Erase takes two.
     c.find("#identify-keep").click()
-    c.upload("#identify-file", "biden.jpg")
+    c.upload("#identify-file", "kit_harington_john1.jpeg")
     c.wait(lambda d: c.all('#identify-result [data-kept]'), what="the unknown face kept")
     c.wait(lambda d: c.all('[data-cluster-size="1"] canvas.thumb'), what="the kept face as a group with its thumbnail")
     c.idle()
     assert c.find("#identify-keep").is_selected(), "the box stays checked across the page's refresh"
     assert c.find('#identify-result [data-identified]').get_attribute("data-identified") == "unknown"
-    c.find('[data-cluster-size="1"] button.danger').click()
-    armed = c.find('[data-cluster-size="1"] button.danger')
+    c.upload("#unnamed-file", "kit_harington_john2.jpeg")
+    c.wait(lambda d: c.all('[data-cluster-size="2"]'), what="the second photo joins the kept face")
+    c.idle()
+    assert len(c.all('[data-cluster-size="2"] canvas.thumb')) == 2, "both faces shown"
+    c.find('[data-cluster-size="2"] .cluster-face button.danger').click()
+    armed = c.find('[data-cluster-size="2"] .cluster-face button.danger')
+    assert armed.text == "Confirm: erase this face", armed.text
+    armed.click()
+    c.wait(lambda d: not c.all('[data-cluster-size="2"]') and c.all('[data-cluster-size="1"]'),
+           what="one face taken out of the group")
+    c.idle()
+    c.find('[data-cluster-size="1"] .actions button.danger').click()
+    armed = c.find('[data-cluster-size="1"] .actions button.danger')
     assert armed.text == "Confirm: erase this face", armed.text
     armed.click()
     c.wait(lambda d: not c.all("[data-cluster-size]"), what="the kept group erased")

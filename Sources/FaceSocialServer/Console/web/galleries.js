@@ -146,10 +146,19 @@ function clusterCard(base, cluster, subjects) {
     if (await attempt(() => call('DELETE', `${base}/clusters/${cluster.id}`, { label: 'erasing the group' }))) loadCollections();
   });
   const canvases = cluster.faces.map((face) => unnamedThumbs.get(face.id)).filter(Boolean);
+  // Each face of a larger group can be taken out (a stranger grouped in by mistake); the server
+  // groups the rest again, so the group may split.
+  const removable = cluster.size > 1 && can('collections:write');
+  const faceItems = cluster.faces.map((face, index) => h('figure', { class: 'cluster-face', 'data-face': face.id },
+    unnamedThumbs.get(face.id) || h('span', { class: 'note' }, `face ${index + 1}, quality ${face.quality.toFixed(2)}`),
+    removable ? eraseButton('Confirm: erase this face', async () => {
+      const path = `${base}/clusters/${cluster.id}/faces/${face.id}`;
+      if (await attempt(() => call('DELETE', path, { label: 'erasing the face' }))) loadCollections();
+    }, { label: 'Not this person' }) : null));
   return h('li', { class: 'card subject cluster', 'data-cluster-size': String(cluster.size) },
     h('h3', {}, `${cluster.size} ${cluster.size === 1 ? 'face' : 'faces'}`),
-    h('div', { class: 'thumbs' }, canvases.length ? canvases
-      : h('span', { class: 'note' }, 'Added earlier: no photo here (the server keeps none).')),
+    canvases.length || removable ? h('div', { class: 'thumbs' }, faceItems) : null,
+    canvases.length ? null : h('p', { class: 'note' }, 'Added earlier: no photo here (the server keeps none).'),
     can('collections:write') ? h('form', { class: 'inline-form', onsubmit: assign },
       h('label', { for: id }, 'Name'), name, existing, h('button', { type: 'submit' }, 'Name this group')) : null,
     can('collections:write') ? h('div', { class: 'actions' }, erase) : null);

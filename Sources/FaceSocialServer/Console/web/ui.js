@@ -60,21 +60,21 @@ export async function attempt(action) {
  */
 // A button that erases only on a second click within six seconds, so one stray key press erases
 // nothing; the first click says what the second one will do.
-export function eraseButton(confirmText, onConfirm) {
-  const button = h('button', { type: 'button', class: 'danger' }, 'Erase');
+export function eraseButton(confirmText, onConfirm, { label = 'Erase' } = {}) {
+  const button = h('button', { type: 'button', class: 'danger' }, label);
   let armed = null;
   button.addEventListener('click', async () => {
     if (!armed) {
       button.textContent = confirmText;
       armed = setTimeout(() => {
         armed = null;
-        button.textContent = 'Erase';
+        button.textContent = label;
       }, 6000);
       return;
     }
     clearTimeout(armed);
     armed = null;
-    button.textContent = 'Erase';
+    button.textContent = label;
     await onConfirm();
   });
   return button;
