@@ -118,6 +118,62 @@ extension GalleryScenario {
 
 @Suite("Recognizer per collection and the opt-in model")
 struct RecognitionModelTests {
+    /// w600k_mbf's manifest entry lets it run in bf16 where the CPU computes bf16 natively and the
+    /// tuner measures it faster, as SFace's does: its embeddings must stay those of float32, so the
+    /// threshold set on float32 and galleries enrolled in float32 keep their meaning.
+    @Test func w600kInBF16KeepsTheEmbeddingsAndTheDecisions() async throws {
+        let folder = URL(fileURLWithPath: try #require(try optInModels.get().env["FACESOCIAL_MODEL_DIR"]))
+        let engine = try OpenVINOEngine()
+        func session(_ file: String, _ input: String, _ side: Int, _ precision: InferencePrecision) throws
+            -> any InferenceSession
+        {
+            try engine.load(
+                modelAt: folder.appendingPathComponent(file).path,
+                options: SessionOptions(precision: precision, inputShapes: [input: [1, 3, side, side]]))
+        }
+        let recognizer = FaceRecognizer.w600kMBF
+        let detector = try session("detection/yunet_2023mar.onnx", YuNet.inputName, YuNet.inputSize, .f32)
+        let f32 = try session("recognition/w600k_mbf.onnx", recognizer.inputName, FaceRecognizer.inputSize, .f32)
+        let bf16 = try session("recognition/w600k_mbf.onnx", recognizer.inputName, FaceRecognizer.inputSize, .bf16)
+        let identities = [
+            ["obama.jpg", "obama2.jpg", "obama3.jpg", "obama_small.jpg", "obama-1080p.jpg"],
+            ["biden.jpg", "biden_biden2.jpg"], ["kit_harington_john1.jpeg", "kit_harington_john2.jpeg"],
+            ["rose_leslie_img1.jpg", "rose_leslie_img2.jpg"],
+        ]
+        var embeddings: [(identity: Int, f32: [Float], bf16: [Float])] = []
+        var report = "w600k_mbf bf16 against float32 (same YuNet face):\n"
+        for (identity, photos) in identities.enumerated() {
+            for name in photos {
+                let image = try ImageDecoder.decode(try testImage(name))
+                let faces = try await YuNet().detect(image, runner: detector, options: DetectionOptions()).faces
+                let face = try #require(faces.max { $0.box.area < $1.box.area }, "\(name)")
+                let pair = (
+                    identity, try await recognizer.embed(image, face: face, runner: f32),
+                    try await recognizer.embed(image, face: face, runner: bf16)
+                )
+                let agreement = EmbeddingMath.cosine(pair.1, pair.2)
+                report += String(format: "  %@ cosine(f32, bf16) %.4f\n", name as NSString, agreement)
+                #expect(agreement > 0.999, "\(name): \(agreement)")
+                embeddings.append(pair)
+            }
+        }
+        var worstShift: Float = 0
+        for i in embeddings.indices {
+            for j in (i + 1)..<embeddings.count {
+                let (a, b) = (embeddings[i], embeddings[j])
+                let before = EmbeddingMath.cosine(a.f32, b.f32)
+                let after = EmbeddingMath.cosine(a.bf16, b.bf16)
+                worstShift = max(worstShift, abs(after - before))
+                let threshold = Thresholds.verifyW600KMBF
+                #expect((before >= threshold) == (after >= threshold), "pair \(i), \(j): \(before) → \(after)")
+                if a.identity != b.identity { #expect(after < threshold, "pair \(i), \(j): \(after)") }
+            }
+        }
+        report += String(format: "  largest change of a pair's similarity: %.4f", worstShift)
+        print(report)
+        #expect(worstShift < 0.01)
+    }
+
     /// Without the opt-in nothing installs or loads it, and every route that names it says why.
     @Test func theNonCommercialModelNeedsTheOptIn() async throws {
         let config = try testConfig()
