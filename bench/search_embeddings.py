@@ -10,7 +10,8 @@ named after one person are one identity, and a face of a group photo joins the i
 embedding it is closest to when that cosine is >= 0.40 (SFace's same-person threshold is about
 0.36), else it is an identity of its own.
 
-Writes an .npz with `embeddings` (n x 128, L2-normalised float32), `identity` (n, int32) and
+`--recognizer w600k_mbf` embeds with InsightFace's 512-d model instead (installed only with its
+licence opt-in). Writes an .npz with `embeddings` (n x 128 or 512, L2-normalised float32), `identity` (n, int32) and
 `source` (n, int32: which photo face each row came from)."""
 import argparse
 import glob
@@ -60,10 +61,28 @@ def main():
     parser.add_argument("--photos", default="/work/shared/testdata")
     parser.add_argument("--models", default="var/models")
     parser.add_argument("--out", required=True)
+    parser.add_argument(
+        "--recognizer", choices=["sface", "w600k_mbf"], default="sface",
+        help="w600k_mbf: InsightFace's 512-d model (non-commercial licence; installed only with the opt-in)")
     args = parser.parse_args()
     os.environ["MODEL_DIR"] = args.models
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "peer"))
     import server  # noqa: E402  (the peer's detector and recognizer)
+
+    embed = server.embed
+    if args.recognizer == "w600k_mbf":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(
+            os.path.join(args.models, "recognition/w600k_mbf.onnx"), providers=["CPUExecutionProvider"])
+
+        def embed(image, face):
+            # The same five-point alignment as SFace's; the network wants RGB in (x - 127.5) / 127.5.
+            matrix, _ = cv2.estimateAffinePartial2D(face["landmarks"].astype(np.float32), server.TEMPLATE,
+                                                    method=cv2.LMEDS)
+            chip = cv2.cvtColor(cv2.warpAffine(image, matrix, (112, 112)), cv2.COLOR_BGR2RGB).astype(np.float32)
+            vector = session.run(None, {"input.1": ((chip - 127.5) / 127.5).transpose(2, 0, 1)[None]})[0][0]
+            return vector / np.linalg.norm(vector)
 
     rng = np.random.default_rng(7)
     files = sorted(
@@ -99,7 +118,7 @@ def main():
                 if not found:
                     continue
                 largest = max(found, key=lambda f: f["bbox"][2] * f["bbox"][3])
-                embeddings.append(server.embed(variant, largest).astype(np.float32))
+                embeddings.append(embed(variant, largest).astype(np.float32))
                 sources.append(source)
                 count += 1
             # Single-person files name their identity; faces of group photos are matched later.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Galleries for the identify search benchmark (scripts/bench-search.sh), written as raw files that
 both `facesocial-search-bench` and the FAISS baseline (bench/search_baseline.py) read:
-NAME.f32 (rows x 128 float32, unit rows), NAME.subjects.i32 (rows int32) and NAME.queries.f32.
+NAME.f32 (rows x 128 float32, unit rows; realistic: the dimension of the real embeddings), NAME.subjects.i32 (rows int32) and NAME.queries.f32.
 Smaller galleries are prefixes of the file (`--rows` in the readers), so one file serves 1M and 10M.
 
 random: uniform unit vectors (Gaussian, normalised), one face per subject; queries likewise. The
@@ -39,6 +39,7 @@ def offdiag_mean(g):
 def realistic(args, rng, out):
     real = np.load(args.real)
     e, ident = real["embeddings"].astype(np.float64), real["identity"]
+    d = e.shape[1]  # 128 for SFace, 512 for w600k_mbf
     ids = np.unique(ident)
     centres = normalise(np.stack([e[ident == i].mean(0) for i in ids])).astype(np.float64)
     of = {i: k for k, i in enumerate(ids)}
@@ -51,7 +52,7 @@ def realistic(args, rng, out):
     lw = np.linalg.cholesky(within + 1e-9 * np.eye(within.shape[0]))
     target = offdiag_mean(centres @ centres.T)
     # The spread t that gives the real centres' mean pairwise cosine (bisection on a sample).
-    probe = rng.standard_normal((2000, 128))
+    probe = rng.standard_normal((2000, d))
     lo, hi = 0.1, 20.0
     for _ in range(40):
         t = (lo + hi) / 2
@@ -82,14 +83,14 @@ def realistic(args, rng, out):
     m32, lc32, lw32 = m.astype(np.float32), lc.T.astype(np.float32), lw.T.astype(np.float32)
     query_centres = None
     while rows_written < args.rows:
-        cs = normalise(m32 + np.float32(t) * (rng.standard_normal((chunk_ids, 128), dtype=np.float32) @ lc32))
+        cs = normalise(m32 + np.float32(t) * (rng.standard_normal((chunk_ids, d), dtype=np.float32) @ lc32))
         if query_centres is None or len(query_centres) < 100_000:
             part = cs[: 100_000 - (0 if query_centres is None else len(query_centres))]
             query_centres = part if query_centres is None else np.concatenate([query_centres, part])
         counts = 1 + rng.poisson(4, chunk_ids)
         owner = np.repeat(np.arange(chunk_ids), counts)
         faces = cs[owner]
-        faces += rng.standard_normal((len(owner), 128), dtype=np.float32) @ lw32
+        faces += rng.standard_normal((len(owner), d), dtype=np.float32) @ lw32
         faces = normalise(faces)
         take = min(len(faces), args.rows - rows_written)
         vec.write(faces[:take].tobytes())
@@ -101,13 +102,13 @@ def realistic(args, rng, out):
     half = args.queries // 2
     pick = rng.choice(len(held), size=min(half, len(held)), replace=False)
     qid = rng.integers(0, len(query_centres), args.queries - len(pick))
-    fresh = normalise(query_centres[qid] + rng.standard_normal((len(qid), 128)) @ lw.T)
+    fresh = normalise(query_centres[qid] + rng.standard_normal((len(qid), d)) @ lw.T)
     queries = np.concatenate([held[pick], fresh]).astype(np.float32)
     queries = queries[rng.permutation(len(queries))]
     queries.tofile(out + ".queries.f32")
 
     # What the model reproduces: cosine statistics, real vs synthetic.
-    gallery = np.fromfile(out + ".f32", np.float32, count=200_000 * 128).reshape(-1, 128)
+    gallery = np.fromfile(out + ".f32", np.float32, count=200_000 * d).reshape(-1, d)
     gsub = np.fromfile(out + ".subjects.i32", np.int32, count=200_000)
     syn = gallery[gsub >= first_synthetic][:20_000]
     syn_sub = gsub[gsub >= first_synthetic][:20_000]
