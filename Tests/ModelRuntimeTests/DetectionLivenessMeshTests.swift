@@ -4,8 +4,8 @@ import Testing
 
 @testable import ModelRuntime
 
-/// One engine, one float32 session per model and each photo decoded and YuNet-detected once,
-/// shared by every test in this file.
+/// Each photo decoded and YuNet-detected once, and the models' sessions (`TestSessions`), shared
+/// by every test in this file.
 private actor PipelineFixtures {
     static let shared = PipelineFixtures()
 
@@ -15,50 +15,33 @@ private actor PipelineFixtures {
         let faces: [DetectedFace]
     }
 
-    private var engine: OpenVINOEngine?
-    private var sessions: [String: any InferenceSession] = [:]
     private var photos: [String: Task<Photo, any Error>] = [:]
-
-    static var testData: URL {
-        if let override = ProcessInfo.processInfo.environment["FACESOCIAL_TESTDATA"], !override.isEmpty {
-            return URL(fileURLWithPath: override, isDirectory: true)
-        }
-        return packageRoot.deletingLastPathComponent().appendingPathComponent("shared/testdata", isDirectory: true)
-    }
 
     func session(
         _ file: String, input: String, shape: [Int], precision: InferencePrecision = .f32
-    ) throws -> any InferenceSession {
-        let key = "\(file) \(precision)"
-        if let session = sessions[key] { return session }
-        let engine = try engine ?? OpenVINOEngine()
-        self.engine = engine
-        let session = try engine.load(
-            modelAt: modelDirectory.appendingPathComponent(file).path,
-            options: SessionOptions(precision: precision, inputShapes: [input: shape]))
-        sessions[key] = session
-        return session
+    ) async throws -> any InferenceSession {
+        try await TestSessions.shared.session(file, input: input, shape: shape, precision: precision)
     }
 
-    func yunet(_ precision: InferencePrecision = .f32) throws -> any InferenceSession {
-        try session(
+    func yunet(_ precision: InferencePrecision = .f32) async throws -> any InferenceSession {
+        try await session(
             "detection/yunet_2023mar.onnx", input: YuNet.inputName, shape: [1, 3, 640, 640], precision: precision)
     }
-    func retinaFace() throws -> any InferenceSession {
-        try session("detection/retinaface_mnet025.onnx", input: RetinaFace.inputName, shape: [1, 3, 640, 640])
+    func retinaFace() async throws -> any InferenceSession {
+        try await session("detection/retinaface_mnet025.onnx", input: RetinaFace.inputName, shape: [1, 3, 640, 640])
     }
-    func miniFAS() throws -> any InferenceSession {
-        try session("liveness/minifas_v2_128.onnx", input: MiniFAS.inputName, shape: [1, 3, 128, 128])
+    func miniFAS() async throws -> any InferenceSession {
+        try await session("liveness/minifas_v2_128.onnx", input: MiniFAS.inputName, shape: [1, 3, 128, 128])
     }
-    func faceMesh() throws -> any InferenceSession {
-        try session("landmarks/face_mesh_468.onnx", input: FaceMesh.inputName, shape: [1, 3, 192, 192])
+    func faceMesh() async throws -> any InferenceSession {
+        try await session("landmarks/face_mesh_468.onnx", input: FaceMesh.inputName, shape: [1, 3, 192, 192])
     }
 
     func photo(_ name: String) async throws -> Photo {
         if let task = photos[name] { return try await task.value }
-        let detector = try yunet()
         let task = Task<Photo, any Error> {
-            let bytes = [UInt8](try Data(contentsOf: Self.testData.appendingPathComponent(name)))
+            let detector = try await self.yunet()
+            let bytes = [UInt8](try Data(contentsOf: TestSessions.testData.appendingPathComponent(name)))
             let image = try ImageDecoder.decode(bytes)
             let faces = try await YuNet().detect(image, runner: detector, options: DetectionOptions()).faces
             return Photo(image: image, faces: faces)
@@ -93,7 +76,7 @@ struct DetectionLivenessMeshTests {
         var reducedPhotos = 0
         for name in realPhotos {
             let photo = try await fixtures.photo(name)
-            let bytes = [UInt8](try Data(contentsOf: PipelineFixtures.testData.appendingPathComponent(name)))
+            let bytes = [UInt8](try Data(contentsOf: TestSessions.testData.appendingPathComponent(name)))
             let reduced = try ImageDecoder.decode(bytes, minimumLongSide: YuNet.inputSize)
             #expect(reduced.width == photo.image.width && reduced.height == photo.image.height, "\(name)")
             guard reduced.image.width < reduced.width else { continue }

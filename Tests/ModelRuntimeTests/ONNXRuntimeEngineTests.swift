@@ -32,7 +32,7 @@ private actor EnginePair {
 }
 
 private func photo(_ name: String) throws -> RGBImage {
-    let bytes = [UInt8](try Data(contentsOf: RecognitionFixtures.testData.appendingPathComponent(name)))
+    let bytes = [UInt8](try Data(contentsOf: TestSessions.testData.appendingPathComponent(name)))
     return try ImageDecoder.decode(bytes)
 }
 

@@ -4,7 +4,7 @@ import Testing
 
 @testable import ModelRuntime
 
-/// Shared state for the recognition pipeline tests: one OpenVINO engine, one session per model,
+/// Shared state for the recognition pipeline tests: the models' sessions (`TestSessions`),
 /// and each photo decoded and detected once, however many tests use it.
 actor RecognitionFixtures {
     static let shared = RecognitionFixtures()
@@ -15,56 +15,38 @@ actor RecognitionFixtures {
         let faceCount: Int
     }
 
-    private var engine: OpenVINOEngine?
-    private var sessions: [String: any InferenceSession] = [:]
     private var photos: [String: Task<Photo, any Error>] = [:]
     private var embeddings: [String: Task<[Float], any Error>] = [:]
 
-    static var testData: URL {
-        if let override = ProcessInfo.processInfo.environment["FACESOCIAL_TESTDATA"], !override.isEmpty {
-            return URL(fileURLWithPath: override, isDirectory: true)
-        }
-        return packageRoot.deletingLastPathComponent().appendingPathComponent("shared/testdata", isDirectory: true)
-    }
-
-    /// Sessions compile synchronously inside the actor, so concurrent first uses share one load.
     /// Every model runs in float32 so the numbers match the reference implementations, unless a
     /// test asks for another precision to compare with them.
     func session(
         _ file: String, input: String, shape: [Int], precision: InferencePrecision = .f32
-    ) throws -> any InferenceSession {
-        let key = "\(file) \(precision)"
-        if let session = sessions[key] { return session }
-        let engine = try engine ?? OpenVINOEngine()
-        self.engine = engine
-        let session = try engine.load(
-            modelAt: modelDirectory.appendingPathComponent(file).path,
-            options: SessionOptions(precision: precision, inputShapes: [input: shape]))
-        sessions[key] = session
-        return session
+    ) async throws -> any InferenceSession {
+        try await TestSessions.shared.session(file, input: input, shape: shape, precision: precision)
     }
 
-    func yunet() throws -> any InferenceSession {
-        try session("detection/yunet_2023mar.onnx", input: YuNet.inputName, shape: [1, 3, 640, 640])
+    func yunet() async throws -> any InferenceSession {
+        try await session("detection/yunet_2023mar.onnx", input: YuNet.inputName, shape: [1, 3, 640, 640])
     }
-    func sface(_ precision: InferencePrecision = .f32) throws -> any InferenceSession {
-        try session(
+    func sface(_ precision: InferencePrecision = .f32) async throws -> any InferenceSession {
+        try await session(
             "recognition/sface_2021dec.onnx", input: FaceRecognizer.sface.inputName, shape: [1, 3, 112, 112],
             precision: precision)
     }
-    func age() throws -> any InferenceSession {
-        try session("attributes/age_v1.onnx", input: AgeEstimator.inputName, shape: [1, 3, 64, 64])
+    func age() async throws -> any InferenceSession {
+        try await session("attributes/age_v1.onnx", input: AgeEstimator.inputName, shape: [1, 3, 64, 64])
     }
-    func gender() throws -> any InferenceSession {
-        try session("attributes/gender_v1.onnx", input: GenderClassifier.inputName, shape: [1, 3, 32, 32])
+    func gender() async throws -> any InferenceSession {
+        try await session("attributes/gender_v1.onnx", input: GenderClassifier.inputName, shape: [1, 3, 32, 32])
     }
 
     /// The photo decoded, with its largest YuNet face (default options: score 0.6, NMS 0.3).
     func photo(_ name: String) async throws -> Photo {
         if let task = photos[name] { return try await task.value }
-        let detector = try yunet()
         let task = Task<Photo, any Error> {
-            let bytes = [UInt8](try Data(contentsOf: Self.testData.appendingPathComponent(name)))
+            let detector = try await self.yunet()
+            let bytes = [UInt8](try Data(contentsOf: TestSessions.testData.appendingPathComponent(name)))
             let image = try ImageDecoder.decode(bytes)
             let faces = try await YuNet().detect(image, runner: detector, options: DetectionOptions()).faces
             guard let largest = faces.max(by: { $0.box.area < $1.box.area }) else {
@@ -78,8 +60,8 @@ actor RecognitionFixtures {
 
     func embedding(_ name: String) async throws -> [Float] {
         if let task = embeddings[name] { return try await task.value }
-        let recognizer = try sface()
         let task = Task<[Float], any Error> {
+            let recognizer = try await self.sface()
             let photo = try await self.photo(name)
             return try await FaceRecognizer.sface.embed(photo.image, face: photo.face, runner: recognizer)
         }

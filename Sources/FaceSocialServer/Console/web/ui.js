@@ -55,11 +55,9 @@ export async function attempt(action) {
 }
 
 /**
- * Wires a drop zone: a file dropped on `zone` or picked with `input` calls `onFile(file)`.
- * The zone is marked while a file is dragged over it.
+ * A button that erases only on a second click within six seconds, so one stray key press erases
+ * nothing; the first click says what the second one will do.
  */
-// A button that erases only on a second click within six seconds, so one stray key press erases
-// nothing; the first click says what the second one will do.
 export function eraseButton(confirmText, onConfirm, { label = 'Erase' } = {}) {
   const button = h('button', { type: 'button', class: 'danger' }, label);
   let armed = null;
@@ -80,6 +78,10 @@ export function eraseButton(confirmText, onConfirm, { label = 'Erase' } = {}) {
   return button;
 }
 
+/**
+ * Wires a drop zone: a file dropped on `zone` or picked with `input` calls `onFile(file)`.
+ * The zone is marked while a file is dragged over it.
+ */
 export function dropZone(zone, input, onFile, { multiple = false, done = null } = {}) {
   // Several files go one after the other, so their answers come in the order they were given.
   const take = async (files) => {
