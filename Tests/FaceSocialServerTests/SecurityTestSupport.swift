@@ -135,21 +135,41 @@ func awayFromAMinuteBoundary(leaving seconds: Double = 15) async throws {
 /// Two instances that share Redis count one per-address limit of `limit` requests a minute: the
 /// limit spent half on each passes, the next request is refused by either.
 func expectOneIPLimit(of limit: Int, across first: Application, _ second: Application) async throws {
-    // After both instances are up: starting them took over 30 s in a cold fresh-clone run, and the
-    // sixth request landed in the next window.
-    try await awayFromAMinuteBoundary(leaving: 30)  // generous: the suite runs in parallel
-    var statuses: [HTTPStatus] = []
-    for app in Array(repeating: first, count: (limit + 1) / 2) + Array(repeating: second, count: limit / 2) {
-        try await app.testing().test(.GET, "/v1/auth/me") { res in statuses.append(res.status) }
+    // The windows are clock minutes, and on a busy machine (a cold fresh-clone run) one request has
+    // taken 16 s: a sequence that ends in the next window has had its count reset, so it says
+    // nothing and runs again in a window of its own. The same minute at both ends means one window.
+    func minute() -> Int { Int(Date().timeIntervalSince1970) / 60 }
+    for attempt in 1...3 {
+        // Generous: the suite runs in parallel. After a straddle, the next whole window: the
+        // requests already sent in this one count.
+        try await awayFromAMinuteBoundary(leaving: attempt == 1 ? 30 : 61)
+        let start = minute()
+        var statuses: [HTTPStatus] = []
+        for app in Array(repeating: first, count: (limit + 1) / 2) + Array(repeating: second, count: limit / 2) {
+            try await app.testing().test(.GET, "/v1/auth/me") { res in statuses.append(res.status) }
+        }
+        var refused: (status: HTTPStatus, code: String?, limit: String?, remaining: String?, retryAfter: String?)?
+        try await second.testing().test(.GET, "/v1/auth/me") { res in
+            refused = (
+                res.status, errorCode(res), res.headers.first(name: "X-RateLimit-Limit"),
+                res.headers.first(name: "X-RateLimit-Remaining"), res.headers.first(name: "Retry-After")
+            )
+            expectConforms("GET", "/v1/auth/me", res)
+        }
+        var alsoRefused: HTTPStatus?
+        try await first.testing().test(.GET, "/v1/auth/me") { res in alsoRefused = res.status }
+        #expect(!statuses.contains(.tooManyRequests), "\(statuses)")
+        guard minute() == start else {
+            if attempt == 3 { Issue.record("three sequences in a row straddled a minute boundary") }
+            continue
+        }
+        let answer = try #require(refused)
+        #expect(answer.status == .tooManyRequests)
+        #expect(answer.code == "RATE_LIMIT_EXCEEDED")
+        #expect(answer.limit == String(limit))
+        #expect(answer.remaining == "0")
+        #expect(Int(answer.retryAfter ?? "") != nil)
+        #expect(alsoRefused == .tooManyRequests)
+        return
     }
-    #expect(!statuses.contains(.tooManyRequests), "\(statuses)")
-    try await second.testing().test(.GET, "/v1/auth/me") { res in
-        #expect(res.status == .tooManyRequests)
-        #expect(errorCode(res) == "RATE_LIMIT_EXCEEDED")
-        #expect(res.headers.first(name: "X-RateLimit-Limit") == String(limit))
-        #expect(res.headers.first(name: "X-RateLimit-Remaining") == "0")
-        #expect(Int(res.headers.first(name: "Retry-After") ?? "") != nil)
-        expectConforms("GET", "/v1/auth/me", res)
-    }
-    try await first.testing().test(.GET, "/v1/auth/me") { res in #expect(res.status == .tooManyRequests) }
 }
