@@ -90,15 +90,13 @@ ov_status_e fs_ov_tensor_f32(const int64_t* dims, size_t rank, float* data, ov_t
     return status;
 }
 
-ov_status_e fs_ov_reshape_input_batch(const ov_model_t* model, size_t index, const int64_t* dims,
-                                      size_t rank, int64_t batch_min, int64_t batch_max) {
+ov_status_e fs_ov_reshape_input_bounds(const ov_model_t* model, size_t index, const int64_t* mins,
+                                       const int64_t* maxs, size_t rank) {
     if (rank == 0 || rank > 8) return OUT_OF_BOUNDS;
     ov_dimension_t partial[8];
-    partial[0].min = batch_min;
-    partial[0].max = batch_max;
-    for (size_t i = 1; i < rank; i++) {
-        partial[i].min = dims[i];
-        partial[i].max = dims[i];
+    for (size_t i = 0; i < rank; i++) {
+        partial[i].min = mins[i];
+        partial[i].max = maxs[i];
     }
     ov_partial_shape_t shape;
     ov_status_e status = ov_partial_shape_create((int64_t)rank, partial, &shape);

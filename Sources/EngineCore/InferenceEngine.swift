@@ -24,12 +24,18 @@ public struct SessionOptions: Sendable, Equatable {
     /// When above 1, the first (batch) dimension of every input is compiled as dynamic 1…maxBatch,
     /// so the micro-batcher can run several faces as one [N, …] tensor.
     public var maxBatch: Int
+    /// When set (the manifest's `input.size_multiple`), an engine that can also accepts an image
+    /// input of any height and width in steps of it up to the declared shape, so a detector can
+    /// feed the image's own aspect instead of a padded square. Engines that cannot ignore it.
+    public var flexibleSizeMultiple: Int?
 
     public init(
         device: String = "CPU", precision: InferencePrecision = .f32, performanceHint: PerformanceHint = .latency,
-        inferRequests: Int? = nil, inputShapes: [String: [Int]] = [:], maxBatch: Int = 1
+        inferRequests: Int? = nil, inputShapes: [String: [Int]] = [:], maxBatch: Int = 1,
+        flexibleSizeMultiple: Int? = nil
     ) {
         self.maxBatch = maxBatch
+        self.flexibleSizeMultiple = flexibleSizeMultiple
         self.device = device
         self.precision = precision
         self.performanceHint = performanceHint
@@ -68,7 +74,7 @@ public protocol InferenceEngine: Sendable {
     func load(modelAt path: String, options: SessionOptions) throws -> any InferenceSession
 }
 
-public enum InferenceError: Error, Sendable, CustomStringConvertible {
+public enum InferenceError: RunnerInputError, CustomStringConvertible {
     case unknownInput(String)
     case shapeMismatch(input: String, expected: [Int], got: [Int])
 

@@ -42,15 +42,71 @@ public final class OpenVINOEngine: InferenceEngine, @unchecked Sendable {
 final class OpenVINOSession: InferenceSession, @unchecked Sendable {
     // Handles are created in init and released in deinit; each infer request is used by one caller
     // at a time, enforced by `slots`.
-    private let compiled: OpaquePointer
-    private let requests: [OpaquePointer]
-    private let slots: SlotPool
+    private let compiled: Compiled
+    /// The same model compiled with its image input's height and width dynamic, for inputs
+    /// shaped to the image (`SessionOptions.flexibleSizeMultiple`); the declared shape keeps the
+    /// static compile, which runs it faster.
+    private let flexible: Compiled?
     private let inputIndex: [String: Int]
     let inputs: [TensorInfo]
     let outputs: [TensorInfo]
     let device: String
     let maxBatch: Int
-    var concurrency: Int { requests.count }
+    let flexibleSizeMultiple: Int?
+    var concurrency: Int { compiled.requests.count }
+
+    /// One compiled model with its infer requests; `slots` lends each request to one caller.
+    private final class Compiled: @unchecked Sendable {
+        let model: OpaquePointer
+        let requests: [OpaquePointer]
+        let slots: SlotPool
+
+        init(
+            core: OpaquePointer, model: OpaquePointer, device: String, properties: [(String, String)],
+            inferRequests: Int?
+        ) throws {
+            var compiled: OpaquePointer?
+            try OpenVINOSession.withCStrings(properties.map(\.0)) { keys in
+                try OpenVINOSession.withCStrings(properties.map(\.1)) { values in
+                    try check(
+                        fs_ov_compile_model(core, model, device, properties.count, keys, values, &compiled),
+                        "ov_core_compile_model(\(device))")
+                }
+            }
+            var optimal = inferRequests ?? 1
+            if inferRequests == nil {
+                var value: UnsafeMutablePointer<CChar>?
+                if ov_compiled_model_get_property(compiled, "OPTIMAL_NUMBER_OF_INFER_REQUESTS", &value) == OK,
+                    let value
+                {
+                    optimal = max(1, Int(String(cString: value)) ?? 1)
+                    ov_free(value)
+                }
+            }
+            var requests: [OpaquePointer] = []
+            for _ in 0..<optimal {
+                var request: OpaquePointer?
+                do {
+                    try check(
+                        ov_compiled_model_create_infer_request(compiled, &request),
+                        "ov_compiled_model_create_infer_request")
+                } catch {
+                    requests.forEach { ov_infer_request_free($0) }
+                    ov_compiled_model_free(compiled)
+                    throw error
+                }
+                requests.append(request!)
+            }
+            self.model = compiled!
+            self.requests = requests
+            self.slots = SlotPool(count: requests.count)
+        }
+
+        deinit {
+            requests.forEach { ov_infer_request_free($0) }
+            ov_compiled_model_free(model)
+        }
+    }
 
     init(core: OpaquePointer, path: String, options: SessionOptions) throws {
         var model: OpaquePointer?
@@ -74,7 +130,8 @@ final class OpenVINOSession: InferenceSession, @unchecked Sendable {
                 }
                 let dims = base.map(Int64.init)
                 try check(
-                    fs_ov_reshape_input_batch(model, index, dims, dims.count, 1, Int64(options.maxBatch)),
+                    fs_ov_reshape_input_bounds(
+                        model, index, [1] + dims.dropFirst(), [Int64(options.maxBatch)] + dims.dropFirst(), dims.count),
                     "ov_model_reshape(\(info.name), batch 1…\(options.maxBatch))")
                 info.shape = [-1] + base.dropFirst()
             } else if info.shape.contains(-1) {
@@ -98,45 +155,32 @@ final class OpenVINOSession: InferenceSession, @unchecked Sendable {
         case .auto: break
         }
         if let n = options.inferRequests { properties.append(("PERFORMANCE_HINT_NUM_REQUESTS", String(n))) }
-        var compiled: OpaquePointer?
-        try Self.withCStrings(properties.map(\.0)) { keys in
-            try Self.withCStrings(properties.map(\.1)) { values in
-                try check(
-                    fs_ov_compile_model(core, model, options.device, properties.count, keys, values, &compiled),
-                    "ov_core_compile_model(\(options.device))")
-            }
-        }
-        self.compiled = compiled!
+        compiled = try Compiled(
+            core: core, model: model!, device: options.device, properties: properties,
+            inferRequests: options.inferRequests)
 
         var outputCount = 0
-        try check(ov_compiled_model_outputs_size(compiled, &outputCount), "ov_compiled_model_outputs_size")
+        try check(ov_model_outputs_size(model, &outputCount), "ov_model_outputs_size")
         var outputs: [TensorInfo] = []
         for index in 0..<outputCount { outputs.append(try Self.portInfo(model: model!, index: index, input: false)) }
 
-        var optimal = options.inferRequests ?? 1
-        if options.inferRequests == nil {
-            var value: UnsafeMutablePointer<CChar>?
-            if ov_compiled_model_get_property(compiled, "OPTIMAL_NUMBER_OF_INFER_REQUESTS", &value) == OK, let value {
-                optimal = max(1, Int(String(cString: value)) ?? 1)
-                ov_free(value)
-            }
+        // An NCHW image input (one input, no batching) may also run at the image's own size.
+        if let step = options.flexibleSizeMultiple, step > 0, options.maxBatch == 1, declared.count == 1,
+            declared[0].shape.count == 4, declared[0].shape[2] % step == 0, declared[0].shape[3] % step == 0
+        {
+            let dims = declared[0].shape.map(Int64.init)
+            try check(
+                fs_ov_reshape_input_bounds(
+                    model, 0, [dims[0], dims[1], Int64(step), Int64(step)], dims, dims.count),
+                "ov_model_reshape(\(declared[0].name), height and width \(step)…)")
+            flexible = try Compiled(
+                core: core, model: model!, device: options.device, properties: properties,
+                inferRequests: options.inferRequests)
+            flexibleSizeMultiple = step
+        } else {
+            flexible = nil
+            flexibleSizeMultiple = nil
         }
-        var requests: [OpaquePointer] = []
-        for _ in 0..<optimal {
-            var request: OpaquePointer?
-            do {
-                try check(
-                    ov_compiled_model_create_infer_request(compiled, &request), "ov_compiled_model_create_infer_request"
-                )
-            } catch {
-                requests.forEach { ov_infer_request_free($0) }
-                ov_compiled_model_free(compiled)
-                throw error
-            }
-            requests.append(request!)
-        }
-        self.requests = requests
-        self.slots = SlotPool(count: requests.count)
         self.inputs = declared
         self.outputs = outputs
         self.device = options.device
@@ -144,12 +188,8 @@ final class OpenVINOSession: InferenceSession, @unchecked Sendable {
         self.inputIndex = Dictionary(uniqueKeysWithValues: declared.enumerated().map { ($1.name, $0) })
     }
 
-    deinit {
-        requests.forEach { ov_infer_request_free($0) }
-        ov_compiled_model_free(compiled)
-    }
-
     func infer(_ inputs: [String: Tensor]) async throws -> [String: Tensor] {
+        var target = compiled
         for (name, tensor) in inputs {
             guard let index = inputIndex[name] else { throw InferenceError.unknownInput(name) }
             let expected = self.inputs[index].shape
@@ -157,19 +197,32 @@ final class OpenVINOSession: InferenceSession, @unchecked Sendable {
             let matches =
                 expected.count == tensor.shape.count
                 && zip(expected, tensor.shape).allSatisfy { $0 == $1 || ($0 == -1 && (1...maxBatch).contains($1)) }
-            guard matches else {
-                throw InferenceError.shapeMismatch(input: name, expected: expected, got: tensor.shape)
+            if matches { continue }
+            if let flexible, let step = flexibleSizeMultiple, Self.fits(tensor.shape, within: expected, step: step) {
+                target = flexible
+                continue
             }
+            throw InferenceError.shapeMismatch(input: name, expected: expected, got: tensor.shape)
         }
-        let slot = await slots.acquire()
+        let chosen = target
+        let slot = await chosen.slots.acquire()
         // Inference blocks its thread; keep it off the caller's (event loop or cooperative) thread.
         let result = await withCheckedContinuation { continuation in
             DispatchQueue.global(qos: .userInitiated).async {
-                continuation.resume(returning: Result { try self.run(self.requests[slot], inputs) })
+                continuation.resume(returning: Result { try self.run(chosen.requests[slot], inputs) })
             }
         }
-        await slots.release(slot)
+        await chosen.slots.release(slot)
         return try result.get()
+    }
+
+    /// Whether an NCHW shape has the declared batch and channels and a height and width in steps
+    /// of `step`, no larger than declared.
+    static func fits(_ shape: [Int], within declared: [Int], step: Int) -> Bool {
+        guard shape.count == 4, declared.count == 4, shape[0] == declared[0], shape[1] == declared[1] else {
+            return false
+        }
+        return (2...3).allSatisfy { shape[$0] > 0 && shape[$0] <= declared[$0] && shape[$0] % step == 0 }
     }
 
     private func run(_ request: OpaquePointer, _ inputs: [String: Tensor]) throws -> [String: Tensor] {
@@ -250,7 +303,7 @@ final class OpenVINOSession: InferenceSession, @unchecked Sendable {
         return set.contains("avx512_bf16") || set.contains("amx_bf16")
     }()
 
-    private static func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) throws -> R) rethrows
+    fileprivate static func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) throws -> R) rethrows
         -> R
     {
         let copies = strings.map { strdup($0) }

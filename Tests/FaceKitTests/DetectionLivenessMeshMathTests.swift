@@ -57,7 +57,8 @@ struct RetinaFaceMathTests {
             "landmarks": Tensor(shape: [1, p, 10], data: landmarks),
         ]
         // A 1280×1280 image letterboxed at scale 0.5.
-        let geometry = LetterboxGeometry(scale: 0.5, contentWidth: 640, contentHeight: 640)
+        let geometry = LetterboxGeometry(
+            scale: 0.5, contentWidth: 640, contentHeight: 640, canvasWidth: 640, canvasHeight: 640)
         let faces = try RetinaFace().postprocess(
             outputs, geometry: geometry, imageWidth: 1280, imageHeight: 1280, options: DetectionOptions())
         try #require(faces.count == 1)
@@ -94,6 +95,72 @@ struct RetinaFaceMathTests {
         let plane = 640 * 640
         #expect(tensor.data[0] == 50 - 104 && tensor.data[plane] == 100 - 117 && tensor.data[2 * plane] == 200 - 123)
         #expect(tensor.data[plane - 1] == 0)  // padding stays at zero (the mean colour)
+    }
+}
+
+/// A YuNet runner that says it takes image-shaped inputs but refuses all but the square, as a
+/// session that moved to an engine with only the declared shape would.
+private final class SquareOnlyRunner: TensorRunner, @unchecked Sendable {
+    private struct Refused: RunnerInputError {}
+    private let lock = NSLock()
+    private var _shapes: [[Int]] = []
+    var shapes: [[Int]] { lock.withLock { _shapes } }
+    var flexibleSizeMultiple: Int? { 32 }
+
+    func run(_ inputs: [String: Tensor]) async throws -> [String: Tensor] {
+        let shape = inputs[YuNet.inputName]!.shape
+        lock.withLock { _shapes.append(shape) }
+        guard shape == [1, 3, 640, 640] else { throw Refused() }
+        var outputs: [String: Tensor] = [:]
+        for stride in YuNet.strides {
+            let cells = (640 / stride) * (640 / stride)
+            for (head, width) in [("cls", 1), ("obj", 1), ("bbox", 4), ("kps", 10)] {
+                outputs["\(head)_\(stride)"] = Tensor(
+                    shape: [1, cells, width], data: [Float](repeating: 0, count: cells * width))
+            }
+        }
+        return outputs
+    }
+}
+
+@Suite("YuNet's input size")
+struct YuNetInputSizeTests {
+    @Test func theImagesAspectAtTheSquaresScaleInStepsOfThirtyTwo() {
+        // 1280×886 at scale 0.5 is 640×443: the height rounds up to 448.
+        #expect(YuNet.inputSize(imageWidth: 1280, imageHeight: 886, sizeMultiple: 32) == (640, 448))
+        // Portrait: 626×1200 is 334×640 at the square's scale, 352 wide.
+        #expect(YuNet.inputSize(imageWidth: 626, imageHeight: 1200, sizeMultiple: 32) == (352, 640))
+        // Small images are scaled up as the square letterbox does: 320×240 → 640×480.
+        #expect(YuNet.inputSize(imageWidth: 320, imageHeight: 240, sizeMultiple: 32) == (640, 480))
+        // A long strip still gets a whole grid cell.
+        #expect(YuNet.inputSize(imageWidth: 5000, imageHeight: 10, sizeMultiple: 32) == (640, 32))
+    }
+
+    @Test func theSquareWhenTheSavingIsSmallOrNoMultipleIsOffered() {
+        // 910×1137 fits 512×640: 80 % of the square's pixels, below the 85 % that pays.
+        #expect(YuNet.inputSize(imageWidth: 910, imageHeight: 1137, sizeMultiple: 32) == (512, 640))
+        // 1000×900 would be 640×576, 90 %: not worth the dynamically shaped compile.
+        #expect(YuNet.inputSize(imageWidth: 1000, imageHeight: 900, sizeMultiple: 32) == (640, 640))
+        #expect(YuNet.inputSize(imageWidth: 1280, imageHeight: 886, sizeMultiple: nil) == (640, 640))
+        // A step that does not divide 640 cannot keep the long side whole.
+        #expect(YuNet.inputSize(imageWidth: 1280, imageHeight: 886, sizeMultiple: 48) == (640, 640))
+    }
+
+    @Test func preprocessKeepsTheSquaresScaleAndReportsTheCanvas() {
+        let image = RGBImage(width: 1280, height: 886, fill: 100)
+        let (square, squareGeometry) = YuNet().preprocess(image)
+        let (fitted, geometry) = YuNet().preprocess(image, sizeMultiple: 32)
+        #expect(square.shape == [1, 3, 640, 640] && fitted.shape == [1, 3, 448, 640])
+        #expect(geometry.scale == squareGeometry.scale && geometry.contentHeight == squareGeometry.contentHeight)
+        #expect(geometry.canvasWidth == 640 && geometry.canvasHeight == 448)
+    }
+
+    @Test func aRefusedImageShapedInputRunsAgainAsTheSquare() async throws {
+        let runner = SquareOnlyRunner()
+        let image = RGBImage(width: 1280, height: 720, fill: 90)
+        let faces = try await YuNet().detect(image, runner: runner, options: DetectionOptions()).faces
+        #expect(faces.isEmpty)
+        #expect(runner.shapes == [[1, 3, 384, 640], [1, 3, 640, 640]])
     }
 }
 

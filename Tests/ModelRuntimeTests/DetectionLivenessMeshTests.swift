@@ -18,14 +18,19 @@ private actor PipelineFixtures {
     private var photos: [String: Task<Photo, any Error>] = [:]
 
     func session(
-        _ file: String, input: String, shape: [Int], precision: InferencePrecision = .f32
+        _ file: String, input: String, shape: [Int], precision: InferencePrecision = .f32,
+        flexibleSizeMultiple: Int? = nil
     ) async throws -> any InferenceSession {
-        try await TestSessions.shared.session(file, input: input, shape: shape, precision: precision)
+        try await TestSessions.shared.session(
+            file, input: input, shape: shape, precision: precision, flexibleSizeMultiple: flexibleSizeMultiple)
     }
 
-    func yunet(_ precision: InferencePrecision = .f32) async throws -> any InferenceSession {
+    func yunet(_ precision: InferencePrecision = .f32, flexibleSizeMultiple: Int? = nil) async throws
+        -> any InferenceSession
+    {
         try await session(
-            "detection/yunet_2023mar.onnx", input: YuNet.inputName, shape: [1, 3, 640, 640], precision: precision)
+            "detection/yunet_2023mar.onnx", input: YuNet.inputName, shape: [1, 3, 640, 640], precision: precision,
+            flexibleSizeMultiple: flexibleSizeMultiple)
     }
     func retinaFace() async throws -> any InferenceSession {
         try await session("detection/retinaface_mnet025.onnx", input: RetinaFace.inputName, shape: [1, 3, 640, 640])
@@ -93,6 +98,48 @@ struct DetectionLivenessMeshTests {
             }
         }
         #expect(reducedPhotos >= 3)  // group6_t1, obama-1080p, obama_and_biden at least
+    }
+
+    /// The manifest lets YuNet run at the image's own aspect (`size_multiple` 32): the same scale
+    /// as the square letterbox without its padding. It must find the same faces on every real
+    /// photo, and the session must refuse sizes the graph cannot take.
+    @Test func yuNetOnAnImageShapedInputFindsTheSameFaces() async throws {
+        let fixtures = PipelineFixtures.shared
+        let runner = try await fixtures.yunet(flexibleSizeMultiple: 32)
+        #expect(runner.flexibleSizeMultiple == 32)
+        var report = "YuNet on the image's aspect vs the 640×640 square:\n"
+        var fitted = 0
+        for name in realPhotos {
+            let photo = try await fixtures.photo(name)
+            let size = YuNet.inputSize(imageWidth: photo.image.width, imageHeight: photo.image.height, sizeMultiple: 32)
+            if size != (640, 640) { fitted += 1 }
+            let faces = try await YuNet().detect(photo.image, runner: runner, options: DetectionOptions()).faces
+            #expect(faces.count == photo.faces.count, "\(name): \(faces.count) faces, square \(photo.faces.count)")
+            var worstIoU: Float = 1
+            var worstScore: Float = 0
+            var worstLandmark: Float = 0
+            for face in photo.faces {
+                let match = try #require(faces.max(by: { $0.box.iou(face.box) < $1.box.iou(face.box) }), "\(name)")
+                worstIoU = min(worstIoU, match.box.iou(face.box))
+                worstScore = max(worstScore, abs(match.score - face.score))
+                worstLandmark = max(
+                    worstLandmark, zip(match.landmarks, face.landmarks).map { distance($0, $1) }.max()! / face.box.width
+                )
+            }
+            report += String(
+                format: "  %@ at %d×%d: %d faces, IoU ≥ %.3f, score Δ ≤ %.3f, landmark Δ ≤ %.3f × width\n",
+                name as NSString, size.width, size.height, faces.count, worstIoU, worstScore, worstLandmark)
+            #expect(worstIoU > 0.9 && worstScore < 0.05 && worstLandmark < 0.05, "\(name)")
+        }
+        print(report, terminator: "")
+        #expect(fitted >= 8)  // most of the photos are far from square
+
+        for refused in [[1, 3, 448, 600], [1, 3, 672, 640], [1, 3, 0, 640], [2, 3, 448, 640], [1, 1, 448, 640]] {
+            let tensor = Tensor(shape: refused, data: [Float](repeating: 0, count: refused.reduce(1, *)))
+            await #expect(throws: InferenceError.self, "\(refused)") {
+                _ = try await runner.run([YuNet.inputName: tensor])
+            }
+        }
     }
 
     /// The manifest runs YuNet in bf16 where the CPU has bf16 units (a third less inference time

@@ -13,15 +13,17 @@ actor TestSessions {
     private var sessions: [String: any InferenceSession] = [:]
 
     func session(
-        _ file: String, input: String, shape: [Int], precision: InferencePrecision = .f32
+        _ file: String, input: String, shape: [Int], precision: InferencePrecision = .f32,
+        flexibleSizeMultiple: Int? = nil
     ) throws -> any InferenceSession {
-        let key = "\(file) \(precision)"
+        let key = "\(file) \(precision) \(flexibleSizeMultiple ?? 0)"
         if let session = sessions[key] { return session }
         let engine = try engine ?? OpenVINOEngine()
         self.engine = engine
         let session = try engine.load(
             modelAt: modelDirectory.appendingPathComponent(file).path,
-            options: SessionOptions(precision: precision, inputShapes: [input: shape]))
+            options: SessionOptions(
+                precision: precision, inputShapes: [input: shape], flexibleSizeMultiple: flexibleSizeMultiple))
         sessions[key] = session
         return session
     }

@@ -30,10 +30,10 @@ ov_status_e fs_ov_port_dims(const ov_output_const_port_t* port, int64_t* dims, s
 ov_status_e fs_ov_reshape_input(const ov_model_t* model, size_t index, const int64_t* dims,
                                 size_t rank);
 
-/// Reshapes the input at `index` to `dims` with the first (batch) dimension dynamic in
-/// batch_min…batch_max, so one compiled model serves batches of any size in that range.
-ov_status_e fs_ov_reshape_input_batch(const ov_model_t* model, size_t index, const int64_t* dims,
-                                      size_t rank, int64_t batch_min, int64_t batch_max);
+/// Reshapes the input at `index` to a shape whose dimension i lies in mins[i]…maxs[i] (equal
+/// bounds make it static): a dynamic batch for the micro-batcher, or a dynamic height and width.
+ov_status_e fs_ov_reshape_input_bounds(const ov_model_t* model, size_t index, const int64_t* mins,
+                                       const int64_t* maxs, size_t rank);
 
 /// Reads a tensor's shape into `dims`; returns the rank in `rank`.
 ov_status_e fs_ov_tensor_dims(const ov_tensor_t* tensor, int64_t* dims, size_t capacity,

@@ -2,7 +2,18 @@
 /// pipelines here call it between their pre- and postprocessing; ModelRuntime's sessions provide it.
 public protocol TensorRunner: Sendable {
     func run(_ inputs: [String: Tensor]) async throws -> [String: Tensor]
+    /// Set when the runner also takes an image input of any height and width in steps of this
+    /// many pixels (up to the declared size); nil when only the declared shape runs.
+    var flexibleSizeMultiple: Int? { get }
 }
+
+extension TensorRunner {
+    public var flexibleSizeMultiple: Int? { nil }
+}
+
+/// A runner's refusal of the inputs it was given (a name or shape it does not take), as opposed
+/// to a failure while running them.
+public protocol RunnerInputError: Error, Sendable {}
 
 /// Milliseconds spent in each stage of one pipeline run.
 public struct StageTimings: Sendable, Equatable, Codable {
@@ -49,6 +60,9 @@ extension Duration {
 public protocol LetterboxFaceDetector: Sendable {
     static var inputName: String { get }
     func preprocess(_ image: RGBImage) -> (Tensor, LetterboxGeometry)
+    /// The network's input for a runner that takes sizes in steps of `sizeMultiple` (nil: the
+    /// declared square).
+    func preprocess(_ image: RGBImage, sizeMultiple: Int?) -> (Tensor, LetterboxGeometry)
     func postprocess(
         _ outputs: [String: Tensor], geometry: LetterboxGeometry, imageWidth: Int, imageHeight: Int,
         options: DetectionOptions
@@ -56,13 +70,27 @@ public protocol LetterboxFaceDetector: Sendable {
 }
 
 extension LetterboxFaceDetector {
+    public func preprocess(_ image: RGBImage, sizeMultiple: Int?) -> (Tensor, LetterboxGeometry) {
+        preprocess(image)
+    }
+
     /// The whole detector: letterbox, network, decode and NMS.
     public func detect(
         _ image: RGBImage, runner: any TensorRunner, options: DetectionOptions
     ) async throws -> (faces: [DetectedFace], timings: StageTimings) {
         var timings = StageTimings()
-        let (tensor, geometry) = measure(&timings.preprocessMs) { preprocess(image) }
-        let outputs = try await measure(&timings.inferenceMs) { try await runner.run([Self.inputName: tensor]) }
+        var (tensor, geometry) = measure(&timings.preprocessMs) {
+            preprocess(image, sizeMultiple: runner.flexibleSizeMultiple)
+        }
+        let outputs: [String: Tensor]
+        do {
+            outputs = try await measure(&timings.inferenceMs) { try await runner.run([Self.inputName: tensor]) }
+        } catch is any RunnerInputError where runner.flexibleSizeMultiple != nil {
+            // The model moved to an engine that runs only the declared shape since the runner
+            // was handed out: the square letterbox always runs.
+            (tensor, geometry) = measure(&timings.preprocessMs) { preprocess(image) }
+            outputs = try await measure(&timings.inferenceMs) { try await runner.run([Self.inputName: tensor]) }
+        }
         let faces = try measure(&timings.postprocessMs) {
             try postprocess(
                 outputs, geometry: geometry, imageWidth: image.width, imageHeight: image.height, options: options)

@@ -11,13 +11,45 @@ public struct YuNet: Sendable {
     /// Raw 0…255 values (the manifest's `input.range`).
     public static let normalization = Normalization.identity
 
+    /// Below this share of the square's pixels an image-shaped input pays for itself: the
+    /// dynamically shaped compile that runs it costs about 15 % more per pixel than the static
+    /// square (YuNet bf16, 2 callers, on the EPYC of docs/benchmarks.md: 640×640 static 256
+    /// inferences/s, dynamic 215; 448×640 dynamic 311).
+    static let fittedAreaShare = 0.85
+
     public init() {}
 
     /// The network sees a 640×640 BGR letterbox with values 0…255.
     public func preprocess(_ image: RGBImage) -> (Tensor, LetterboxGeometry) {
-        Preprocessing.letterbox(
-            image, width: Self.inputSize, height: Self.inputSize, order: Self.channelOrder,
+        preprocess(image, sizeMultiple: nil)
+    }
+
+    /// The same scale as the square letterbox, on a canvas of the image's own aspect when the
+    /// runner takes it (`inputSize(…)`): the padding the square adds is not run through the network.
+    public func preprocess(_ image: RGBImage, sizeMultiple: Int?) -> (Tensor, LetterboxGeometry) {
+        let size = Self.inputSize(imageWidth: image.width, imageHeight: image.height, sizeMultiple: sizeMultiple)
+        return Preprocessing.letterbox(
+            image, width: size.width, height: size.height, order: Self.channelOrder,
             normalization: Self.normalization)
+    }
+
+    /// The input canvas for an image: its size at the square letterbox's scale, each side rounded
+    /// up to `sizeMultiple` (the coarsest stride, so every head's grid is whole), or the 640×640
+    /// square when there is no multiple or the fitted canvas would not save enough pixels.
+    public static func inputSize(imageWidth: Int, imageHeight: Int, sizeMultiple: Int?) -> (width: Int, height: Int) {
+        let square = (width: inputSize, height: inputSize)
+        guard let step = sizeMultiple, step > 0, inputSize % step == 0, imageWidth > 0, imageHeight > 0 else {
+            return square
+        }
+        let scale = min(Float(inputSize) / Float(imageWidth), Float(inputSize) / Float(imageHeight))
+        func fitted(_ side: Int) -> Int {
+            let content = max(1, min(inputSize, Int((Float(side) * scale).rounded())))
+            return (content + step - 1) / step * step
+        }
+        let width = fitted(imageWidth)
+        let height = fitted(imageHeight)
+        guard Double(width * height) <= fittedAreaShare * Double(inputSize * inputSize) else { return square }
+        return (width, height)
     }
 
     /// Decodes the per-stride heads (`cls_s`, `obj_s`, `bbox_s`, `kps_s`) into faces in the
@@ -32,8 +64,8 @@ public struct YuNet: Sendable {
             guard let cls = outputs["cls_\(stride)"], let obj = outputs["obj_\(stride)"],
                 let bbox = outputs["bbox_\(stride)"], let kps = outputs["kps_\(stride)"]
             else { throw DetectorError.missingOutput("YuNet stride \(stride)") }
-            let cols = Self.inputSize / stride
-            let cells = cols * cols
+            let cols = geometry.canvasWidth / stride
+            let cells = cols * (geometry.canvasHeight / stride)
             guard cls.count == cells, obj.count == cells, bbox.count == cells * 4, kps.count == cells * 10 else {
                 throw DetectorError.unexpectedShape("YuNet stride \(stride)")
             }

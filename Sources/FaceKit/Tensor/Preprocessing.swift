@@ -57,6 +57,17 @@ public struct LetterboxGeometry: Sendable, Equatable {
     public var scale: Float
     public var contentWidth: Int
     public var contentHeight: Int
+    /// The size of the whole input (content and padding), which sets a detector's output grid.
+    public var canvasWidth: Int
+    public var canvasHeight: Int
+
+    public init(scale: Float, contentWidth: Int, contentHeight: Int, canvasWidth: Int, canvasHeight: Int) {
+        self.scale = scale
+        self.contentWidth = contentWidth
+        self.contentHeight = contentHeight
+        self.canvasWidth = canvasWidth
+        self.canvasHeight = canvasHeight
+    }
 }
 
 public enum Preprocessing {
@@ -88,7 +99,9 @@ public enum Preprocessing {
             }
             initialized = 3 * width * height
         }
-        let geometry = LetterboxGeometry(scale: scale, contentWidth: contentWidth, contentHeight: contentHeight)
+        let geometry = LetterboxGeometry(
+            scale: scale, contentWidth: contentWidth, contentHeight: contentHeight, canvasWidth: width,
+            canvasHeight: height)
         return (Tensor(shape: [1, 3, height, width], data: data), geometry)
     }
 

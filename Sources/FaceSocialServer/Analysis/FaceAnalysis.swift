@@ -176,6 +176,7 @@ struct TimedRunner: TensorRunner {
     let inner: any TensorRunner
     let label: String
     let times: ModelTimes
+    var flexibleSizeMultiple: Int? { inner.flexibleSizeMultiple }
 
     func run(_ inputs: [String: Tensor]) async throws -> [String: Tensor] {
         let start = ContinuousClock.now

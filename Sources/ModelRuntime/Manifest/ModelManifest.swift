@@ -90,6 +90,15 @@ public struct ModelManifest: Sendable, Codable, Equatable {
         public var layout: String
         public var color: String
         public var range: String
+        /// For an image input whose graph works at any height and width in steps of this many
+        /// pixels up to `shape` (YuNet: its coarsest stride, 32), so a detector may feed the
+        /// image's own aspect; absent means only `shape` runs.
+        public var sizeMultiple: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case name, shape, layout, color, range
+            case sizeMultiple = "size_multiple"
+        }
     }
 
     /// Priority classes of the memory manager, highest first.

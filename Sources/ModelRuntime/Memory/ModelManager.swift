@@ -235,7 +235,8 @@ public actor ModelManager {
             inputs: (session?.inputs ?? []).map {
                 TensorInfo(name: $0.name, shape: $0.shape.map { $0 == -1 ? 1 : $0 })
             },
-            outputs: session?.outputs ?? [], device: session?.device ?? "", concurrency: session?.concurrency ?? 1)
+            outputs: session?.outputs ?? [], device: session?.device ?? "", concurrency: session?.concurrency ?? 1,
+            flexibleSizeMultiple: session?.flexibleSizeMultiple)
     }
 
     private func admit(_ id: String) async throws -> (any InferenceSession, MicroBatcher?) {
@@ -444,6 +445,7 @@ public actor ModelManager {
         options.device = inventory.engineDevice(device)
         // Per-face models batch across requests; detectors see whole images one at a time.
         options.maxBatch = entry.batches && policy.maxBatch > 1 ? policy.maxBatch : 1
+        options.flexibleSizeMultiple = entry.input.sizeMultiple
         let untuned = options
         let tuner = self.tuner
         // Tuning applies where the hint and precision mean something: OpenVINO on the CPU.
@@ -680,11 +682,15 @@ final class ManagedSession: InferenceSession {
     let outputs: [TensorInfo]
     let device: String
     let concurrency: Int
+    /// The loaded session's, when the handle was made; should the model move to an engine that
+    /// refuses other sizes meanwhile, the detector falls back to the declared shape.
+    let flexibleSizeMultiple: Int?
 
     init(
         manager: ModelManager, id: String, inputs: [TensorInfo], outputs: [TensorInfo], device: String,
-        concurrency: Int
+        concurrency: Int, flexibleSizeMultiple: Int?
     ) {
+        self.flexibleSizeMultiple = flexibleSizeMultiple
         self.manager = manager
         self.id = id
         self.inputs = inputs

@@ -205,6 +205,7 @@ public final class SessionTuner: Sendable {
         for choice in candidates {
             var options = applied(choice)
             options.maxBatch = 1
+            options.flexibleSizeMultiple = nil  // measured on the declared shape; no second compile
             do {
                 sessions.append((choice, try engine.load(modelAt: path, options: options)))
             } catch {
