@@ -390,7 +390,12 @@ extension BenchCommand {
             let half = try ImageDecoder.decode(jpeg, minimumLongSide: YuNet.inputSize).image
             try await time("letterbox 640x640 BGR from 640x443") { _ = YuNet().preprocess(half) }
             try await time("align 112x112 chip") { _ = FaceAlignment.chip(image, landmarks: face.landmarks) }
-            for entry in registry.store.manifest.models {
+            // Models this installation cannot run (not installed, or a licence not opted in to)
+            // are left out, as `facesocial tune` leaves them.
+            let runnable = registry.store.manifest.models.filter {
+                registry.store.status(of: $0).isOK && registry.store.isEnabled($0)
+            }
+            for entry in runnable {
                 let session = try await registry.session(for: entry.id)
                 let input = Tensor(zeros: entry.input.shape)
                 try await time(
@@ -403,7 +408,7 @@ extension BenchCommand {
                 _ = try await FaceRecognizer.sface.embed(chip: chip, runner: try await registry.session(for: "sface"))
             }
             var choices: [String] = []
-            for entry in registry.store.manifest.models {
+            for entry in runnable {
                 choices.append("\(entry.id) \(await tuned(registry, entry.id))")
             }
             print("micro benchmarks, \(iterations) iterations; precision/hint: \(choices.joined(separator: ", "))")

@@ -164,6 +164,70 @@ struct YuNetInputSizeTests {
     }
 }
 
+@Suite("Letterbox resampling")
+struct LetterboxResamplingTests {
+    /// The bilinear convention written out per pixel (OpenCV's INTER_LINEAR: centres aligned,
+    /// neighbours clamped at the edge): x first, then y, then mean and scale, value by value.
+    private func reference(
+        _ image: RGBImage, width: Int, height: Int, contentWidth: Int, contentHeight: Int, order: ChannelOrder,
+        normalization: Normalization
+    ) -> [Float] {
+        var out = [Float](repeating: 0, count: 3 * width * height)
+        let fx = Float(image.width) / Float(contentWidth)
+        let fy = Float(image.height) / Float(contentHeight)
+        let means = [normalization.mean.0, normalization.mean.1, normalization.mean.2]
+        let scales = [normalization.scale.0, normalization.scale.1, normalization.scale.2]
+        for dy in 0..<contentHeight {
+            let sy = min(max((Float(dy) + 0.5) * fy - 0.5, 0), Float(image.height - 1))
+            let y0 = Int(sy)
+            let y1 = min(y0 + 1, image.height - 1)
+            let wy = sy - Float(y0)
+            for dx in 0..<contentWidth {
+                let sx = min(max((Float(dx) + 0.5) * fx - 0.5, 0), Float(image.width - 1))
+                let x0 = Int(sx)
+                let x1 = min(x0 + 1, image.width - 1)
+                let wx = sx - Float(x0)
+                for plane in 0..<3 {
+                    // Plane `plane` of the model's order takes this source channel.
+                    let channel = order == .rgb ? plane : 2 - plane
+                    func value(_ x: Int, _ y: Int) -> Float { Float(image.pixels[(y * image.width + x) * 3 + channel]) }
+                    let top = value(x0, y0) + (value(x1, y0) - value(x0, y0)) * wx
+                    let bottom = value(x0, y1) + (value(x1, y1) - value(x0, y1)) * wx
+                    out[plane * width * height + dy * width + dx] =
+                        (top + (bottom - top) * wy - means[plane]) * scales[plane]
+                }
+            }
+        }
+        return out
+    }
+
+    /// Guards the letterbox's arithmetic (a rewrite must keep every value, not only the faces).
+    @Test func theLetterboxGivesThePerPixelFormulasValues() {
+        var generator = SystemRandomNumberGenerator()
+        // Down by less and more than 2, up, one row or column, and an odd canvas.
+        let cases = [
+            (1137, 910, 512, 640), (1200, 626, 352, 640), (100, 75, 640, 480), (1, 300, 32, 640), (999, 1, 640, 32),
+            (37, 53, 96, 64),
+        ]
+        for (sourceWidth, sourceHeight, width, height) in cases {
+            let pixels = (0..<(sourceWidth * sourceHeight * 3)).map { _ in UInt8.random(in: 0...255, using: &generator)
+            }
+            let image = RGBImage(width: sourceWidth, height: sourceHeight, pixels: pixels)
+            for (order, normalization) in [
+                (ChannelOrder.bgr, Normalization.identity),
+                (.rgb, Normalization(mean: (127.5, 127.5, 127.5), scale: (1 / 127.5, 1 / 127.5, 1 / 127.5))),
+            ] {
+                let (tensor, geometry) = Preprocessing.letterbox(
+                    image, width: width, height: height, order: order, normalization: normalization)
+                let expected = reference(
+                    image, width: width, height: height, contentWidth: geometry.contentWidth,
+                    contentHeight: geometry.contentHeight, order: order, normalization: normalization)
+                #expect(tensor.data == expected, "\(sourceWidth)×\(sourceHeight) → \(width)×\(height) \(order)")
+            }
+        }
+    }
+}
+
 @Suite("Reflected crops and area resizing")
 struct ResamplingTests {
     @Test func reflectCropMirrorsWithoutRepeatingTheEdge() {
