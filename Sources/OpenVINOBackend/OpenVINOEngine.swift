@@ -164,23 +164,25 @@ final class OpenVINOSession: InferenceSession, @unchecked Sendable {
         var outputs: [TensorInfo] = []
         for index in 0..<outputCount { outputs.append(try Self.portInfo(model: model!, index: index, input: false)) }
 
-        // An NCHW image input (one input, no batching) may also run at the image's own size.
+        // An NCHW image input (one input, no batching) may also run at the image's own size. Should
+        // that compile fail, the session still serves the declared shape, which always runs.
+        var flexible: Compiled?
         if let step = options.flexibleSizeMultiple, step > 0, options.maxBatch == 1, declared.count == 1,
             declared[0].shape.count == 4, declared[0].shape[2] % step == 0, declared[0].shape[3] % step == 0
         {
             let dims = declared[0].shape.map(Int64.init)
-            try check(
-                fs_ov_reshape_input_bounds(
-                    model, 0, [dims[0], dims[1], Int64(step), Int64(step)], dims, dims.count),
-                "ov_model_reshape(\(declared[0].name), height and width \(step)…)")
-            flexible = try Compiled(
-                core: core, model: model!, device: options.device, properties: properties,
-                inferRequests: options.inferRequests)
-            flexibleSizeMultiple = step
-        } else {
-            flexible = nil
-            flexibleSizeMultiple = nil
+            flexible = try? {
+                try check(
+                    fs_ov_reshape_input_bounds(
+                        model, 0, [dims[0], dims[1], Int64(step), Int64(step)], dims, dims.count),
+                    "ov_model_reshape(\(declared[0].name), height and width \(step)…)")
+                return try Compiled(
+                    core: core, model: model!, device: options.device, properties: properties,
+                    inferRequests: options.inferRequests)
+            }()
         }
+        self.flexible = flexible
+        flexibleSizeMultiple = flexible == nil ? nil : options.flexibleSizeMultiple
         self.inputs = declared
         self.outputs = outputs
         self.device = options.device

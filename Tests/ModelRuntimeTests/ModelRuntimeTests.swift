@@ -210,6 +210,18 @@ struct ModelRegistryTests {
         #expect(status.uses == 20)
     }
 
+    /// The manifest's `size_multiple` reaches the CPU session (from the entry, not from the
+    /// options the server builds), and an image-shaped input runs through the registry's handle.
+    @Test func theManifestsSizeMultipleReachesTheCPUSession() async throws {
+        let registry = try registry()
+        let session = try await registry.session(for: "yunet")
+        #expect(session.flexibleSizeMultiple == 32)
+        let outputs = try await session.infer(["input": Tensor(zeros: [1, 3, 448, 640])])
+        #expect(outputs["cls_8"]?.shape == [1, 56 * 80, 1])
+        let sface = try await registry.session(for: "sface")
+        #expect(sface.flexibleSizeMultiple == nil)
+    }
+
     @Test func aCorruptedFileMarksTheModelFailed() async throws {
         let temp = FileManager.default.temporaryDirectory.appendingPathComponent("facesocial-reg-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: temp) }

@@ -445,7 +445,8 @@ public actor ModelManager {
         options.device = inventory.engineDevice(device)
         // Per-face models batch across requests; detectors see whole images one at a time.
         options.maxBatch = entry.batches && policy.maxBatch > 1 ? policy.maxBatch : 1
-        options.flexibleSizeMultiple = entry.input.sizeMultiple
+        // Image-shaped inputs on the CPU only: a GPU plugin compiles dynamic shapes slowly, if at all.
+        options.flexibleSizeMultiple = DeviceName(options.device).kind == "CPU" ? entry.input.sizeMultiple : nil
         let untuned = options
         let tuner = self.tuner
         // Tuning applies where the hint and precision mean something: OpenVINO on the CPU.
