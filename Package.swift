@@ -93,9 +93,11 @@ let package = Package(
         // Its benchmark and self-check (`facesocial-search-bench`, scripts/bench-search.sh).
         .executableTarget(name: "facesocial-search-bench", dependencies: ["FaceSearch", "CVectorKernels"]),
         // Layer 2: pure computation on images, tensors and faces.
+        // The letterbox's resampling with AVX-512 gathers, chosen at run time.
+        .target(name: "CImageKernels"),
         .target(
             name: "FaceKit",
-            dependencies: ["CImageCodecs"]
+            dependencies: ["CImageCodecs", "CImageKernels"]
         ),
         // Layer 3: inference. The engine protocols, each engine in its own target (its C module
         // imported `internal`, so the header flags stay there), then the manifest, memory

@@ -1,3 +1,5 @@
+import CImageKernels
+
 /// Channel order a model expects in its input planes.
 public enum ChannelOrder: Sendable {
     case rgb, bgr
@@ -161,6 +163,14 @@ public enum Preprocessing {
         let (mr, mg, mb, sr, sg, sb) = order == .rgb ? (m0, m1, m2, s0, s1, s2) : (m2, m1, m0, s2, s1, s0)
         let mean = SIMD4<Float>(mr, mg, mb, 0)
         let scale = SIMD4<Float>(sr, sg, sb, 0)
+        // The AVX-512 kernel takes the row's columns it can (it loads four bytes per pixel, so not
+        // those whose right neighbour is a row's last pixel: on the image's last row that fourth
+        // byte lies past the end); this loop does the rest, or all of them on other CPUs.
+        let kernelColumns = x1.prefix { $0 < (sw - 1) * 3 }.count
+        let x0Bytes = x0.map { Int32($0) }
+        let x1Bytes = x1.map { Int32($0) }
+        let means = [mr, mg, mb]
+        let scales = [sr, sg, sb]
         image.pixels.withUnsafeBufferPointer { src in
             x0.withUnsafeBufferPointer { x0 in
                 x1.withUnsafeBufferPointer { x1 in
@@ -172,7 +182,14 @@ public enum Preprocessing {
                             let row0 = yi * sw * 3
                             let row1 = min(yi + 1, sh - 1) * sw * 3
                             let outRow = dy * canvasWidth
-                            for dx in 0..<contentWidth {
+                            var planes: [UnsafeMutablePointer<Float>?] = [
+                                out.baseAddress! + rPlane + outRow, out.baseAddress! + gPlane + outRow,
+                                out.baseAddress! + bPlane + outRow,
+                            ]
+                            let done = fs_bilinear_rgb_row(
+                                src.baseAddress! + row0, src.baseAddress! + row1, x0Bytes, x1Bytes, wx.baseAddress,
+                                kernelColumns, wy, means, scales, &planes)
+                            for dx in done..<contentWidth {
                                 // The three channels of the four neighbours at once.
                                 let a = row0 + x0[dx]
                                 let b = row0 + x1[dx]
