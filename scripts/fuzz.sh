@@ -9,10 +9,14 @@ cd "$root"
 seconds=${1:-60}
 out=.build-fuzz
 mkdir -p "$out"
-if [ ! -x "$out/ImageDecoderFuzz" ] || [ -n "$(find Sources/FaceKit Fuzz -newer "$out/ImageDecoderFuzz" -print -quit)" ]; then
+if [ ! -x "$out/ImageDecoderFuzz" ] ||
+  [ -n "$(find Sources/FaceKit Sources/CImageKernels Fuzz -newer "$out/ImageDecoderFuzz" -print -quit)" ]; then
+  # FaceKit's C kernels (the letterbox's resampling), instrumented like the Swift code.
+  clang -c -O2 -g -fsanitize=fuzzer-no-link,address -I Sources/CImageKernels/include \
+    Sources/CImageKernels/fs_image_kernels.c -o "$out/fs_image_kernels.o"
   swiftc -module-name ImageDecoderFuzz -parse-as-library -sanitize=fuzzer,address -O -g \
-    -I Sources/CImageCodecs $(find Sources/FaceKit -name '*.swift') Fuzz/ImageDecoderFuzz.swift \
-    -lturbojpeg -lpng16 -lwebp -lheif -o "$out/ImageDecoderFuzz"
+    -I Sources/CImageCodecs -I Sources/CImageKernels/include $(find Sources/FaceKit -name '*.swift') \
+    Fuzz/ImageDecoderFuzz.swift "$out/fs_image_kernels.o" -lturbojpeg -lpng16 -lwebp -lheif -o "$out/ImageDecoderFuzz"
 fi
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
