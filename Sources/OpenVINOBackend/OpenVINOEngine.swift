@@ -57,7 +57,7 @@ final class OpenVINOSession: InferenceSession, @unchecked Sendable {
 
     /// One compiled model with its infer requests; `slots` lends each request to one caller.
     private final class Compiled: @unchecked Sendable {
-        let model: OpaquePointer
+        let handle: OpaquePointer
         let requests: [OpaquePointer]
         let slots: SlotPool
 
@@ -97,14 +97,14 @@ final class OpenVINOSession: InferenceSession, @unchecked Sendable {
                 }
                 requests.append(request!)
             }
-            self.model = compiled!
+            self.handle = compiled!
             self.requests = requests
             self.slots = SlotPool(count: requests.count)
         }
 
         deinit {
             requests.forEach { ov_infer_request_free($0) }
-            ov_compiled_model_free(model)
+            ov_compiled_model_free(handle)
         }
     }
 
