@@ -71,6 +71,23 @@ private func distance(_ a: Point, _ b: Point) -> Float {
     ((a.x - b.x) * (a.x - b.x) + (a.y - b.y) * (a.y - b.y)).squareRoot()
 }
 
+/// How far `faces` are from the `reference` faces of one photo: the lowest box IoU of each
+/// reference face with its best match, the largest score difference, and the largest landmark
+/// shift as a share of the face's width.
+private func worstDifferences(_ faces: [DetectedFace], from reference: [DetectedFace], _ name: String) throws
+    -> (iou: Float, score: Float, landmark: Float)
+{
+    var worst: (iou: Float, score: Float, landmark: Float) = (1, 0, 0)
+    for face in reference {
+        let match = try #require(faces.max(by: { $0.box.iou(face.box) < $1.box.iou(face.box) }), "\(name)")
+        worst.iou = min(worst.iou, match.box.iou(face.box))
+        worst.score = max(worst.score, abs(match.score - face.score))
+        worst.landmark = max(
+            worst.landmark, zip(match.landmarks, face.landmarks).map { distance($0, $1) }.max()! / face.box.width)
+    }
+    return worst
+}
+
 @Suite("RetinaFace, MiniFAS and face mesh on real photos")
 struct DetectionLivenessMeshTests {
     /// `/v1/detect` decodes large JPEGs at 1/2, 1/4 or 1/8 size: YuNet must find the same faces,
@@ -115,17 +132,7 @@ struct DetectionLivenessMeshTests {
             if size != (640, 640) { fitted += 1 }
             let faces = try await YuNet().detect(photo.image, runner: runner, options: DetectionOptions()).faces
             #expect(faces.count == photo.faces.count, "\(name): \(faces.count) faces, square \(photo.faces.count)")
-            var worstIoU: Float = 1
-            var worstScore: Float = 0
-            var worstLandmark: Float = 0
-            for face in photo.faces {
-                let match = try #require(faces.max(by: { $0.box.iou(face.box) < $1.box.iou(face.box) }), "\(name)")
-                worstIoU = min(worstIoU, match.box.iou(face.box))
-                worstScore = max(worstScore, abs(match.score - face.score))
-                worstLandmark = max(
-                    worstLandmark, zip(match.landmarks, face.landmarks).map { distance($0, $1) }.max()! / face.box.width
-                )
-            }
+            let (worstIoU, worstScore, worstLandmark) = try worstDifferences(faces, from: photo.faces, name)
             report += String(
                 format: "  %@ at %d×%d: %d faces, IoU ≥ %.3f, score Δ ≤ %.3f, landmark Δ ≤ %.3f × width\n",
                 name as NSString, size.width, size.height, faces.count, worstIoU, worstScore, worstLandmark)
@@ -152,17 +159,7 @@ struct DetectionLivenessMeshTests {
             let photo = try await fixtures.photo(name)
             let faces = try await YuNet().detect(photo.image, runner: runner, options: DetectionOptions()).faces
             #expect(faces.count == photo.faces.count, "\(name): \(faces.count) faces, f32 \(photo.faces.count)")
-            var worstIoU: Float = 1
-            var worstScore: Float = 0
-            var worstLandmark: Float = 0
-            for face in photo.faces {
-                let match = try #require(faces.max(by: { $0.box.iou(face.box) < $1.box.iou(face.box) }), "\(name)")
-                worstIoU = min(worstIoU, match.box.iou(face.box))
-                worstScore = max(worstScore, abs(match.score - face.score))
-                worstLandmark = max(
-                    worstLandmark, zip(match.landmarks, face.landmarks).map { distance($0, $1) }.max()! / face.box.width
-                )
-            }
+            let (worstIoU, worstScore, worstLandmark) = try worstDifferences(faces, from: photo.faces, name)
             report += String(
                 format: "  %@: %d faces, IoU ≥ %.3f, score Δ ≤ %.3f, landmark Δ ≤ %.3f × width\n", name as NSString,
                 faces.count, worstIoU, worstScore, worstLandmark)
