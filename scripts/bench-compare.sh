@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Two FaceSocial binaries side by side on /v1/detect and /v1/verify (wrk on loopback, the same
+# Two FaceSocial binaries side by side on /v1/detect, /v1/verify and /v1/analyze (wrk on loopback, the same
 # photos as scripts/bench-http.sh), taking turns so that both see the same machine: a change's
 # before/after check (docs/benchmarks.md, "Before and after a change").
 #   scripts/bench-compare.sh BEFORE_BIN AFTER_BIN [--duration 10] [--concurrency 16] [--rounds 2]
@@ -28,6 +28,7 @@ trap cleanup EXIT
 boundary=facesocialbench
 python3 bench/http/multipart.py "$work/detect.body" $boundary "image=$testdata/group6_t1.jpg"
 python3 bench/http/multipart.py "$work/verify.body" $boundary "image1=$testdata/obama.jpg" "image2=$testdata/obama2.jpg"
+python3 bench/http/multipart.py "$work/analyze.body" $boundary "image=$testdata/two_people.jpg"
 cat > "$work/row.py" <<'PY'
 import json, sys
 round_, name, route, line, c = sys.argv[1:]
@@ -48,8 +49,10 @@ for round in $(seq 1 "$rounds"); do
       FACESOCIAL_PRELOAD_MODELS=sface FACESOCIAL_TUNING_FILE=$tuning "$bin" serve > "$work/$name.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break; sleep 0.2; done
-    for route in detect verify; do
+    for route in detect verify analyze; do
       url=http://127.0.0.1:$port/v1/$route
+      # The analyses bench-http.sh measures.
+      [ "$route" = analyze ] && url="$url?analyses=embedding,attributes,liveness,quality"
       BODY_FILE=$work/$route.body BOUNDARY=$boundary wrk -t1 -c1 -d2s -s bench/http/post.lua "$url" >/dev/null
       line=$(BODY_FILE=$work/$route.body BOUNDARY=$boundary wrk -t2 -c"$concurrency" -d"${duration}s" --timeout 30s \
         -s bench/http/post.lua "$url" | sed -n 's/^RESULT //p')

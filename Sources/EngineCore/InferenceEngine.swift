@@ -24,9 +24,9 @@ public struct SessionOptions: Sendable, Equatable {
     /// When above 1, the first (batch) dimension of every input is compiled as dynamic 1…maxBatch,
     /// so the micro-batcher can run several faces as one [N, …] tensor.
     public var maxBatch: Int
-    /// When set (the manifest's `input.size_multiple`), an engine that can also accepts an image
-    /// input of any height and width in steps of it up to the declared shape, so a detector can
-    /// feed the image's own aspect instead of a padded square. Engines that cannot ignore it.
+    /// When set (the manifest's `input.size_multiple`), an engine that can also accept an image
+    /// input of any height and width in steps of it, up to the declared shape, does, so a detector
+    /// can feed the image's own aspect instead of a padded square. Engines that cannot ignore it.
     public var flexibleSizeMultiple: Int?
 
     public init(
