@@ -75,17 +75,26 @@ public enum FaceSocialApp {
         APIJSON.install()
         app.http.server.configuration.hostname = config.host
         app.http.server.configuration.port = config.port
-        app.http.server.configuration.idleTimeout = .seconds(Int64(config.security.idleTimeoutSeconds))
-        // The whole body limit is enforced per route while streaming; this only bounds routes
-        // that let Vapor collect the body.
+        // Every route's body limit unless it declares its own (`Route.allowingBody(upTo:)`): the
+        // server refuses a longer body with 413 before the route runs.
         app.routes.defaultMaxBodySize = ByteCount(integerLiteral: config.imageLimits.maxBytes)
+        let limits = TransportLimits(
+            idleTimeout: .seconds(Int64(config.security.idleTimeoutSeconds)),
+            headTimeout: .seconds(Int64(config.security.headTimeoutSeconds)),
+            bodyTimeout: .seconds(Int64(config.security.bodyTimeoutSeconds)),
+            maxConnections: config.security.maxConnections)
 
         let metrics = ModelMetrics()
+        // Vapor asks the provider for `app.server` each time: one instance, held by the provider.
+        let server = FaceSocialHTTPServer(
+            application: app, limits: limits, metrics: TransportMetrics(registry: metrics.registry))
+        app.servers.use { _ in server }
         app.middleware = Middlewares()
         app.middleware.use(RequestContextMiddleware())
         // Outside the error middleware, so refused requests are counted with their final status.
         app.middleware.use(HTTPMetricsMiddleware(registry: metrics.registry))
         app.middleware.use(APIErrorMiddleware())
+        app.middleware.use(TransportRefusalMiddleware())
 
         try DatabaseSetup.configure(app, config: config)
         if config.autoMigrate { try await app.autoMigrate() }

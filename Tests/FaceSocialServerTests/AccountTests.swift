@@ -295,7 +295,7 @@ struct AccountTests {
         let limited = ["FACESOCIAL_RATE_LIMIT_IP_PER_MINUTE": "3"]
         try await withFaceSocial(securityEnv(limited.merging(["FACESOCIAL_TRUSTED_PROXIES": "127.0.0.1"]) { $1 })) {
             app in
-            let tester = try app.testing(method: .running(port: 0))
+            let tester = try app.testing(method: .running(port: RedisTestServer.freePort()))
             // The per-minute window must not turn over during the six requests, slow as they may be.
             try await awayFromAMinuteBoundary(leaving: 45)
             func status(_ forwarded: String) async throws -> HTTPStatus {
@@ -316,7 +316,7 @@ struct AccountTests {
             #expect(Set(denied.compactMap(\.ip)) == ["203.0.113.7", "203.0.113.8"])
         }
         try await withFaceSocial(securityEnv(limited)) { app in
-            let tester = try app.testing(method: .running(port: 0))
+            let tester = try app.testing(method: .running(port: RedisTestServer.freePort()))
             try await awayFromAMinuteBoundary()
             for (n, forwarded) in ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"].enumerated() {
                 try await tester.test(
@@ -372,7 +372,7 @@ struct AccountTests {
 
     func checkHTTPS(_ app: Application) async throws {
         try await app.server.start(address: .hostname("127.0.0.1", port: 0))
-        let port = try #require(app.http.server.shared.localAddress?.port)
+        let port = try #require((app.server as? FaceSocialHTTPServer)?.localAddress?.port)
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.certificateVerification = .none
         let https = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))

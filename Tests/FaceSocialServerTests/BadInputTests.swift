@@ -140,7 +140,7 @@ struct BadInputTests {
 
     @Test func oversizedBodyOverARealSocketThenServing() async throws {
         try await withFaceSocial { app in
-            let tester = try app.testing(method: .running(port: 0))
+            let tester = try app.testing(method: .running(port: RedisTestServer.freePort()))
             try await tester.test(
                 .POST, "/v1/detect", headers: ["Content-Type": "image/jpeg"],
                 body: ByteBuffer(repeating: 0x11, count: 11 * 1024 * 1024)

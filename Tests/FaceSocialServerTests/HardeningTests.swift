@@ -181,9 +181,8 @@ struct HardeningTests {
 
     /// With a 20 s idle timeout and a 25 s body timeout: a socket that sends nothing, one that stops
     /// halfway through its head, and one that trickles its upload are all let go, while a normal
-    /// client is answered as usual the whole time. Vapor's idle timer also runs while a request is
-    /// being answered, so it stays well above what `/health` can take on two cores busy with the
-    /// rest of the suite (up to 8 s was seen there; 2 s and 8 s timeouts cut those answers).
+    /// client is answered as usual the whole time (the half head is cut by the default 10 s head
+    /// deadline, the others by the idle and body timeouts).
     @Test func slowClientsAreDroppedAndOthersServed() async throws {
         let port = try RedisTestServer.freePort()
         try await withFaceSocial([
@@ -231,6 +230,98 @@ struct HardeningTests {
             // Generous bounds for a busy machine; without the timeouts none of them would close.
             #expect(ContinuousClock.now - started < .seconds(120))
             #expect(try await health().hasPrefix("HTTP/1.1 200"))
+            await app.server.shutdown()
+        }
+    }
+}
+
+extension HardeningTests {
+    /// A head dripped a byte a second never lets the connection go idle; the head deadline (3 s)
+    /// still closes it. Past the connection cap (4) a new connection is answered 503
+    /// `TOO_MANY_CONNECTIONS` and closed, and once one of the four closes a new client is served.
+    @Test func aDrippedHeadIsCutAndConnectionsAreCapped() async throws {
+        let port = try RedisTestServer.freePort()
+        try await withFaceSocial([
+            "FACESOCIAL_IDLE_TIMEOUT_SECONDS": "30", "FACESOCIAL_HEAD_TIMEOUT_SECONDS": "3",
+            "FACESOCIAL_MAX_CONNECTIONS": "4",
+        ]) { app in
+            try await app.server.start(address: .hostname("127.0.0.1", port: port))
+            let server = try #require(app.server as? FaceSocialHTTPServer)
+            let dripped = try await onThread { () -> (closed: Bool, seconds: Double) in
+                let client = try RawClient(port: port)
+                let started = Date()
+                for byte in "GET /health HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+                    try? client.send(String(byte))
+                    _ = client.receive(waitingSeconds: 1)
+                    if client.closed { break }
+                }
+                return (client.closed, Date().timeIntervalSince(started))
+            }
+            // Without the head deadline the drip (about 60 s) would end with the head unfinished and the
+            // connection open; the bound leaves room for a busy machine.
+            #expect(dripped.closed, "the dripped head was let go")
+            #expect(dripped.seconds < 30, "closed after \(dripped.seconds) s")
+
+            let held = try (0..<4).map { _ in try RawClient(port: port) }
+            try await Task.sleep(for: .milliseconds(500))
+            let refused = try await onThread {
+                try RawClient(port: port).exchange("GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            }
+            #expect(refused.hasPrefix("HTTP/1.1 503"), "past the cap: \(refused.prefix(200))")
+            #expect(refused.contains("TOO_MANY_CONNECTIONS") && refused.contains("Retry-After: 1"))
+            #expect(server.refusedConnections >= 1)
+            shutdown(held[0].fd, Int32(SHUT_RDWR))  // the fd itself is closed with its client
+            var served = ""
+            for _ in 0..<20 where !served.hasPrefix("HTTP/1.1 200") {
+                try await Task.sleep(for: .milliseconds(250))
+                served = try await onThread {
+                    try RawClient(port: port).exchange("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                }
+            }
+            #expect(served.hasPrefix("HTTP/1.1 200"), "after one closed: \(served.prefix(200))")
+            _ = held
+            await app.server.shutdown()
+        }
+    }
+}
+
+extension HardeningTests {
+    /// The server reads each body within its route's limit: with a 2 KiB image limit a 5,000-byte
+    /// chunked body (no length to refuse up front) is 413 on `/v1/detect` and the connection
+    /// answers the next request; the batch route, which declares room for 16 images, takes it to
+    /// the route (which answers 200 with the item's own error). A client waiting for `100 Continue` is answered at once.
+    @Test func eachRouteGetsItsBodyLimit() async throws {
+        let port = try RedisTestServer.freePort()
+        try await withFaceSocial(["FACESOCIAL_MAX_BODY_BYTES": "2048"]) { app in
+            try await app.server.start(address: .hostname("127.0.0.1", port: port))
+            @Sendable func chunked(_ path: String, connection: String) -> String {
+                let chunk = String(repeating: "x", count: 1000)
+                return
+                    "POST \(path) HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\nConnection: \(connection)\r\n\r\n"
+                    + String(repeating: "3e8\r\n\(chunk)\r\n", count: 5) + "0\r\n\r\n"
+            }
+            let answers = try await onThread { () -> [String] in
+                let client = try RawClient(port: port)
+                try client.send(chunked("/v1/detect", connection: "keep-alive"))
+                var first = ""
+                for _ in 0..<20 where !first.contains("}") { first += client.receive(waitingSeconds: 1) }
+                let second = try client.exchange("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                let batch = try RawClient(port: port).exchange(chunked("/v1/batch/analyze", connection: "close"))
+                let waiting = try RawClient(port: port).exchange(
+                    "POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\nExpect: 100-continue\r\n\r\n")
+                let continued = try RawClient(port: port)
+                try continued.send(
+                    "POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+                let interim = continued.receive(waitingSeconds: 5)
+                return [first, second, batch, waiting, interim]
+            }
+            #expect(
+                answers[0].hasPrefix("HTTP/1.1 413") && answers[0].contains("IMAGE_TOO_LARGE"),
+                "\(answers[0].prefix(300))")
+            #expect(answers[1].hasPrefix("HTTP/1.1 200"), "the same connection afterwards: \(answers[1].prefix(200))")
+            #expect(answers[2].hasPrefix("HTTP/1.1 200"), "the batch route: \(answers[2].prefix(600))")
+            #expect(answers[3].hasPrefix("HTTP/1.1 413"), "\(answers[3].prefix(200))")
+            #expect(answers[4].hasPrefix("HTTP/1.1 100 Continue"), "\(answers[4].prefix(200))")
             await app.server.shutdown()
         }
     }

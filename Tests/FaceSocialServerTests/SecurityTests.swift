@@ -181,7 +181,7 @@ struct SecurityTests {
         try await withFaceSocial(securityEnv(env.merging(["FACESOCIAL_TRUSTED_PROXIES": "127.0.0.1"]) { $1 })) {
             app in
             try await makeUser(app, "victim@c.example", role: .user)
-            let tester = try app.testing(method: .running(port: 0))
+            let tester = try app.testing(method: .running(port: RedisTestServer.freePort()))
             func attempt(_ email: String, _ password: String, from address: String) async throws -> (
                 HTTPStatus, String?
             ) {
@@ -282,7 +282,7 @@ struct SecurityTests {
     @Test func concurrentRefreshesOfOneTokenHaveOneWinner() async throws {
         try await withFaceSocial(securityEnv()) { app in
             try await app.server.start(address: .hostname("127.0.0.1", port: 0))
-            let port = try #require(app.http.server.shared.localAddress?.port)
+            let port = try #require((app.server as? FaceSocialHTTPServer)?.localAddress?.port)
             let client = HTTPClient(eventLoopGroupProvider: .singleton)
             do {
                 for round in 0..<3 {
@@ -357,7 +357,7 @@ struct SecurityTests {
             "FACESOCIAL_BCRYPT_COST": "10",
         ])
         try await withFaceSocial(production) { app in
-            let tester = try app.testing(method: .running(port: 0))
+            let tester = try app.testing(method: .running(port: RedisTestServer.freePort()))
             try await tester.test(.GET, "/health") { res in
                 #expect(res.headers.first(name: "Strict-Transport-Security") == nil, "HSTS over plain HTTP")
             }

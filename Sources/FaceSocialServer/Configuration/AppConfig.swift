@@ -65,6 +65,8 @@ public struct AppConfig: Sendable {
     public var verifyThreshold: Float
     public var livenessThreshold: Float
     public var batchMaxImages: Int
+    /// The body a batch route takes: as many images as a batch holds, each at most the image limit.
+    public var batchBodyLimit: Int { imageLimits.maxBytes * batchMaxImages }
     public var batchConcurrency: Int
     public var logLevel: Logger.Level
     public var jsonLogs: Bool

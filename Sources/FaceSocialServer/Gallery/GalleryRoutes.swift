@@ -31,7 +31,9 @@ struct GalleryRoutes: RouteCollection {
         read.on(.POST, collection + ["identify"], body: .stream, use: identify)
         read.on(.POST, collection + ["faces", ":face", "search"], body: .stream, use: searchByFace)
         enrol.on(.POST, collection + ["batch", "enroll"], body: .stream, use: batchEnrol)
+            .allowingBody(upTo: config.batchBodyLimit)
         enrol.on(.POST, collection + ["jobs", "enroll"], body: .stream, use: createEnrolJob)
+            .allowingBody(upTo: config.batchBodyLimit)
         read.get(collection + ["jobs", ":job"], use: getJob)
         write.post(collection + ["subjects"], use: createSubject)
         read.get(collection + ["subjects"], use: listSubjects)
@@ -264,7 +266,7 @@ struct GalleryRoutes: RouteCollection {
         ImageRequest, FaceParameters, QualityFilter, [BatchItem], UUID
     ) {
         let input = try await req.imageRequest(
-            maxBytes: config.imageLimits.maxBytes * config.batchMaxImages, parameters: RouteParameters.batchEnrol)
+            maxBytes: config.batchBodyLimit, parameters: RouteParameters.batchEnrol)
         let p = try input.faceParameters(config)
         let filter = QualityFilter(rawValue: try input.choice(.qualityFilter))!
         let items = try batchItems(input)

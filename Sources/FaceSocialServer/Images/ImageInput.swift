@@ -115,32 +115,17 @@ extension Request {
         return result
     }
 
+    /// The body, which the server (FaceSocialHTTPServer) has read whole within the route's limit
+    /// and the body deadline; this route may take less than that limit.
     private func collectedBody(maxBytes: Int) async throws -> ByteBuffer {
         if let length = headers.first(name: .contentLength).flatMap(Int.init), length > maxBytes {
             throw APIError.imageTooLarge("the request body of \(length) bytes exceeds the limit of \(maxBytes) bytes")
         }
-        if let buffer = body.data { return buffer }
-        // A client that trickles its upload would otherwise hold the request (and its memory) for
-        // as long as it keeps one byte coming within each idle timeout.
-        let seconds = application.security?.config.bodyTimeoutSeconds ?? SecurityConfig().bodyTimeoutSeconds
-        // A race on the request's event loop rather than a task group: a group would wait for the
-        // collection to end before answering, which is what the timeout is for not doing.
-        let promise = eventLoop.makePromise(of: ByteBuffer?.self)
-        let timer = eventLoop.scheduleTask(in: .seconds(Int64(seconds))) {
-            promise.fail(
-                APIError(
-                    .requestTimeout, "REQUEST_TIMEOUT", "the request body did not arrive within \(seconds) s",
-                    headers: ["Connection": "close"]))
-        }
-        body.collect(max: maxBytes).whenComplete { result in
-            timer.cancel()
-            promise.completeWith(result)  // a no-op once the timer has failed it
-        }
-        do {
-            return try await promise.futureResult.get() ?? ByteBuffer()
-        } catch let error as any AbortError where error.status == .payloadTooLarge {
+        let buffer = body.data ?? ByteBuffer()
+        guard buffer.readableBytes <= maxBytes else {
             throw APIError.imageTooLarge("the request body exceeds the limit of \(maxBytes) bytes")
         }
+        return buffer
     }
 
     private func parseMultipart(_ body: ByteBuffer, into result: inout ImageRequest) throws {

@@ -32,7 +32,7 @@ enum OpenAPIDocument {
                             "INVALID_IMAGE_FORMAT", "NO_FACE_DETECTED", "IMAGE_TOO_LARGE", "MODEL_UNAVAILABLE",
                             "INSUFFICIENT_MEMORY", "QUEUE_FULL", "RATE_LIMIT_EXCEEDED", "UNAUTHORIZED", "FORBIDDEN",
                             "NOT_FOUND", "VALIDATION_FAILED", "METHOD_NOT_ALLOWED", "INTERNAL_ERROR", "CONFLICT",
-                            "DATABASE_UNAVAILABLE", "FACE_QUALITY_TOO_LOW",
+                            "DATABASE_UNAVAILABLE", "FACE_QUALITY_TOO_LOW", "REQUEST_TIMEOUT", "TOO_MANY_CONNECTIONS",
                         ] + galleryErrorCodes,
                     ],
                     "message": string, "details": map(string),

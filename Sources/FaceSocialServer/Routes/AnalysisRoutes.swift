@@ -26,6 +26,7 @@ struct AnalysisRoutes: RouteCollection {
         v1.on(.POST, "liveness", body: .stream, use: liveness)
         v1.on(.POST, "analyze", body: .stream, use: analyze)
         v1.on(.POST, "batch", "analyze", body: .stream, use: batchAnalyze)
+            .allowingBody(upTo: config.batchBodyLimit)
     }
 
     var pipeline: FacePipeline { FacePipeline(faces: faces) }
@@ -154,7 +155,7 @@ struct AnalysisRoutes: RouteCollection {
     func batchAnalyze(_ req: Request) async throws -> Envelope<BatchResponse> {
         // A batch may carry several images, each up to the single-image limit.
         let input = try await req.imageRequest(
-            maxBytes: config.imageLimits.maxBytes * config.batchMaxImages, parameters: RouteParameters.batchAnalyze)
+            maxBytes: config.batchBodyLimit, parameters: RouteParameters.batchAnalyze)
         let p = try input.faceParameters(config, liveness: true)
         let kinds = try Self.kinds(input)
         let images = input.imageList

@@ -31,12 +31,17 @@ public struct SecurityConfig: Sendable {
     public var loginFailuresPerAddress: Int = 20
     /// The first wait past the free failures, in milliseconds; each further failure doubles it.
     public var loginFailureDelayMilliseconds: Int = 1000
-    /// A connection that neither sends nor receives for this long is closed: half-open sockets,
-    /// requests left unfinished, idle keep-alives. Longer than a request can be silent (database
-    /// statement timeout 30 s plus queue timeout 10 s by default).
+    /// A connection waiting this long for a request (a silent socket, an idle keep-alive), or whose
+    /// client stops reading an answer this long, is closed. An answer being computed is not timed
+    /// (the queue and statement timeouts bound it). Above nginx's upstream keep-alive (30 s).
     public var idleTimeoutSeconds: Int = 45
-    /// A streamed upload (the image routes) must arrive whole within this long, else 408.
+    /// A request body must arrive whole within this long of its head, else 408.
     public var bodyTimeoutSeconds: Int = 60
+    /// A request head must arrive whole within this long of its first byte, else the connection
+    /// closes (a head trickled a byte at a time).
+    public var headTimeoutSeconds: Int = 10
+    /// Open connections the server holds at most; one more is answered 503 and closed.
+    public var maxConnections: Int = 512
     /// Bearer secret of the metrics scraper (Prometheus): a principal with `system:monitor` only.
     public var metricsToken: String?
     /// Serve `/openapi.json` (development: yes; production: only when the operator says so).
@@ -134,6 +139,8 @@ public struct SecurityConfig: Sendable {
         }
         config.idleTimeoutSeconds = try integer("FACESOCIAL_IDLE_TIMEOUT_SECONDS", config.idleTimeoutSeconds, 1...3600)
         config.bodyTimeoutSeconds = try integer("FACESOCIAL_BODY_TIMEOUT_SECONDS", config.bodyTimeoutSeconds, 1...3600)
+        config.headTimeoutSeconds = try integer("FACESOCIAL_HEAD_TIMEOUT_SECONDS", config.headTimeoutSeconds, 1...3600)
+        config.maxConnections = try integer("FACESOCIAL_MAX_CONNECTIONS", config.maxConnections, 1...1_000_000)
         config.metricsToken = value("FACESOCIAL_METRICS_TOKEN")
         config.openAPIEnabled = try flag("FACESOCIAL_OPENAPI", profile == .development)
         return config
@@ -185,11 +192,17 @@ public struct SecurityConfig: Sendable {
         .init(
             name: "FACESOCIAL_IDLE_TIMEOUT_SECONDS", defaultValue: "45",
             summary:
-                "a connection with nothing sent or received for this long is closed (half-open sockets, stalled requests, idle keep-alives)"
+                "a connection waiting this long for a request, or whose client stops reading an answer this long, is closed"
         ),
         .init(
             name: "FACESOCIAL_BODY_TIMEOUT_SECONDS", defaultValue: "60",
-            summary: "an image upload must arrive whole within this long, else 408 REQUEST_TIMEOUT"),
+            summary: "a request body must arrive whole within this long of its head, else 408 REQUEST_TIMEOUT"),
+        .init(
+            name: "FACESOCIAL_HEAD_TIMEOUT_SECONDS", defaultValue: "10",
+            summary: "a request head must arrive whole within this long of its first byte, else the connection closes"),
+        .init(
+            name: "FACESOCIAL_MAX_CONNECTIONS", defaultValue: "512",
+            summary: "open connections held at most; one more gets 503 TOO_MANY_CONNECTIONS and is closed"),
         .init(
             name: "FACESOCIAL_METRICS_TOKEN", defaultValue: "(none)",
             summary:
