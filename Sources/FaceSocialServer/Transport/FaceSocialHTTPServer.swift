@@ -97,9 +97,16 @@ public final class FaceSocialHTTPServer: Server, Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try self.initialize(
                         channel, tls: tls, responder: responder, bodyLimits: bodyLimits, serverName: serverName)
+                }.flatMapErrorThrowing { [application] error in
+                    // NIO closes the connection; without this line nothing would say why.
+                    application.logger.error(
+                        "a connection could not be set up", metadata: ["error": .string("\(error)")])
+                    throw error
                 }
             }
-            .childChannelOption(.socketOption(.tcp_nodelay), value: configuration.tcpNoDelay ? 1 : 0)
+            // TCP level: `.socketOption(.tcp_nodelay)` would set SOL_SOCKET option 1, SO_DEBUG, which needs
+            // CAP_NET_ADMIN (a container without it closed every connection at accept).
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: configuration.tcpNoDelay ? 1 : 0)
             .childChannelOption(.socketOption(.so_reuseaddr), value: configuration.reuseAddress ? 1 : 0)
         let bound: EventLoopFuture<any Channel>
         switch configuration.address {
