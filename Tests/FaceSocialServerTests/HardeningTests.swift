@@ -327,6 +327,54 @@ extension HardeningTests {
     }
 }
 
+extension HardeningTests {
+    /// The server's side of an accepted connection has TCP_NODELAY and not SO_DEBUG (which needs
+    /// CAP_NET_ADMIN: a server that asked for it by mistake lost every connection in a container
+    /// without capabilities, while here, as root, it worked). The server runs in this process, so
+    /// its socket is found among this process's descriptors by its two ports.
+    @Test func acceptedConnectionsHaveTCPNoDelay() async throws {
+        let port = try RedisTestServer.freePort()
+        try await withFaceSocial { app in
+            try await app.server.start(address: .hostname("127.0.0.1", port: port))
+            let client = try RawClient(port: port)
+            try client.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            var answer = ""
+            for _ in 0..<20 where !answer.contains("\r\n\r\n") { answer += client.receive(waitingSeconds: 1) }
+            #expect(answer.hasPrefix("HTTP/1.1 200"))
+            let clientPort = Self.ports(of: client.fd).local
+            let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").compactMap {
+                Int32($0)
+            }
+            let server = descriptors.filter { fd in
+                let ports = Self.ports(of: fd)
+                return ports.local == port && ports.peer == clientPort
+            }
+            try #require(server.count == 1, "the server's side of the connection among this process's descriptors")
+            #expect(Self.option(server[0], Int32(IPPROTO_TCP), TCP_NODELAY) == 1)
+            #expect(Self.option(server[0], SOL_SOCKET, SO_DEBUG) == 0)
+            await app.server.shutdown()
+        }
+    }
+
+    static func ports(of fd: Int32) -> (local: Int, peer: Int) {
+        func port(_ call: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32) -> Int {
+            var address = sockaddr_in()
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let ok = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(fd, $0, &length) == 0 }
+            }
+            return ok && address.sin_family == sa_family_t(AF_INET) ? Int(UInt16(bigEndian: address.sin_port)) : -1
+        }
+        return (port(getsockname), port(getpeername))
+    }
+
+    static func option(_ fd: Int32, _ level: Int32, _ name: Int32) -> Int32 {
+        var value: Int32 = -1
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(fd, level, name, &value, &length) == 0 ? value : -1
+    }
+}
+
 /// Runs blocking work on a thread of its own and awaits it.
 func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
