@@ -151,6 +151,18 @@ struct ErrorBody: Content {
     let error: Inner
 }
 
+extension APIError {
+    /// The error envelope as JSON, with its content type added to `headers`: the one rendering
+    /// of an error, for the error middleware and the transport's own answers alike.
+    func envelope(headers: inout HTTPHeaders) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        let body = ErrorBody(error: .init(code: code, message: message, details: details))
+        // Encoding four strings cannot fail; an empty body would still carry the status.
+        try? ContentConfiguration.global.requireEncoder(for: .json).encode(body, to: &buffer, headers: &headers)
+        return buffer
+    }
+}
+
 /// Renders every thrown error as the error envelope, and logs server-side failures.
 struct APIErrorMiddleware: AsyncMiddleware {
     func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
@@ -165,10 +177,9 @@ struct APIErrorMiddleware: AsyncMiddleware {
                 request.logger.info(
                     "request refused", metadata: ["code": .string(apiError.code), "reason": .string(apiError.message)])
             }
-            let response = Response(status: apiError.status, headers: apiError.headers)
-            try response.content.encode(
-                ErrorBody(error: .init(code: apiError.code, message: apiError.message, details: apiError.details)))
-            return response
+            var headers = apiError.headers
+            let body = apiError.envelope(headers: &headers)
+            return Response(status: apiError.status, headers: headers, body: .init(buffer: body))
         }
     }
 }

@@ -147,7 +147,7 @@ public final class FaceSocialHTTPServer: Server, Sendable {
             metrics.refused.increment()
             // Over TLS a plain answer would be noise; the client sees the connection close.
             if tls == nil {
-                try channel.pipeline.syncOperations.addHandler(ConnectionCapRefusal())
+                try channel.pipeline.syncOperations.addHandlers([HTTPResponseEncoder(), ConnectionCapRefusal()])
             } else {
                 channel.close(promise: nil)
             }

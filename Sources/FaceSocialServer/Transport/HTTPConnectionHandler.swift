@@ -90,7 +90,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             if let length = head.headers.first(name: .contentLength).flatMap(Int.init), length > limit {
                 guard !expectsContinue else {
                     // The client holds its body back for this answer: refuse now, nothing to drain.
-                    refuse(.tooLarge(limit: limit), version: head.version)
+                    refuse(.bodyTooLarge(limit: limit), version: head.version)
                     return
                 }
                 tooLarge = true
@@ -121,7 +121,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             arm(clock.bodyArrived())
             // A body past its limit is answered once it was read to its end (its deadline still
             // applied), so the client sees the answer and the connection stays usable.
-            let refusal = tooLarge ? APIError.imageTooLarge(TransportRefusal.tooLarge(limit: bodyLimit).message) : nil
+            let refusal = tooLarge ? APIError.bodyTooLarge(limit: bodyLimit) : nil
             answer(head, body: body, refusal: refusal, context: context)
         }
     }
@@ -166,7 +166,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                 case .failure(let error):
                     handler.application.logger.error(
                         "an answer could not be written", metadata: ["error": .string("\(error)")])
-                    handler.refuse(.internalError, version: head.version)
+                    handler.refuse(.from(error), version: head.version)
                 }
             }
     }
@@ -175,13 +175,39 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         guard let context, context.channel.isActive else { return }
         let keepAlive = head.isKeepAlive && !quiescing && !closing
         arm(clock.answerStarted())
-        let status = response.status
+        send(
+            response.status, response.headers, body: head.method == .HEAD ? nil : body,
+            length: body?.readableBytes ?? 0, version: head.version, keepAlive: keepAlive, context: context)
+    }
+
+    /// An answer of the transport's own (the route never saw the request), after which the
+    /// connection closes: a body deadline passed, a body announced too large to a client that
+    /// waits for `100 Continue`, an answer that failed.
+    private func refuse(_ error: APIError, version: HTTPVersion) {
+        guard let context, !closing else { return }
+        closing = true
+        head = nil
+        body = nil
+        cancelTimer()
+        var headers = error.headers
+        let payload = error.envelope(headers: &headers)
+        send(
+            error.status, headers, body: payload, length: payload.readableBytes, version: version,
+            keepAlive: false, context: context)
+    }
+
+    /// Writes one answer: its length, date, server name and connection headers set here, a
+    /// collected body in one piece; then waits for the next request or ends the connection.
+    private func send(
+        _ status: HTTPResponseStatus, _ headers: HTTPHeaders, body: ByteBuffer?, length: Int,
+        version: HTTPVersion, keepAlive: Bool, context: ChannelHandlerContext
+    ) {
         // 1xx, 204 and 304 carry no body (RFC 9110 §6.4.1), and so no length either.
         let hasBody = status.code >= 200 && status != .noContent && status != .notModified
-        var headers = response.headers
-        headers.remove(name: .transferEncoding)  // a streamed body was collected above
+        var headers = headers
+        headers.remove(name: .transferEncoding)  // a streamed body was collected
         if hasBody {
-            headers.replaceOrAdd(name: .contentLength, value: String(body?.readableBytes ?? 0))
+            headers.replaceOrAdd(name: .contentLength, value: String(length))
         } else {
             headers.remove(name: .contentLength)
         }
@@ -189,9 +215,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         if let serverName { headers.replaceOrAdd(name: .server, value: serverName) }
         headers.replaceOrAdd(name: .connection, value: keepAlive ? "keep-alive" : "close")
         context.write(
-            wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
-            promise: nil)
-        if hasBody, head.method != .HEAD, let body, body.readableBytes > 0 {
+            wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
+        if hasBody, let body, body.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
@@ -203,28 +228,6 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                 handler.finish()
             }
         }
-    }
-
-    /// An answer of the transport's own (the route never saw the request), after which the
-    /// connection closes: a body deadline passed, a body announced too large to a client that
-    /// waits for `100 Continue`, an answer that failed.
-    private func refuse(_ refusal: TransportRefusal, version: HTTPVersion) {
-        guard let context, !closing else { return }
-        closing = true
-        head = nil
-        body = nil
-        cancelTimer()
-        var headers = refusal.headers
-        headers.replaceOrAdd(name: .date, value: dates.now())
-        if let serverName { headers.replaceOrAdd(name: .server, value: serverName) }
-        let payload = refusal.body(allocator: context.channel.allocator)
-        headers.replaceOrAdd(name: .contentLength, value: String(payload.readableBytes))
-        context.write(
-            wrapOutboundOut(.head(HTTPResponseHead(version: version, status: refusal.status, headers: headers))),
-            promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(payload))), promise: nil)
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.finish() }
     }
 
     /// Ends the connection once its last answer is out: the output side first, so a client still
@@ -265,8 +268,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         metrics.expired(deadline)
         if deadline == .body, !closing {
             // The head was read: the client waits for an answer and gets one.
-            let refusal: TransportRefusal =
-                tooLarge ? .tooLarge(limit: bodyLimit) : .bodyTimeout(seconds: limits.bodyTimeout)
+            let refusal: APIError = tooLarge ? .bodyTooLarge(limit: bodyLimit) : .bodyTimeout(limits.bodyTimeout)
             refuse(refusal, version: head?.version ?? .http1_1)
         } else {
             // A silent socket, a head that never completed, a client that stopped reading.
@@ -293,25 +295,24 @@ final class RequestBytesWatcher: ChannelInboundHandler, RemovableChannelHandler 
     }
 }
 
-/// A connection past the cap: a fixed 503 answer and close, without reading a request (what it
-/// would have asked does not change the answer).
+/// A connection past the cap: a 503 answer and close, without reading a request (what it would
+/// have asked does not change the answer). NIO's response encoder sits before it.
 final class ConnectionCapRefusal: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+    typealias OutboundOut = HTTPServerResponsePart
 
     func channelActive(context: ChannelHandlerContext) {
-        let refusal = TransportRefusal.tooManyConnections
-        var text = "HTTP/1.1 \(refusal.status.code) \(refusal.status.reasonPhrase)\r\n"
-        var headers = refusal.headers
-        let payload = refusal.body(allocator: context.channel.allocator)
+        let error = APIError.tooManyConnections
+        var headers = error.headers
+        let payload = error.envelope(headers: &headers)
         headers.replaceOrAdd(name: .contentLength, value: String(payload.readableBytes))
-        for (name, value) in headers { text += "\(name): \(value)\r\n" }
-        var buffer = context.channel.allocator.buffer(string: text + "\r\n")
-        buffer.writeImmutableBuffer(payload)
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
+        headers.replaceOrAdd(name: .connection, value: "close")
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: error.status, headers: headers))),
+            promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(payload))), promise: nil)
         let channel = context.channel
-        promise.futureResult.whenComplete { _ in
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
             channel.close(mode: .output, promise: nil)
             // What the client still sends is read and dropped until it closes, at most a second.
             channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
@@ -333,43 +334,22 @@ struct TransportRefusalMiddleware: AsyncMiddleware {
     }
 }
 
-/// The transport's own error answers, in the API's error envelope, for what ends a connection
-/// before or instead of a request (no request id: no request reached the middleware).
-struct TransportRefusal: Sendable {
-    let status: HTTPResponseStatus
-    let code: String
-    let message: String
-    var extraHeaders: HTTPHeaders = [:]
-
-    static func tooLarge(limit: Int) -> TransportRefusal {
-        TransportRefusal(
-            status: .payloadTooLarge, code: "IMAGE_TOO_LARGE",
-            message: "the request body exceeds the limit of \(limit) bytes")
+extension APIError {
+    /// 413 for a body past its route's limit, whether announced or counted while it arrived.
+    static func bodyTooLarge(limit: Int) -> APIError {
+        .imageTooLarge("the request body exceeds the limit of \(limit) bytes")
     }
-    static func bodyTimeout(seconds: TimeAmount) -> TransportRefusal {
-        TransportRefusal(
-            status: .requestTimeout, code: "REQUEST_TIMEOUT",
-            message: "the request body did not arrive within \(seconds.nanoseconds / 1_000_000_000) s")
+    /// 408 when a body did not arrive whole within the body timeout.
+    static func bodyTimeout(_ timeout: TimeAmount) -> APIError {
+        APIError(
+            .requestTimeout, "REQUEST_TIMEOUT",
+            "the request body did not arrive within \(timeout.nanoseconds / 1_000_000_000) s")
     }
-    static let tooManyConnections = TransportRefusal(
-        status: .serviceUnavailable, code: "TOO_MANY_CONNECTIONS",
-        message: "the server holds as many connections as it is configured to; retry shortly",
-        extraHeaders: ["Retry-After": "1"])
-    static let internalError = TransportRefusal(
-        status: .internalServerError, code: "INTERNAL_ERROR", message: "the answer could not be written")
-
-    var headers: HTTPHeaders {
-        var headers = extraHeaders
-        headers.replaceOrAdd(name: .contentType, value: "application/json; charset=utf-8")
-        headers.replaceOrAdd(name: .connection, value: "close")
-        return headers
-    }
-
-    func body(allocator: ByteBufferAllocator) -> ByteBuffer {
-        let envelope = ErrorBody(error: .init(code: code, message: message, details: [:]))
-        let data = (try? JSONEncoder().encode(envelope)) ?? Data()
-        return allocator.buffer(bytes: data)
-    }
+    /// 503 for a connection past FACESOCIAL_MAX_CONNECTIONS.
+    static let tooManyConnections = APIError(
+        .serviceUnavailable, "TOO_MANY_CONNECTIONS",
+        "the server holds as many connections as it is configured to; retry shortly",
+        headers: ["Retry-After": "1"])
 }
 
 /// The `Date` header's value, formatted once a second.
