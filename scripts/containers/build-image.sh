@@ -34,12 +34,17 @@ case "$flavour" in
 esac
 
 # The models the image installs come from var/models (filled by `make setup`); where it is not
-# filled yet, the manifest's files are taken from the model mirror and checked in the build.
+# filled yet, the manifest's files are taken from the model mirror and checked in the build. A
+# model whose licence needs an opt-in is copied only when FACESOCIAL_ACCEPT_MODEL_LICENCES lists
+# it, as `facesocial models pull` decides (var/models is the developer's own install).
 mirror=${FACESOCIAL_MODEL_MIRROR:-$root/../shared/models}
-python3 - "$root/models/manifest.json" "$mirror" "$root/var/models" <<'PY'
+python3 - "$root/models/manifest.json" "$mirror" "$root/var/models" "${FACESOCIAL_ACCEPT_MODEL_LICENCES:-}" <<'PY'
 import json, os, shutil, sys
-manifest, mirror, dest = sys.argv[1:]
+manifest, mirror, dest, accepted = sys.argv[1:]
+accepted = {word.strip() for word in accepted.split(",") if word.strip()}
 for entry in json.load(open(manifest))["models"]:
+    if entry.get("licence_opt_in") and entry["licence_opt_in"] not in accepted:
+        continue
     target = os.path.join(dest, entry["file"])
     if not os.path.exists(target):
         os.makedirs(os.path.dirname(target), exist_ok=True)

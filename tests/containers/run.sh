@@ -116,6 +116,7 @@ phase_image() {
   image=localhost/facesocial:$tag
   local mb=${first#*size_mb=}; mb=${mb%% *}
   record "CPU image (deploy/docker/Dockerfile)" "$first (${second} s with the layer cache)"
+  check_no_unaccepted_models
   # The aim is 350 MB (docs/deployment.md says where it stands); this catches a regression. 430, not
   # 400 since HEIC input: Debian's libheif1 links its codecs (x265, aom, dav1d, de265: about 25 MB
   # installed), which took the image from 380 to 406 MB.
@@ -147,6 +148,24 @@ phase_binary_image() {
     { tail -40 "$work/build-binary.log"; return 1; }
   image=localhost/facesocial:$tag-binary
   record "CPU image's runtime stage around $(basename "$(dirname "$bin")") binary" "$out"
+  check_no_unaccepted_models
+}
+
+# The image build stages models into var/models; one whose licence needs an opt-in must not
+# appear there without it (it did once: the staging copied every manifest entry).
+check_no_unaccepted_models() {
+  local found
+  found=$(python3 - models/manifest.json var/models "${FACESOCIAL_ACCEPT_MODEL_LICENCES:-}" <<'PY'
+import json, os, sys
+manifest, dest, accepted = sys.argv[1:]
+accepted = {word.strip() for word in accepted.split(",") if word.strip()}
+for entry in json.load(open(manifest))["models"]:
+    if entry.get("licence_opt_in") and entry["licence_opt_in"] not in accepted and os.path.exists(os.path.join(dest, entry["file"])):
+        print(entry["id"])
+PY
+)
+  [ -z "$found" ] || { record "var/models after the image build" "FAIL: installed without the opt-in: $found"; return 1; }
+  record "var/models after the image build" "no model installed without its licence opt-in"
 }
 
 ensure_image() {
